@@ -1,0 +1,8 @@
+//! ferry: a CNAB runtime whose image-type drivers are sandboxed WebAssembly components.
+//!
+//! The command-line program in `main.rs` only parses flags and prints; everything it does is a
+//! call into this library.
+
+pub mod config;
+pub mod driver;
+pub mod oci;

@@ -1,0 +1,166 @@
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ferry::config::{self, LimitOverrides, Limits};
+use ferry::driver::{self, Driver, Runtime, Settings, StderrEvents, VerifiedComponent};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "ferry", version, about = "Move CNAB bundles, whatever their image types, into air-gapped sites")]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct Global {
+    /// Config file [default: ~/.config/ferry/config.toml]
+    #[arg(long, global = true, env = "FERRY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where compiled drivers are cached [default: ~/.cache/ferry]
+    #[arg(long, global = true, env = "FERRY_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Memory a driver may use per operation, e.g. 256MiB
+    #[arg(long, global = true, value_name = "SIZE", value_parser = config::parse_size)]
+    driver_memory: Option<u64>,
+    /// Wall-clock time a driver operation may take, e.g. 60s
+    #[arg(long, global = true, value_name = "DURATION", value_parser = config::parse_duration)]
+    driver_timeout: Option<Duration>,
+    /// Bytes a driver may hand to ferry in one call, e.g. 16MiB
+    #[arg(long, global = true, value_name = "SIZE", value_parser = config::parse_size)]
+    driver_call_bytes: Option<u64>,
+    /// Host handles a driver may hold at once
+    #[arg(long, global = true, value_name = "N")]
+    driver_handles: Option<u32>,
+    /// Bytes of a driver's stdout and stderr that are kept, e.g. 64KiB
+    #[arg(long, global = true, value_name = "SIZE", value_parser = config::parse_size)]
+    driver_output: Option<u64>,
+    /// Print drivers' info and debug lines too
+    #[arg(short, long, global = true)]
+    verbose: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Image-type drivers: list the built-in ones, inspect a component
+    #[command(subcommand)]
+    Driver(DriverCommand),
+}
+
+#[derive(Subcommand)]
+enum DriverCommand {
+    /// List the built-in drivers, their versions and image types
+    List {
+        #[arg(short, long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Show what a driver component declares, and whether this ferry can load it
+    Inspect {
+        /// A driver component (.wasm)
+        file: PathBuf,
+        #[arg(short, long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+pub fn run() -> Result<ExitCode> {
+    let cli = Cli::parse();
+    let runtime = runtime(&cli.global)?;
+    match cli.command {
+        Command::Driver(DriverCommand::List { output }) => driver_list(&runtime, output),
+        Command::Driver(DriverCommand::Inspect { file, output }) => driver_inspect(&runtime, &file, output),
+    }
+}
+
+fn runtime(global: &Global) -> Result<Runtime> {
+    let flags = LimitOverrides {
+        memory: global.driver_memory,
+        timeout: global.driver_timeout,
+        call_bytes: global.driver_call_bytes,
+        handles: global.driver_handles,
+        output: global.driver_output,
+    };
+    let config_path = global.config.clone().or_else(config::default_config_path);
+    if let Some(explicit) = &global.config {
+        anyhow::ensure!(explicit.exists(), "config file {} does not exist", explicit.display());
+    }
+    let limits = Limits::load(config_path.as_deref(), &flags)?;
+    Runtime::new(Settings {
+        limits,
+        cache_dir: global.cache_dir.clone().or_else(config::default_cache_dir),
+        events: Arc::new(StderrEvents { verbose: global.verbose }),
+    })
+}
+
+#[derive(serde::Serialize)]
+struct DriverReport<'a> {
+    name: &'a str,
+    version: &'a str,
+    image_types: &'a [String],
+    interface: &'static str,
+    digest: String,
+    imports: &'a [String],
+}
+
+impl<'a> DriverReport<'a> {
+    fn of(d: &'a Driver<'_>) -> Self {
+        DriverReport {
+            name: &d.info().name,
+            version: &d.info().version,
+            image_types: &d.info().image_types,
+            interface: driver::INTERFACE,
+            digest: d.digest().to_string(),
+            imports: d.imports(),
+        }
+    }
+}
+
+fn driver_list(runtime: &Runtime, output: Output) -> Result<ExitCode> {
+    let components = driver::builtin_components()?;
+    let drivers = components.iter().map(|c| runtime.load(c)).collect::<Result<Vec<_>, _>>()?;
+    let reports: Vec<_> = drivers.iter().map(DriverReport::of).collect();
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&reports)?),
+        Output::Text => {
+            println!("{:<12} {:<10} IMAGE TYPES", "NAME", "VERSION");
+            for r in &reports {
+                println!("{:<12} {:<10} {}", r.name, r.version, r.image_types.join(", "));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn driver_inspect(runtime: &Runtime, file: &std::path::Path, output: Output) -> Result<ExitCode> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let component = VerifiedComponent::local(bytes);
+    let driver = runtime
+        .load(&component)
+        .map_err(|e| anyhow::anyhow!("{} is not a driver ferry can load: {}", file.display(), e.message))?;
+    let report = DriverReport::of(&driver);
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Output::Text => {
+            println!("name:        {}", report.name);
+            println!("version:     {}", report.version);
+            println!("image types: {}", report.image_types.join(", "));
+            println!("interface:   {}", report.interface);
+            println!("digest:      {}", report.digest);
+            println!("imports:");
+            for import in report.imports {
+                println!("  {import}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,478 @@
+//! What ferry lends a driver: the `ferry:driver/host` imports. Every path, length and digest
+//! that comes from the guest is checked here; WASI's sandbox does not cover host imports.
+
+use super::bindings::since_v0_1_0::ferry::driver::{host, types};
+use super::sandbox::{HostState, LimitHit};
+use crate::oci::{self, Digest, Layout, MAX_DOCUMENT, REF_NAME};
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+use wasmtime::component::{Resource, ResourceTableError};
+
+/// The most a driver gets from one `read`: enough for headers and manifests.
+pub const MAX_READ: u32 = 1 << 20;
+
+/// Where an image's bytes are, as the host opens them for one operation.
+pub enum SourceHandle {
+    /// An image stored in an OCI layout (a bundle's store), named by its root.
+    Layout { layout: Arc<Layout>, root: oci::Descriptor, location: String },
+    File { file: std::fs::File, path: PathBuf },
+}
+
+/// The bundle store an image is being fetched into, and the name it will have there.
+pub struct StoreHandle {
+    pub(super) layout: Arc<Layout>,
+    pub(super) name: String,
+}
+
+/// A destination inside the operator's grant.
+pub struct DestinationHandle {
+    layout: Layout,
+}
+
+/// Where the operator allows a relocation to write.
+#[derive(Clone, Debug)]
+pub enum DestinationGrant {
+    /// A directory; destinations are OCI layouts in it or below it.
+    Directory(PathBuf),
+}
+
+impl DestinationGrant {
+    /// Opens `relative` (empty: the grant itself) as a destination, refusing anything outside.
+    pub(super) fn open(&self, relative: &str) -> Result<DestinationHandle, HostError> {
+        let DestinationGrant::Directory(root) = self;
+        let path = Path::new(relative);
+        if !path.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)) {
+            return Err(HostError::denied(format!(
+                "destination {relative:?} is outside the granted directory {}",
+                root.display()
+            )));
+        }
+        std::fs::create_dir_all(root).map_err(HostError::failed)?;
+        let dir = cap_std::fs::Dir::open_ambient_dir(root, cap_std::ambient_authority()).map_err(HostError::failed)?;
+        let layout = Layout::create_beneath(&dir, path, root.join(path))
+            .map_err(|e| HostError::denied(format!("destination {relative:?}: {e:#}")))?;
+        Ok(DestinationHandle { layout })
+    }
+}
+
+/// What a host import returns when it fails: an error the guest sees, or a trap that ends it.
+pub enum HostError {
+    Guest(types::Error),
+    Trap(wasmtime::Error),
+}
+
+impl HostError {
+    pub fn denied(message: impl ToString) -> Self {
+        HostError::Guest(types::Error::Denied(message.to_string()))
+    }
+    pub fn not_found(message: impl ToString) -> Self {
+        HostError::Guest(types::Error::NotFound(message.to_string()))
+    }
+    pub fn invalid(message: impl ToString) -> Self {
+        HostError::Guest(types::Error::InvalidContent(message.to_string()))
+    }
+    pub fn unsupported(message: impl ToString) -> Self {
+        HostError::Guest(types::Error::Unsupported(message.to_string()))
+    }
+    pub fn failed(message: impl std::fmt::Display) -> Self {
+        HostError::Guest(types::Error::Failed(format!("{message:#}")))
+    }
+}
+
+impl From<ResourceTableError> for HostError {
+    fn from(e: ResourceTableError) -> Self {
+        HostError::Trap(e.into())
+    }
+}
+
+type HostResult<T> = Result<T, HostError>;
+
+fn parse_digest(s: &str) -> HostResult<Digest> {
+    s.parse().map_err(HostError::invalid)
+}
+
+fn to_wit(d: &oci::Descriptor) -> types::Descriptor {
+    types::Descriptor {
+        media_type: d.media_type.clone(),
+        digest: d.digest.to_string(),
+        size: d.size,
+        artifact_type: d.artifact_type.clone(),
+        annotations: d.annotations.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+    }
+}
+
+pub(super) fn from_wit(d: &types::Descriptor) -> HostResult<oci::Descriptor> {
+    let mut out = oci::Descriptor::new(&d.media_type, parse_digest(&d.digest)?, d.size);
+    out.artifact_type = d.artifact_type.clone();
+    out.annotations = d.annotations.iter().cloned().collect();
+    Ok(out)
+}
+
+impl HostState {
+    /// Fails the call, and the operation, once the wall-clock limit has passed: the epoch
+    /// interrupt only reaches code running in the guest, not the host's own waits.
+    fn check_deadline(&mut self) -> HostResult<()> {
+        if Instant::now() >= self.deadline {
+            self.hit = Some(LimitHit::Timeout);
+            return Err(HostError::Trap(wasmtime::Error::msg("the driver's time limit passed")));
+        }
+        Ok(())
+    }
+
+    fn check_call_bytes(&mut self, call: &'static str, bytes: usize) -> HostResult<()> {
+        let bytes = bytes as u64;
+        if bytes > self.limits.call_bytes {
+            self.hit = Some(LimitHit::CallBytes { call, bytes });
+            return Err(HostError::denied(format!(
+                "{call} was handed {bytes} bytes, more than the {} allowed in one call",
+                self.limits.call_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    /// Counts a handle the guest is about to receive.
+    pub(super) fn take_handle(&mut self) -> HostResult<()> {
+        if self.handles >= self.limits.handles {
+            self.hit = Some(LimitHit::Handles);
+            return Err(HostError::denied(format!("the driver holds {} handles already", self.handles)));
+        }
+        self.handles += 1;
+        Ok(())
+    }
+
+    /// Copies `len` bytes in chunks, checking the deadline between them.
+    fn copy_file(&mut self, from: &mut std::fs::File, to: &mut std::fs::File) -> HostResult<u64> {
+        const CHUNK: u64 = 64 << 20;
+        let mut total = 0;
+        loop {
+            let n = std::io::copy(&mut from.take(CHUNK), to).map_err(HostError::failed)?;
+            total += n;
+            self.check_deadline()?;
+            if n < CHUNK {
+                return Ok(total);
+            }
+        }
+    }
+}
+
+impl types::Host for HostState {
+    fn convert_error(&mut self, err: HostError) -> wasmtime::Result<types::Error> {
+        match err {
+            HostError::Guest(e) => Ok(e),
+            HostError::Trap(e) => Err(e),
+        }
+    }
+}
+
+impl host::Host for HostState {
+    fn log(&mut self, level: host::Level, message: String) -> wasmtime::Result<()> {
+        const MAX_LINE: usize = 4096;
+        let mut end = message.len().min(MAX_LINE);
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.events.log(&self.driver, level.into(), &message[..end]);
+        Ok(())
+    }
+
+    fn progress(&mut self, done: u64, total: Option<u64>) -> wasmtime::Result<()> {
+        self.events.progress(&self.driver, done, total);
+        Ok(())
+    }
+
+    fn open_destination(&mut self, location: String) -> HostResult<Resource<DestinationHandle>> {
+        self.check_deadline()?;
+        let Some(grant) = &self.grant else {
+            return Err(HostError::denied(format!(
+                "destination {location:?}: this operation was granted no destination"
+            )));
+        };
+        let handle = grant.open(&location)?;
+        self.take_handle()?;
+        Ok(self.table.push(handle)?)
+    }
+}
+
+impl host::HostSource for HostState {
+    fn kind(&mut self, s: Resource<SourceHandle>) -> wasmtime::Result<host::SourceKind> {
+        Ok(match self.table.get(&s)? {
+            SourceHandle::Layout { .. } => host::SourceKind::Layout,
+            SourceHandle::File { .. } => host::SourceKind::File,
+        })
+    }
+
+    fn location(&mut self, s: Resource<SourceHandle>) -> wasmtime::Result<String> {
+        Ok(match self.table.get(&s)? {
+            SourceHandle::Layout { location, .. } => location.clone(),
+            SourceHandle::File { path, .. } => path.display().to_string(),
+        })
+    }
+
+    fn manifest(&mut self, s: Resource<SourceHandle>, reference: Option<String>) -> HostResult<types::Document> {
+        self.check_deadline()?;
+        let SourceHandle::Layout { layout, root, .. } = self.table.get(&s)? else {
+            return Err(HostError::unsupported("a file source has no manifests"));
+        };
+        let (digest, media_type) = match reference {
+            None => (root.digest.clone(), Some(root.media_type.clone())),
+            Some(r) => match r.parse::<Digest>() {
+                Ok(d) => (d, None),
+                Err(_) => return Err(HostError::not_found(format!("{r:?}: a stored image is looked up by digest"))),
+            },
+        };
+        if !layout.has_blob(&digest) {
+            return Err(HostError::not_found(format!("manifest {digest} is not in the store")));
+        }
+        let bytes = layout.read_blob(&digest, MAX_DOCUMENT).map_err(HostError::invalid)?;
+        let media_type = media_type
+            .or_else(|| oci::media_type_of(&bytes))
+            .ok_or_else(|| HostError::invalid(format!("{digest} is not a manifest or index")))?;
+        Ok(types::Document { media_type, digest: digest.to_string(), bytes })
+    }
+
+    fn size(&mut self, s: Resource<SourceHandle>, digest: Option<String>) -> HostResult<u64> {
+        match (self.table.get(&s)?, digest) {
+            (SourceHandle::Layout { layout, .. }, Some(d)) => {
+                let d = parse_digest(&d)?;
+                layout.blob_size(&d).map_err(|_| HostError::not_found(format!("blob {d} is not in the store")))
+            }
+            (SourceHandle::Layout { root, .. }, None) => Ok(root.size),
+            (SourceHandle::File { file, .. }, None) => Ok(file.metadata().map_err(HostError::failed)?.len()),
+            (SourceHandle::File { .. }, Some(_)) => Err(HostError::unsupported("a file source has no blobs")),
+        }
+    }
+
+    fn read(&mut self, s: Resource<SourceHandle>, digest: Option<String>, offset: u64, len: u32) -> HostResult<Vec<u8>> {
+        self.check_deadline()?;
+        let len = len.min(MAX_READ) as usize;
+        let mut buf = vec![0; len];
+        let n = match (self.table.get(&s)?, digest) {
+            (SourceHandle::Layout { layout, .. }, Some(d)) => {
+                let d = parse_digest(&d)?;
+                let file = layout.open_blob(&d).map_err(|_| HostError::not_found(format!("blob {d} is not in the store")))?;
+                read_at(&file, &mut buf, offset)
+            }
+            (SourceHandle::File { file, .. }, None) => read_at(file, &mut buf, offset),
+            (SourceHandle::Layout { .. }, None) => {
+                return Err(HostError::unsupported("a stored image is read blob by blob: name a digest"));
+            }
+            (SourceHandle::File { .. }, Some(_)) => return Err(HostError::unsupported("a file source has no blobs")),
+        }
+        .map_err(HostError::failed)?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+
+    fn drop(&mut self, s: Resource<SourceHandle>) -> wasmtime::Result<()> {
+        self.table.delete(s)?;
+        self.handles = self.handles.saturating_sub(1);
+        Ok(())
+    }
+}
+
+/// Reads until `buf` is full or the file ends.
+fn read_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read_at(&mut buf[filled..], offset + filled as u64)? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}
+
+impl host::HostStore for HostState {
+    fn copy_blob(
+        &mut self,
+        st: Resource<StoreHandle>,
+        s: Resource<SourceHandle>,
+        digest: Option<String>,
+        media_type: String,
+    ) -> HostResult<types::Descriptor> {
+        self.check_deadline()?;
+        let expected = digest.as_deref().map(parse_digest).transpose()?;
+        let mut reader: std::fs::File = match (self.table.get(&s)?, &expected) {
+            (SourceHandle::Layout { layout, .. }, Some(d)) => {
+                layout.open_blob(d).map_err(|_| HostError::not_found(format!("blob {d} is not in the source")))?
+            }
+            (SourceHandle::File { file, .. }, None) => {
+                let mut file = file.try_clone().map_err(HostError::failed)?;
+                file.seek(SeekFrom::Start(0)).map_err(HostError::failed)?;
+                file
+            }
+            (SourceHandle::Layout { .. }, None) => return Err(HostError::unsupported("name the digest of the blob to copy")),
+            (SourceHandle::File { .. }, Some(_)) => return Err(HostError::unsupported("a file source has no blobs")),
+        };
+        let layout = self.table.get(&st)?.layout.clone();
+        let (digest, size) = layout.put_verified(&mut reader, expected.as_ref()).map_err(HostError::invalid)?;
+        self.check_deadline()?;
+        Ok(to_wit(&oci::Descriptor::new(media_type, digest, size)))
+    }
+
+    fn put_document(&mut self, st: Resource<StoreHandle>, media_type: String, bytes: Vec<u8>) -> HostResult<types::Descriptor> {
+        self.check_deadline()?;
+        self.check_call_bytes("store.put-document", bytes.len())?;
+        let digest = self.table.get(&st)?.layout.put_bytes(&bytes).map_err(HostError::failed)?;
+        Ok(to_wit(&oci::Descriptor::new(media_type, digest, bytes.len() as u64)))
+    }
+
+    fn set_root(&mut self, st: Resource<StoreHandle>, root: types::Descriptor) -> HostResult<()> {
+        let store = self.table.get(&st)?;
+        let mut root = from_wit(&root)?;
+        store.layout.graph(&root).map_err(|e| HostError::invalid(format!("root {}: {e:#}", root.digest)))?;
+        root.annotations.insert(REF_NAME.into(), store.name.clone());
+        store.layout.add_to_index(root).map_err(HostError::failed)
+    }
+
+    fn drop(&mut self, st: Resource<StoreHandle>) -> wasmtime::Result<()> {
+        self.table.delete(st)?;
+        self.handles = self.handles.saturating_sub(1);
+        Ok(())
+    }
+}
+
+impl DestinationHandle {
+    fn reference(&self, tag: Option<&str>, digest: &Digest) -> String {
+        match tag {
+            Some(tag) => format!("{}:{tag}@{digest}", self.layout.path().display()),
+            None => format!("{}@{digest}", self.layout.path().display()),
+        }
+    }
+
+    fn tag(&self, tag: &Option<String>, root: &mut oci::Descriptor) -> HostResult<()> {
+        if let Some(tag) = tag {
+            if tag.is_empty() || tag.len() > 128 || !tag.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+                return Err(HostError::invalid(format!("{tag:?} is not a valid tag")));
+            }
+            root.annotations.insert(REF_NAME.into(), tag.clone());
+        }
+        Ok(())
+    }
+}
+
+fn stored_layout(source: &SourceHandle) -> HostResult<&Arc<Layout>> {
+    match source {
+        SourceHandle::Layout { layout, .. } => Ok(layout),
+        SourceHandle::File { .. } => Err(HostError::unsupported("only stored images are copied to a destination")),
+    }
+}
+
+impl host::HostDestination for HostState {
+    fn kind(&mut self, _d: Resource<DestinationHandle>) -> wasmtime::Result<host::DestinationKind> {
+        Ok(host::DestinationKind::Directory)
+    }
+
+    fn location(&mut self, d: Resource<DestinationHandle>) -> wasmtime::Result<String> {
+        Ok(self.table.get(&d)?.layout.path().display().to_string())
+    }
+
+    fn has_blob(&mut self, d: Resource<DestinationHandle>, digest: String) -> HostResult<bool> {
+        let digest = parse_digest(&digest)?;
+        Ok(self.table.get(&d)?.layout.has_blob(&digest))
+    }
+
+    fn copy_blob(&mut self, d: Resource<DestinationHandle>, s: Resource<SourceHandle>, blob: types::Descriptor) -> HostResult<types::Transfer> {
+        self.check_deadline()?;
+        let blob = from_wit(&blob)?;
+        let mut from = stored_layout(self.table.get(&s)?)?
+            .open_blob(&blob.digest)
+            .map_err(|_| HostError::not_found(format!("blob {} is not in the store", blob.digest)))?;
+        let copied = copy_trusted(self, &d, &blob, &mut from)?;
+        Ok(if copied { types::Transfer::Copied } else { types::Transfer::Present })
+    }
+
+    fn copy_artifact(
+        &mut self,
+        d: Resource<DestinationHandle>,
+        s: Resource<SourceHandle>,
+        root: types::Descriptor,
+        tag: Option<String>,
+    ) -> HostResult<String> {
+        self.check_deadline()?;
+        let mut root = from_wit(&root)?;
+        let source = stored_layout(self.table.get(&s)?)?.clone();
+        let graph = source.graph(&root).map_err(HostError::invalid)?;
+        let total: u64 = graph.iter().map(|b| b.size).sum();
+        let mut done = 0;
+        for blob in &graph {
+            let mut from = source.open_blob(&blob.digest).map_err(HostError::failed)?;
+            copy_trusted(self, &d, blob, &mut from)?;
+            done += blob.size;
+            self.events.progress(&self.driver, done, Some(total));
+        }
+        let destination = self.table.get(&d)?;
+        destination.tag(&tag, &mut root)?;
+        let reference = destination.reference(tag.as_deref(), &root.digest);
+        destination.layout.add_to_index(root).map_err(HostError::failed)?;
+        Ok(reference)
+    }
+
+    fn put_document(&mut self, d: Resource<DestinationHandle>, media_type: String, bytes: Vec<u8>, tag: Option<String>) -> HostResult<String> {
+        self.check_deadline()?;
+        self.check_call_bytes("destination.put-document", bytes.len())?;
+        let destination = self.table.get(&d)?;
+        let digest = destination.layout.put_bytes(&bytes).map_err(HostError::failed)?;
+        let mut root = oci::Descriptor::new(media_type, digest.clone(), bytes.len() as u64);
+        destination.tag(&tag, &mut root)?;
+        let reference = destination.reference(tag.as_deref(), &digest);
+        destination.layout.add_to_index(root).map_err(HostError::failed)?;
+        Ok(reference)
+    }
+
+    fn write_file(&mut self, d: Resource<DestinationHandle>, s: Resource<SourceHandle>, blob: types::Descriptor, name: String) -> HostResult<String> {
+        self.check_deadline()?;
+        let blob = from_wit(&blob)?;
+        let path = Path::new(&name);
+        if name.is_empty() || !path.components().all(|c| matches!(c, Component::Normal(_))) {
+            return Err(HostError::denied(format!("file name {name:?} is outside the destination")));
+        }
+        let mut from = stored_layout(self.table.get(&s)?)?
+            .open_blob(&blob.digest)
+            .map_err(|_| HostError::not_found(format!("blob {} is not in the store", blob.digest)))?;
+        let parent = path.parent().unwrap_or(Path::new(""));
+        let mut pending = self.table.get(&d)?.layout.pending(parent).map_err(HostError::denied)?;
+        self.copy_file(&mut from, pending.file())?;
+        pending.persist_as(path).map_err(HostError::denied)?;
+        Ok(self.table.get(&d)?.layout.path().join(path).display().to_string())
+    }
+
+    fn drop(&mut self, d: Resource<DestinationHandle>) -> wasmtime::Result<()> {
+        self.table.delete(d)?;
+        self.handles = self.handles.saturating_sub(1);
+        Ok(())
+    }
+}
+
+/// Copies a stored blob to the destination unless it is there. The store's digests were checked
+/// when it was written (and by `ferry verify`), so the copy is the kernel's, not re-hashed; the
+/// size is still checked.
+fn copy_trusted(state: &mut HostState, d: &Resource<DestinationHandle>, blob: &oci::Descriptor, from: &mut std::fs::File) -> HostResult<bool> {
+    let size = from.metadata().map_err(HostError::failed)?.len();
+    if size != blob.size {
+        return Err(HostError::invalid(format!("blob {} is {size} bytes, its descriptor says {}", blob.digest, blob.size)));
+    }
+    let destination = state.table.get(d)?;
+    if destination.layout.has_blob(&blob.digest) {
+        return Ok(false);
+    }
+    let mut pending = destination.layout.pending_blob().map_err(HostError::failed)?;
+    state.copy_file(from, pending.file())?;
+    pending.persist_as(Layout::blob_name(&blob.digest)).map_err(HostError::failed)?;
+    Ok(true)
+}
+
+impl From<host::Level> for super::Level {
+    fn from(level: host::Level) -> Self {
+        match level {
+            host::Level::Error => super::Level::Error,
+            host::Level::Warn => super::Level::Warn,
+            host::Level::Info => super::Level::Info,
+            host::Level::Debug => super::Level::Debug,
+        }
+    }
+}

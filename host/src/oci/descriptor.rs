@@ -1,0 +1,76 @@
+use super::Digest;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The annotation that names an image in an OCI layout's index.
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+
+/// Manifests and indexes are capped at this size wherever ferry reads one (registries cap them
+/// at 4 MiB too).
+pub const MAX_DOCUMENT: u64 = 4 << 20;
+
+/// Whether content of this media type is a manifest or index that refers to other content.
+pub fn is_document(media_type: &str) -> bool {
+    matches!(media_type, OCI_INDEX | OCI_MANIFEST | DOCKER_LIST | DOCKER_MANIFEST)
+}
+
+/// An OCI content descriptor.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Descriptor {
+    pub media_type: String,
+    pub digest: Digest,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<serde_json::Value>,
+}
+
+impl Descriptor {
+    pub fn new(media_type: impl Into<String>, digest: Digest, size: u64) -> Self {
+        Descriptor {
+            media_type: media_type.into(),
+            digest,
+            size,
+            artifact_type: None,
+            annotations: BTreeMap::new(),
+            platform: None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Links {
+    #[serde(rename = "mediaType")]
+    media_type: Option<String>,
+    config: Option<Descriptor>,
+    #[serde(default)]
+    layers: Vec<Descriptor>,
+    #[serde(default)]
+    manifests: Vec<Descriptor>,
+}
+
+/// What a manifest or index refers to: its config, layers and child manifests (not its subject,
+/// which points back at another image). Anything that is not such a document has no children.
+pub fn children(document: &[u8]) -> Vec<Descriptor> {
+    let Ok(links) = serde_json::from_slice::<Links>(document) else {
+        return Vec::new();
+    };
+    links.config.into_iter().chain(links.layers).chain(links.manifests).collect()
+}
+
+/// The media type a manifest or index declares, or the one its shape implies.
+pub fn media_type_of(document: &[u8]) -> Option<String> {
+    let links = serde_json::from_slice::<Links>(document).ok()?;
+    links.media_type.or_else(|| {
+        Some(if links.manifests.is_empty() { OCI_MANIFEST } else { OCI_INDEX }.to_owned())
+    })
+}

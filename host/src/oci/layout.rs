@@ -1,0 +1,265 @@
+use super::{Descriptor, Digest, HashingWriter, MAX_DOCUMENT, REF_NAME, children, is_document};
+use anyhow::{Context, Result, bail};
+use cap_std::ambient_authority;
+use cap_std::fs::Dir;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+const OCI_LAYOUT: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
+const BLOBS: &str = "blobs/sha256";
+const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
+
+/// An OCI image layout directory. Every path inside it is opened through a capability handle on
+/// the directory, so no name can lead outside it.
+pub struct Layout {
+    dir: Dir,
+    path: PathBuf,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Index {
+    schema_version: u32,
+    #[serde(default)]
+    media_type: Option<String>,
+    manifests: Vec<Descriptor>,
+}
+
+impl Layout {
+    /// Opens the layout at `path`, creating an empty one if the directory has none.
+    pub fn create(path: &Path) -> Result<Self> {
+        std::fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))?;
+        Self::init(Self::open_dir(path)?)
+    }
+
+    /// Opens or creates the layout at `relative`, a path that must stay inside `parent`.
+    pub fn create_beneath(parent: &Dir, relative: &Path, display: PathBuf) -> Result<Self> {
+        parent.create_dir_all(relative).with_context(|| format!("creating {}", display.display()))?;
+        let dir = parent.open_dir(relative).with_context(|| format!("opening {}", display.display()))?;
+        Self::init(Layout { dir, path: display })
+    }
+
+    fn init(layout: Layout) -> Result<Self> {
+        layout.dir.create_dir_all(BLOBS)?;
+        if !layout.dir.exists("oci-layout") {
+            layout.dir.write("oci-layout", OCI_LAYOUT)?;
+        }
+        if !layout.dir.exists("index.json") {
+            layout.write_index(Vec::new())?;
+        }
+        Ok(layout)
+    }
+
+    /// Opens an existing layout.
+    pub fn open(path: &Path) -> Result<Self> {
+        let layout = Self::open_dir(path)?;
+        if !layout.dir.exists("oci-layout") {
+            bail!("{} is not an OCI image layout (it has no oci-layout file)", path.display());
+        }
+        Ok(layout)
+    }
+
+    fn open_dir(path: &Path) -> Result<Self> {
+        let dir = Dir::open_ambient_dir(path, ambient_authority())
+            .with_context(|| format!("opening {}", path.display()))?;
+        Ok(Layout { dir, path: path.to_owned() })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The path of a blob inside the layout.
+    pub fn blob_name(digest: &Digest) -> PathBuf {
+        Path::new(BLOBS).join(digest.hex())
+    }
+
+    pub fn has_blob(&self, digest: &Digest) -> bool {
+        self.dir.exists(Self::blob_name(digest))
+    }
+
+    pub fn blob_size(&self, digest: &Digest) -> io::Result<u64> {
+        Ok(self.dir.metadata(Self::blob_name(digest))?.len())
+    }
+
+    pub fn open_blob(&self, digest: &Digest) -> io::Result<std::fs::File> {
+        Ok(self.dir.open(Self::blob_name(digest))?.into_std())
+    }
+
+    /// The whole blob, refused if it is larger than `cap` bytes.
+    pub fn read_blob(&self, digest: &Digest, cap: u64) -> Result<Vec<u8>> {
+        let size = self.blob_size(digest).with_context(|| format!("blob {digest}"))?;
+        if size > cap {
+            bail!("blob {digest} is {size} bytes, more than the {cap} bytes allowed here");
+        }
+        let mut bytes = Vec::with_capacity(size as usize);
+        self.open_blob(digest)?.take(cap).read_to_end(&mut bytes)?;
+        Ok(bytes)
+    }
+
+    /// Streams `source` into the layout, hashing every byte; the blob appears under its digest
+    /// only once it is complete and, when `expected` is given, only if it matches.
+    pub fn put_verified(&self, source: &mut dyn Read, expected: Option<&Digest>) -> Result<(Digest, u64)> {
+        let mut pending = self.pending_blob()?;
+        let mut writer = HashingWriter::new(BufWriter::with_capacity(1 << 20, pending.file()));
+        io::copy(source, &mut writer)?;
+        let (digest, size, buffered) = writer.finish();
+        buffered.into_inner().map_err(|e| e.into_error())?;
+        if let Some(expected) = expected {
+            if *expected != digest {
+                bail!("content digest mismatch: expected {expected}, got {digest} ({size} bytes)");
+            }
+        }
+        pending.persist_as(Self::blob_name(&digest))?;
+        Ok((digest, size))
+    }
+
+    /// Stores a small document and returns its digest.
+    pub fn put_bytes(&self, bytes: &[u8]) -> Result<Digest> {
+        Ok(self.put_verified(&mut &bytes[..], None)?.0)
+    }
+
+    /// A new file among the blobs, to be persisted under its digest.
+    pub fn pending_blob(&self) -> Result<PendingFile> {
+        self.pending(Path::new(BLOBS))
+    }
+
+    /// A new file in directory `parent` of the layout (created if needed), removed again unless
+    /// it is persisted: nothing half-written ever has a final name.
+    pub fn pending(&self, parent: &Path) -> Result<PendingFile> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        if !parent.as_os_str().is_empty() {
+            self.dir.create_dir_all(parent).with_context(|| format!("creating {}", self.path.join(parent).display()))?;
+        }
+        let name = parent.join(format!(".partial-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
+        let file = self.dir.create(&name).with_context(|| format!("creating {}", self.path.join(&name).display()))?;
+        Ok(PendingFile { dir: self.dir.try_clone()?, name, file: file.into_std(), persisted: false })
+    }
+
+    /// `root` and everything it refers to, each once, children before the documents that name
+    /// them: copied in this order, a destination never holds a manifest whose blobs are missing.
+    pub fn graph(&self, root: &Descriptor) -> Result<Vec<Descriptor>> {
+        const MAX_DEPTH: usize = 8;
+        fn visit(layout: &Layout, d: &Descriptor, depth: usize, seen: &mut Vec<Descriptor>) -> Result<()> {
+            if seen.iter().any(|s| s.digest == d.digest) {
+                return Ok(());
+            }
+            if depth > MAX_DEPTH {
+                bail!("{}: manifests nest deeper than {MAX_DEPTH}", d.digest);
+            }
+            if is_document(&d.media_type) {
+                let bytes = layout.read_blob(&d.digest, MAX_DOCUMENT)?;
+                for child in children(&bytes) {
+                    visit(layout, &child, depth + 1, seen)?;
+                }
+            } else if !layout.has_blob(&d.digest) {
+                bail!("blob {} is missing from {}", d.digest, layout.path.display());
+            }
+            seen.push(d.clone());
+            Ok(())
+        }
+        let mut seen = Vec::new();
+        visit(self, root, 0, &mut seen)?;
+        Ok(seen)
+    }
+
+    /// The index's descriptors, in order.
+    pub fn index(&self) -> Result<Vec<Descriptor>> {
+        let bytes = self.dir.read("index.json").with_context(|| format!("{}/index.json", self.path.display()))?;
+        let index: Index = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{}/index.json is not an OCI index", self.path.display()))?;
+        Ok(index.manifests)
+    }
+
+    /// The index entry whose ref.name annotation is `name`.
+    pub fn find(&self, name: &str) -> Result<Option<Descriptor>> {
+        Ok(self.index()?.into_iter().find(|d| d.annotations.get(REF_NAME).is_some_and(|n| n == name)))
+    }
+
+    /// Adds `descriptor` to the index, replacing an entry with the same ref.name. Entries stay
+    /// sorted by name so that the same content always gives the same index.
+    pub fn add_to_index(&self, descriptor: Descriptor) -> Result<()> {
+        let name = descriptor.annotations.get(REF_NAME).cloned();
+        let mut manifests = self.index()?;
+        manifests.retain(|d| name.is_none() || d.annotations.get(REF_NAME) != name.as_ref());
+        manifests.push(descriptor);
+        manifests.sort_by(|a, b| a.annotations.get(REF_NAME).cmp(&b.annotations.get(REF_NAME)));
+        self.write_index(manifests)
+    }
+
+    fn write_index(&self, manifests: Vec<Descriptor>) -> Result<()> {
+        let index = Index { schema_version: 2, media_type: Some(INDEX_MEDIA_TYPE.into()), manifests };
+        let mut pending = self.pending(Path::new(""))?;
+        pending.file().write_all(&serde_json::to_vec(&index)?)?;
+        pending.persist_as("index.json")
+    }
+}
+
+/// A file being written inside a layout; see [`Layout::pending`].
+pub struct PendingFile {
+    dir: Dir,
+    name: PathBuf,
+    file: std::fs::File,
+    persisted: bool,
+}
+
+impl PendingFile {
+    pub fn file(&mut self) -> &mut std::fs::File {
+        &mut self.file
+    }
+
+    /// Gives the file its final name, a path inside the layout.
+    pub fn persist_as(mut self, target: impl AsRef<Path>) -> Result<()> {
+        self.dir.rename(&self.name, &self.dir, target.as_ref())?;
+        self.persisted = true;
+        Ok(())
+    }
+}
+
+impl Drop for PendingFile {
+    fn drop(&mut self) {
+        if !self.persisted {
+            let _ = self.dir.remove_file(&self.name);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verified_put_refuses_a_wrong_digest_and_leaves_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let layout = Layout::create(tmp.path()).unwrap();
+        let wrong = Digest::of(b"something else");
+        let err = layout.put_verified(&mut &b"content"[..], Some(&wrong)).unwrap_err();
+        assert!(err.to_string().contains("digest mismatch"), "{err}");
+        let left: Vec<_> = std::fs::read_dir(tmp.path().join("blobs/sha256")).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
+
+        let (digest, size) = layout.put_verified(&mut &b"content"[..], Some(&Digest::of(b"content"))).unwrap();
+        assert_eq!(size, 7);
+        assert_eq!(layout.read_blob(&digest, 7).unwrap(), b"content");
+        assert!(layout.read_blob(&digest, 6).is_err());
+    }
+
+    #[test]
+    fn index_entries_are_replaced_by_name_and_sorted() {
+        let tmp = tempfile::tempdir().unwrap();
+        let layout = Layout::create(tmp.path()).unwrap();
+        let named = |name: &str, content: &[u8]| {
+            let mut d = Descriptor::new("application/vnd.oci.image.manifest.v1+json", Digest::of(content), 1);
+            d.annotations.insert(REF_NAME.into(), name.into());
+            d
+        };
+        layout.add_to_index(named("b", b"1")).unwrap();
+        layout.add_to_index(named("a", b"2")).unwrap();
+        layout.add_to_index(named("b", b"3")).unwrap();
+        let index = layout.index().unwrap();
+        assert_eq!(index.len(), 2);
+        assert_eq!(index[0].digest, Digest::of(b"2"));
+        assert_eq!(layout.find("b").unwrap().unwrap().digest, Digest::of(b"3"));
+    }
+}
