@@ -8,7 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "ferry", version, about = "Move CNAB bundles, whatever their image types, into air-gapped sites")]
+#[command(
+    name = "ferry",
+    version,
+    about = "Move CNAB bundles, whatever their image types, into air-gapped sites"
+)]
 struct Cli {
     #[command(flatten)]
     global: Global,
@@ -78,7 +82,9 @@ pub fn run() -> Result<ExitCode> {
     let runtime = runtime(&cli.global)?;
     match cli.command {
         Command::Driver(DriverCommand::List { output }) => driver_list(&runtime, output),
-        Command::Driver(DriverCommand::Inspect { file, output }) => driver_inspect(&runtime, &file, output),
+        Command::Driver(DriverCommand::Inspect { file, output }) => {
+            driver_inspect(&runtime, &file, output)
+        }
     }
 }
 
@@ -92,13 +98,19 @@ fn runtime(global: &Global) -> Result<Runtime> {
     };
     let config_path = global.config.clone().or_else(config::default_config_path);
     if let Some(explicit) = &global.config {
-        anyhow::ensure!(explicit.exists(), "config file {} does not exist", explicit.display());
+        anyhow::ensure!(
+            explicit.exists(),
+            "config file {} does not exist",
+            explicit.display()
+        );
     }
     let limits = Limits::load(config_path.as_deref(), &flags)?;
     Runtime::new(Settings {
         limits,
         cache_dir: global.cache_dir.clone().or_else(config::default_cache_dir),
-        events: Arc::new(StderrEvents { verbose: global.verbose }),
+        events: Arc::new(StderrEvents {
+            verbose: global.verbose,
+        }),
     })
 }
 
@@ -127,14 +139,22 @@ impl<'a> DriverReport<'a> {
 
 fn driver_list(runtime: &Runtime, output: Output) -> Result<ExitCode> {
     let components = driver::builtin_components()?;
-    let drivers = components.iter().map(|c| runtime.load(c)).collect::<Result<Vec<_>, _>>()?;
+    let drivers = components
+        .iter()
+        .map(|c| runtime.load(c))
+        .collect::<Result<Vec<_>, _>>()?;
     let reports: Vec<_> = drivers.iter().map(DriverReport::of).collect();
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&reports)?),
         Output::Text => {
             println!("{:<12} {:<10} IMAGE TYPES", "NAME", "VERSION");
             for r in &reports {
-                println!("{:<12} {:<10} {}", r.name, r.version, r.image_types.join(", "));
+                println!(
+                    "{:<12} {:<10} {}",
+                    r.name,
+                    r.version,
+                    r.image_types.join(", ")
+                );
             }
         }
     }
@@ -144,9 +164,13 @@ fn driver_list(runtime: &Runtime, output: Output) -> Result<ExitCode> {
 fn driver_inspect(runtime: &Runtime, file: &std::path::Path, output: Output) -> Result<ExitCode> {
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let component = VerifiedComponent::local(bytes);
-    let driver = runtime
-        .load(&component)
-        .map_err(|e| anyhow::anyhow!("{} is not a driver ferry can load: {}", file.display(), e.message))?;
+    let driver = runtime.load(&component).map_err(|e| {
+        anyhow::anyhow!(
+            "{} is not a driver ferry can load: {}",
+            file.display(),
+            e.message
+        )
+    })?;
     let report = DriverReport::of(&driver);
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),

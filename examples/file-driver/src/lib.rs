@@ -48,7 +48,10 @@ impl Driver for FileDriver {
         let mut root = store.put_document(MANIFEST_TYPE, manifest.as_bytes())?;
         root.artifact_type = Some(ARTIFACT_TYPE.into());
         store.set_root(&root)?;
-        info!("stored {} ({} bytes) as {}", image.reference, layer.size, root.digest);
+        info!(
+            "stored {} ({} bytes) as {}",
+            image.reference, layer.size, root.digest
+        );
         Ok(root)
     }
 
@@ -102,10 +105,20 @@ fn descriptor_json(d: &Descriptor) -> serde_json::Value {
 fn tag_for(name: &str) -> String {
     let tag: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(128)
         .collect();
-    if tag.is_empty() || tag.starts_with(['.', '-']) { format!("file{tag}") } else { tag }
+    if tag.is_empty() || tag.starts_with(['.', '-']) {
+        format!("file{tag}")
+    } else {
+        tag
+    }
 }
 
 export_driver!(FileDriver);

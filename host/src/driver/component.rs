@@ -29,7 +29,10 @@ impl VerifiedComponent {
     /// Bytes the operator named themselves, such as a file given on the command line.
     pub fn local(bytes: Vec<u8>) -> Self {
         let digest = Digest::of(&bytes);
-        VerifiedComponent { bytes: bytes.into(), digest }
+        VerifiedComponent {
+            bytes: bytes.into(),
+            digest,
+        }
     }
 
     pub fn digest(&self) -> &Digest {

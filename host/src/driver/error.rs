@@ -1,8 +1,8 @@
 //! Turning whatever ended a driver operation into one error that names the driver, the image,
 //! the operation and the limit or capability involved.
 
-use super::bindings::since_v0_1_0::ferry::driver::types;
 use super::SetupError;
+use super::bindings::since_v0_1_0::ferry::driver::types;
 use super::sandbox::{HostState, LimitHit};
 use crate::config::Limits;
 use std::fmt;
@@ -75,8 +75,19 @@ impl fmt::Display for DriverError {
 impl std::error::Error for DriverError {}
 
 impl DriverError {
-    pub(super) fn new(driver: &str, operation: Operation, kind: ErrorKind, message: String) -> Self {
-        DriverError { driver: driver.to_owned(), operation, image: None, kind, message }
+    pub(super) fn new(
+        driver: &str,
+        operation: Operation,
+        kind: ErrorKind,
+        message: String,
+    ) -> Self {
+        DriverError {
+            driver: driver.to_owned(),
+            operation,
+            image: None,
+            kind,
+            message,
+        }
     }
 }
 
@@ -90,32 +101,52 @@ fn mib(bytes: u64) -> String {
 
 /// The kind and message for a failed call, from the trap or guest error and what the sandbox
 /// recorded while it ran.
-pub(super) fn classify(outcome: Result<types::Error, wasmtime::Error>, state: &HostState, limits: &Limits) -> (ErrorKind, String) {
+pub(super) fn classify(
+    outcome: Result<types::Error, wasmtime::Error>,
+    state: &HostState,
+    limits: &Limits,
+) -> (ErrorKind, String) {
     let outcome = match outcome {
         Err(e) if e.is::<SetupError>() => Ok(e.downcast::<SetupError>().expect("checked").0),
         other => other,
     };
-    let hit = state.hit.clone().or(state.budget.exceeded.then_some(LimitHit::Memory));
-    let trap = outcome.as_ref().err().and_then(|e| e.downcast_ref::<Trap>().copied());
+    let hit = state
+        .hit
+        .clone()
+        .or(state.budget.exceeded.then_some(LimitHit::Memory));
+    let trap = outcome
+        .as_ref()
+        .err()
+        .and_then(|e| e.downcast_ref::<Trap>().copied());
     let detail = match &outcome {
         Ok(e) => guest_error(e).1.to_owned(),
         Err(e) => {
             let stderr = state.stderr.tail(1024);
             let cause = e.root_cause().to_string();
-            if stderr.is_empty() { cause } else { format!("{cause}; driver stderr: {stderr}") }
+            if stderr.is_empty() {
+                cause
+            } else {
+                format!("{cause}; driver stderr: {stderr}")
+            }
         }
     };
     if trap == Some(Trap::Interrupt) || hit == Some(LimitHit::Timeout) {
         return (
             ErrorKind::Timeout,
-            format!("stopped at its time limit of {:?} (--driver-timeout)", limits.timeout),
+            format!(
+                "stopped at its time limit of {:?} (--driver-timeout)",
+                limits.timeout
+            ),
         );
     }
     match hit {
         Some(LimitHit::Memory) => {
             return (
                 ErrorKind::MemoryLimit,
-                format!("hit its memory limit of {} (--driver-memory): {detail}", mib(limits.memory)),
+                format!(
+                    "hit its memory limit of {} (--driver-memory): {detail}",
+                    mib(limits.memory)
+                ),
             );
         }
         Some(LimitHit::CallBytes { call, bytes }) => {
@@ -131,7 +162,10 @@ pub(super) fn classify(outcome: Result<types::Error, wasmtime::Error>, state: &H
         Some(LimitHit::Handles) => {
             return (
                 ErrorKind::HandleLimit,
-                format!("held more than {} host handles (--driver-handles)", limits.handles),
+                format!(
+                    "held more than {} host handles (--driver-handles)",
+                    limits.handles
+                ),
             );
         }
         Some(LimitHit::Timeout) | None => {}

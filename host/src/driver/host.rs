@@ -17,8 +17,15 @@ pub const MAX_READ: u32 = 1 << 20;
 /// Where an image's bytes are, as the host opens them for one operation.
 pub enum SourceHandle {
     /// An image stored in an OCI layout (a bundle's store), named by its root.
-    Layout { layout: Arc<Layout>, root: oci::Descriptor, location: String },
-    File { file: std::fs::File, path: PathBuf },
+    Layout {
+        layout: Arc<Layout>,
+        root: oci::Descriptor,
+        location: String,
+    },
+    File {
+        file: std::fs::File,
+        path: PathBuf,
+    },
 }
 
 /// The bundle store an image is being fetched into, and the name it will have there.
@@ -44,14 +51,18 @@ impl DestinationGrant {
     pub(super) fn open(&self, relative: &str) -> Result<DestinationHandle, HostError> {
         let DestinationGrant::Directory(root) = self;
         let path = Path::new(relative);
-        if !path.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)) {
+        if !path
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+        {
             return Err(HostError::denied(format!(
                 "destination {relative:?} is outside the granted directory {}",
                 root.display()
             )));
         }
         std::fs::create_dir_all(root).map_err(HostError::failed)?;
-        let dir = cap_std::fs::Dir::open_ambient_dir(root, cap_std::ambient_authority()).map_err(HostError::failed)?;
+        let dir = cap_std::fs::Dir::open_ambient_dir(root, cap_std::ambient_authority())
+            .map_err(HostError::failed)?;
         let layout = Layout::create_beneath(&dir, path, root.join(path))
             .map_err(|e| HostError::denied(format!("destination {relative:?}: {e:#}")))?;
         Ok(DestinationHandle { layout })
@@ -100,7 +111,11 @@ fn to_wit(d: &oci::Descriptor) -> types::Descriptor {
         digest: d.digest.to_string(),
         size: d.size,
         artifact_type: d.artifact_type.clone(),
-        annotations: d.annotations.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        annotations: d
+            .annotations
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
     }
 }
 
@@ -117,7 +132,9 @@ impl HostState {
     fn check_deadline(&mut self) -> HostResult<()> {
         if Instant::now() >= self.deadline {
             self.hit = Some(LimitHit::Timeout);
-            return Err(HostError::Trap(wasmtime::Error::msg("the driver's time limit passed")));
+            return Err(HostError::Trap(wasmtime::Error::msg(
+                "the driver's time limit passed",
+            )));
         }
         Ok(())
     }
@@ -138,7 +155,10 @@ impl HostState {
     pub(super) fn take_handle(&mut self) -> HostResult<()> {
         if self.handles >= self.limits.handles {
             self.hit = Some(LimitHit::Handles);
-            return Err(HostError::denied(format!("the driver holds {} handles already", self.handles)));
+            return Err(HostError::denied(format!(
+                "the driver holds {} handles already",
+                self.handles
+            )));
         }
         self.handles += 1;
         Ok(())
@@ -212,7 +232,11 @@ impl host::HostSource for HostState {
         })
     }
 
-    fn manifest(&mut self, s: Resource<SourceHandle>, reference: Option<String>) -> HostResult<types::Document> {
+    fn manifest(
+        &mut self,
+        s: Resource<SourceHandle>,
+        reference: Option<String>,
+    ) -> HostResult<types::Document> {
         self.check_deadline()?;
         let SourceHandle::Layout { layout, root, .. } = self.table.get(&s)? else {
             return Err(HostError::unsupported("a file source has no manifests"));
@@ -221,46 +245,76 @@ impl host::HostSource for HostState {
             None => (root.digest.clone(), Some(root.media_type.clone())),
             Some(r) => match r.parse::<Digest>() {
                 Ok(d) => (d, None),
-                Err(_) => return Err(HostError::not_found(format!("{r:?}: a stored image is looked up by digest"))),
+                Err(_) => {
+                    return Err(HostError::not_found(format!(
+                        "{r:?}: a stored image is looked up by digest"
+                    )));
+                }
             },
         };
         if !layout.has_blob(&digest) {
-            return Err(HostError::not_found(format!("manifest {digest} is not in the store")));
+            return Err(HostError::not_found(format!(
+                "manifest {digest} is not in the store"
+            )));
         }
-        let bytes = layout.read_blob(&digest, MAX_DOCUMENT).map_err(HostError::invalid)?;
+        let bytes = layout
+            .read_blob(&digest, MAX_DOCUMENT)
+            .map_err(HostError::invalid)?;
         let media_type = media_type
             .or_else(|| oci::media_type_of(&bytes))
             .ok_or_else(|| HostError::invalid(format!("{digest} is not a manifest or index")))?;
-        Ok(types::Document { media_type, digest: digest.to_string(), bytes })
+        Ok(types::Document {
+            media_type,
+            digest: digest.to_string(),
+            bytes,
+        })
     }
 
     fn size(&mut self, s: Resource<SourceHandle>, digest: Option<String>) -> HostResult<u64> {
         match (self.table.get(&s)?, digest) {
             (SourceHandle::Layout { layout, .. }, Some(d)) => {
                 let d = parse_digest(&d)?;
-                layout.blob_size(&d).map_err(|_| HostError::not_found(format!("blob {d} is not in the store")))
+                layout
+                    .blob_size(&d)
+                    .map_err(|_| HostError::not_found(format!("blob {d} is not in the store")))
             }
             (SourceHandle::Layout { root, .. }, None) => Ok(root.size),
-            (SourceHandle::File { file, .. }, None) => Ok(file.metadata().map_err(HostError::failed)?.len()),
-            (SourceHandle::File { .. }, Some(_)) => Err(HostError::unsupported("a file source has no blobs")),
+            (SourceHandle::File { file, .. }, None) => {
+                Ok(file.metadata().map_err(HostError::failed)?.len())
+            }
+            (SourceHandle::File { .. }, Some(_)) => {
+                Err(HostError::unsupported("a file source has no blobs"))
+            }
         }
     }
 
-    fn read(&mut self, s: Resource<SourceHandle>, digest: Option<String>, offset: u64, len: u32) -> HostResult<Vec<u8>> {
+    fn read(
+        &mut self,
+        s: Resource<SourceHandle>,
+        digest: Option<String>,
+        offset: u64,
+        len: u32,
+    ) -> HostResult<Vec<u8>> {
         self.check_deadline()?;
         let len = len.min(MAX_READ) as usize;
         let mut buf = vec![0; len];
         let n = match (self.table.get(&s)?, digest) {
             (SourceHandle::Layout { layout, .. }, Some(d)) => {
                 let d = parse_digest(&d)?;
-                let file = layout.open_blob(&d).map_err(|_| HostError::not_found(format!("blob {d} is not in the store")))?;
+                let file = layout
+                    .open_blob(&d)
+                    .map_err(|_| HostError::not_found(format!("blob {d} is not in the store")))?;
                 read_at(&file, &mut buf, offset)
             }
             (SourceHandle::File { file, .. }, None) => read_at(file, &mut buf, offset),
             (SourceHandle::Layout { .. }, None) => {
-                return Err(HostError::unsupported("a stored image is read blob by blob: name a digest"));
+                return Err(HostError::unsupported(
+                    "a stored image is read blob by blob: name a digest",
+                ));
             }
-            (SourceHandle::File { .. }, Some(_)) => return Err(HostError::unsupported("a file source has no blobs")),
+            (SourceHandle::File { .. }, Some(_)) => {
+                return Err(HostError::unsupported("a file source has no blobs"));
+            }
         }
         .map_err(HostError::failed)?;
         buf.truncate(n);
@@ -297,34 +351,59 @@ impl host::HostStore for HostState {
         self.check_deadline()?;
         let expected = digest.as_deref().map(parse_digest).transpose()?;
         let mut reader: std::fs::File = match (self.table.get(&s)?, &expected) {
-            (SourceHandle::Layout { layout, .. }, Some(d)) => {
-                layout.open_blob(d).map_err(|_| HostError::not_found(format!("blob {d} is not in the source")))?
-            }
+            (SourceHandle::Layout { layout, .. }, Some(d)) => layout
+                .open_blob(d)
+                .map_err(|_| HostError::not_found(format!("blob {d} is not in the source")))?,
             (SourceHandle::File { file, .. }, None) => {
                 let mut file = file.try_clone().map_err(HostError::failed)?;
                 file.seek(SeekFrom::Start(0)).map_err(HostError::failed)?;
                 file
             }
-            (SourceHandle::Layout { .. }, None) => return Err(HostError::unsupported("name the digest of the blob to copy")),
-            (SourceHandle::File { .. }, Some(_)) => return Err(HostError::unsupported("a file source has no blobs")),
+            (SourceHandle::Layout { .. }, None) => {
+                return Err(HostError::unsupported(
+                    "name the digest of the blob to copy",
+                ));
+            }
+            (SourceHandle::File { .. }, Some(_)) => {
+                return Err(HostError::unsupported("a file source has no blobs"));
+            }
         };
         let layout = self.table.get(&st)?.layout.clone();
-        let (digest, size) = layout.put_verified(&mut reader, expected.as_ref()).map_err(HostError::invalid)?;
+        let (digest, size) = layout
+            .put_verified(&mut reader, expected.as_ref())
+            .map_err(HostError::invalid)?;
         self.check_deadline()?;
         Ok(to_wit(&oci::Descriptor::new(media_type, digest, size)))
     }
 
-    fn put_document(&mut self, st: Resource<StoreHandle>, media_type: String, bytes: Vec<u8>) -> HostResult<types::Descriptor> {
+    fn put_document(
+        &mut self,
+        st: Resource<StoreHandle>,
+        media_type: String,
+        bytes: Vec<u8>,
+    ) -> HostResult<types::Descriptor> {
         self.check_deadline()?;
         self.check_call_bytes("store.put-document", bytes.len())?;
-        let digest = self.table.get(&st)?.layout.put_bytes(&bytes).map_err(HostError::failed)?;
-        Ok(to_wit(&oci::Descriptor::new(media_type, digest, bytes.len() as u64)))
+        let digest = self
+            .table
+            .get(&st)?
+            .layout
+            .put_bytes(&bytes)
+            .map_err(HostError::failed)?;
+        Ok(to_wit(&oci::Descriptor::new(
+            media_type,
+            digest,
+            bytes.len() as u64,
+        )))
     }
 
     fn set_root(&mut self, st: Resource<StoreHandle>, root: types::Descriptor) -> HostResult<()> {
         let store = self.table.get(&st)?;
         let mut root = from_wit(&root)?;
-        store.layout.graph(&root).map_err(|e| HostError::invalid(format!("root {}: {e:#}", root.digest)))?;
+        store
+            .layout
+            .graph(&root)
+            .map_err(|e| HostError::invalid(format!("root {}: {e:#}", root.digest)))?;
         root.annotations.insert(REF_NAME.into(), store.name.clone());
         store.layout.add_to_index(root).map_err(HostError::failed)
     }
@@ -346,7 +425,12 @@ impl DestinationHandle {
 
     fn tag(&self, tag: &Option<String>, root: &mut oci::Descriptor) -> HostResult<()> {
         if let Some(tag) = tag {
-            if tag.is_empty() || tag.len() > 128 || !tag.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+            if tag.is_empty()
+                || tag.len() > 128
+                || !tag
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            {
                 return Err(HostError::invalid(format!("{tag:?} is not a valid tag")));
             }
             root.annotations.insert(REF_NAME.into(), tag.clone());
@@ -358,7 +442,9 @@ impl DestinationHandle {
 fn stored_layout(source: &SourceHandle) -> HostResult<&Arc<Layout>> {
     match source {
         SourceHandle::Layout { layout, .. } => Ok(layout),
-        SourceHandle::File { .. } => Err(HostError::unsupported("only stored images are copied to a destination")),
+        SourceHandle::File { .. } => Err(HostError::unsupported(
+            "only stored images are copied to a destination",
+        )),
     }
 }
 
@@ -376,14 +462,25 @@ impl host::HostDestination for HostState {
         Ok(self.table.get(&d)?.layout.has_blob(&digest))
     }
 
-    fn copy_blob(&mut self, d: Resource<DestinationHandle>, s: Resource<SourceHandle>, blob: types::Descriptor) -> HostResult<types::Transfer> {
+    fn copy_blob(
+        &mut self,
+        d: Resource<DestinationHandle>,
+        s: Resource<SourceHandle>,
+        blob: types::Descriptor,
+    ) -> HostResult<types::Transfer> {
         self.check_deadline()?;
         let blob = from_wit(&blob)?;
         let mut from = stored_layout(self.table.get(&s)?)?
             .open_blob(&blob.digest)
-            .map_err(|_| HostError::not_found(format!("blob {} is not in the store", blob.digest)))?;
+            .map_err(|_| {
+                HostError::not_found(format!("blob {} is not in the store", blob.digest))
+            })?;
         let copied = copy_trusted(self, &d, &blob, &mut from)?;
-        Ok(if copied { types::Transfer::Copied } else { types::Transfer::Present })
+        Ok(if copied {
+            types::Transfer::Copied
+        } else {
+            types::Transfer::Present
+        })
     }
 
     fn copy_artifact(
@@ -408,37 +505,74 @@ impl host::HostDestination for HostState {
         let destination = self.table.get(&d)?;
         destination.tag(&tag, &mut root)?;
         let reference = destination.reference(tag.as_deref(), &root.digest);
-        destination.layout.add_to_index(root).map_err(HostError::failed)?;
+        destination
+            .layout
+            .add_to_index(root)
+            .map_err(HostError::failed)?;
         Ok(reference)
     }
 
-    fn put_document(&mut self, d: Resource<DestinationHandle>, media_type: String, bytes: Vec<u8>, tag: Option<String>) -> HostResult<String> {
+    fn put_document(
+        &mut self,
+        d: Resource<DestinationHandle>,
+        media_type: String,
+        bytes: Vec<u8>,
+        tag: Option<String>,
+    ) -> HostResult<String> {
         self.check_deadline()?;
         self.check_call_bytes("destination.put-document", bytes.len())?;
         let destination = self.table.get(&d)?;
-        let digest = destination.layout.put_bytes(&bytes).map_err(HostError::failed)?;
+        let digest = destination
+            .layout
+            .put_bytes(&bytes)
+            .map_err(HostError::failed)?;
         let mut root = oci::Descriptor::new(media_type, digest.clone(), bytes.len() as u64);
         destination.tag(&tag, &mut root)?;
         let reference = destination.reference(tag.as_deref(), &digest);
-        destination.layout.add_to_index(root).map_err(HostError::failed)?;
+        destination
+            .layout
+            .add_to_index(root)
+            .map_err(HostError::failed)?;
         Ok(reference)
     }
 
-    fn write_file(&mut self, d: Resource<DestinationHandle>, s: Resource<SourceHandle>, blob: types::Descriptor, name: String) -> HostResult<String> {
+    fn write_file(
+        &mut self,
+        d: Resource<DestinationHandle>,
+        s: Resource<SourceHandle>,
+        blob: types::Descriptor,
+        name: String,
+    ) -> HostResult<String> {
         self.check_deadline()?;
         let blob = from_wit(&blob)?;
         let path = Path::new(&name);
         if name.is_empty() || !path.components().all(|c| matches!(c, Component::Normal(_))) {
-            return Err(HostError::denied(format!("file name {name:?} is outside the destination")));
+            return Err(HostError::denied(format!(
+                "file name {name:?} is outside the destination"
+            )));
         }
         let mut from = stored_layout(self.table.get(&s)?)?
             .open_blob(&blob.digest)
-            .map_err(|_| HostError::not_found(format!("blob {} is not in the store", blob.digest)))?;
+            .map_err(|_| {
+                HostError::not_found(format!("blob {} is not in the store", blob.digest))
+            })?;
         let parent = path.parent().unwrap_or(Path::new(""));
-        let mut pending = self.table.get(&d)?.layout.pending(parent).map_err(HostError::denied)?;
+        let mut pending = self
+            .table
+            .get(&d)?
+            .layout
+            .pending(parent)
+            .map_err(HostError::denied)?;
         self.copy_file(&mut from, pending.file())?;
         pending.persist_as(path).map_err(HostError::denied)?;
-        Ok(self.table.get(&d)?.layout.path().join(path).display().to_string())
+        Ok(self
+            .table
+            .get(&d)?
+            .layout
+            .path()
+            .join(path)
+            .display()
+            .to_string())
     }
 
     fn drop(&mut self, d: Resource<DestinationHandle>) -> wasmtime::Result<()> {
@@ -451,18 +585,31 @@ impl host::HostDestination for HostState {
 /// Copies a stored blob to the destination unless it is there. The store's digests were checked
 /// when it was written (and by `ferry verify`), so the copy is the kernel's, not re-hashed; the
 /// size is still checked.
-fn copy_trusted(state: &mut HostState, d: &Resource<DestinationHandle>, blob: &oci::Descriptor, from: &mut std::fs::File) -> HostResult<bool> {
+fn copy_trusted(
+    state: &mut HostState,
+    d: &Resource<DestinationHandle>,
+    blob: &oci::Descriptor,
+    from: &mut std::fs::File,
+) -> HostResult<bool> {
     let size = from.metadata().map_err(HostError::failed)?.len();
     if size != blob.size {
-        return Err(HostError::invalid(format!("blob {} is {size} bytes, its descriptor says {}", blob.digest, blob.size)));
+        return Err(HostError::invalid(format!(
+            "blob {} is {size} bytes, its descriptor says {}",
+            blob.digest, blob.size
+        )));
     }
     let destination = state.table.get(d)?;
     if destination.layout.has_blob(&blob.digest) {
         return Ok(false);
     }
-    let mut pending = destination.layout.pending_blob().map_err(HostError::failed)?;
+    let mut pending = destination
+        .layout
+        .pending_blob()
+        .map_err(HostError::failed)?;
     state.copy_file(from, pending.file())?;
-    pending.persist_as(Layout::blob_name(&blob.digest)).map_err(HostError::failed)?;
+    pending
+        .persist_as(Layout::blob_name(&blob.digest))
+        .map_err(HostError::failed)?;
     Ok(true)
 }
 

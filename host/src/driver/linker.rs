@@ -5,11 +5,11 @@ use super::sandbox::HostState;
 use anyhow::{Result, bail};
 use wasmtime::Engine;
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime_wasi::p2::bindings::sync as wasi;
-use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random};
 use wasmtime_wasi::cli::WasiCliView;
 use wasmtime_wasi::clocks::WasiClocksView;
 use wasmtime_wasi::filesystem::WasiFilesystemView;
+use wasmtime_wasi::p2::bindings::sync as wasi;
+use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random};
 use wasmtime_wasi::{WasiCtxView, WasiView};
 
 /// Interfaces a driver may import, without their version. Rust's std makes every
@@ -45,13 +45,32 @@ pub fn new_linker(engine: &Engine) -> Result<Linker<HostState>> {
     wasmtime_wasi::p2::bindings::io::error::add_to_linker::<HostState, HasTable>(&mut l, table)?;
     wasi::io::poll::add_to_linker::<HostState, HasTable>(&mut l, table)?;
     wasi::io::streams::add_to_linker::<HostState, HasTable>(&mut l, table)?;
-    clocks::wall_clock::add_to_linker::<HostState, wasmtime_wasi::clocks::WasiClocks>(&mut l, HostState::clocks)?;
-    clocks::monotonic_clock::add_to_linker::<HostState, wasmtime_wasi::clocks::WasiClocks>(&mut l, HostState::clocks)?;
-    wasi::filesystem::types::add_to_linker::<HostState, wasmtime_wasi::filesystem::WasiFilesystem>(&mut l, HostState::filesystem)?;
-    filesystem::preopens::add_to_linker::<HostState, wasmtime_wasi::filesystem::WasiFilesystem>(&mut l, HostState::filesystem)?;
-    random::random::add_to_linker::<HostState, wasmtime_wasi::random::WasiRandom>(&mut l, |s| s.wasi.random())?;
-    random::insecure::add_to_linker::<HostState, wasmtime_wasi::random::WasiRandom>(&mut l, |s| s.wasi.random())?;
-    random::insecure_seed::add_to_linker::<HostState, wasmtime_wasi::random::WasiRandom>(&mut l, |s| s.wasi.random())?;
+    clocks::wall_clock::add_to_linker::<HostState, wasmtime_wasi::clocks::WasiClocks>(
+        &mut l,
+        HostState::clocks,
+    )?;
+    clocks::monotonic_clock::add_to_linker::<HostState, wasmtime_wasi::clocks::WasiClocks>(
+        &mut l,
+        HostState::clocks,
+    )?;
+    wasi::filesystem::types::add_to_linker::<HostState, wasmtime_wasi::filesystem::WasiFilesystem>(
+        &mut l,
+        HostState::filesystem,
+    )?;
+    filesystem::preopens::add_to_linker::<HostState, wasmtime_wasi::filesystem::WasiFilesystem>(
+        &mut l,
+        HostState::filesystem,
+    )?;
+    random::random::add_to_linker::<HostState, wasmtime_wasi::random::WasiRandom>(&mut l, |s| {
+        s.wasi.random()
+    })?;
+    random::insecure::add_to_linker::<HostState, wasmtime_wasi::random::WasiRandom>(&mut l, |s| {
+        s.wasi.random()
+    })?;
+    random::insecure_seed::add_to_linker::<HostState, wasmtime_wasi::random::WasiRandom>(
+        &mut l,
+        |s| s.wasi.random(),
+    )?;
     type Cli = wasmtime_wasi::cli::WasiCli;
     cli::exit::add_to_linker::<HostState, Cli>(&mut l, HostState::cli)?;
     cli::environment::add_to_linker::<HostState, Cli>(&mut l, HostState::cli)?;
@@ -89,8 +108,14 @@ pub struct Shape {
 pub fn check_shape(engine: &Engine, component: &Component) -> Result<Shape> {
     let ty = component.component_type();
     let shape = Shape {
-        imports: ty.imports(engine).map(|(name, _)| name.to_owned()).collect(),
-        exports: ty.exports(engine).map(|(name, _)| name.to_owned()).collect(),
+        imports: ty
+            .imports(engine)
+            .map(|(name, _)| name.to_owned())
+            .collect(),
+        exports: ty
+            .exports(engine)
+            .map(|(name, _)| name.to_owned())
+            .collect(),
     };
     if !shape.exports.iter().any(|e| e == INTERFACE) {
         let (package, _) = INTERFACE.split_once('@').expect("versioned");
@@ -113,12 +138,20 @@ pub fn check_shape(engine: &Engine, component: &Component) -> Result<Shape> {
     if !unknown.is_empty() {
         bail!(
             "it imports what ferry does not provide to drivers: {}",
-            unknown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            unknown
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     Ok(shape)
 }
 
 fn list(names: &[String]) -> String {
-    if names.is_empty() { "nothing".into() } else { names.join(", ") }
+    if names.is_empty() {
+        "nothing".into()
+    } else {
+        names.join(", ")
+    }
 }

@@ -110,7 +110,10 @@ pub struct Summary {
 /// Where an operation reads an image from.
 pub enum Origin {
     /// The image named `name` (its ref.name annotation) in an OCI layout.
-    Layout { layout: Arc<Layout>, name: String },
+    Layout {
+        layout: Arc<Layout>,
+        name: String,
+    },
     File(PathBuf),
 }
 
@@ -143,7 +146,13 @@ impl Runtime {
         let engine = engine::new_engine()?;
         let linker = linker::new_linker(&engine)?;
         let cache = ComponentCache::new(&engine, settings.cache_dir);
-        Ok(Runtime { engine, linker, cache, limits: settings.limits, events: settings.events })
+        Ok(Runtime {
+            engine,
+            linker,
+            cache,
+            limits: settings.limits,
+            events: settings.events,
+        })
     }
 
     pub fn limits(&self) -> &Limits {
@@ -153,9 +162,20 @@ impl Runtime {
     /// Compiles (or loads from the cache) a component, checks that it implements the driver
     /// interface with only imports this host provides, and asks it for its info.
     pub fn load(&self, component: &VerifiedComponent) -> Result<Driver<'_>, DriverError> {
-        let unnamed = |kind, e: anyhow::Error| DriverError::new(&component.digest().to_string(), Operation::Load, kind, format!("{e:#}"));
-        let compiled = self.cache.load(&self.engine, component).map_err(|e| unnamed(ErrorKind::NotADriver, e))?;
-        let shape = linker::check_shape(&self.engine, &compiled).map_err(|e| unnamed(ErrorKind::NotADriver, e))?;
+        let unnamed = |kind, e: anyhow::Error| {
+            DriverError::new(
+                &component.digest().to_string(),
+                Operation::Load,
+                kind,
+                format!("{e:#}"),
+            )
+        };
+        let compiled = self
+            .cache
+            .load(&self.engine, component)
+            .map_err(|e| unnamed(ErrorKind::NotADriver, e))?;
+        let shape = linker::check_shape(&self.engine, &compiled)
+            .map_err(|e| unnamed(ErrorKind::NotADriver, e))?;
         let pre = self
             .linker
             .instantiate_pre(&compiled)
@@ -164,7 +184,11 @@ impl Runtime {
         let mut driver = Driver {
             runtime: self,
             pre,
-            info: DriverInfo { name: component.digest().to_string(), version: String::new(), image_types: Vec::new() },
+            info: DriverInfo {
+                name: component.digest().to_string(),
+                version: String::new(),
+                image_types: Vec::new(),
+            },
             digest: component.digest().clone(),
             imports: shape.imports,
         };
@@ -174,7 +198,11 @@ impl Runtime {
         driver.info = DriverInfo {
             name: info.name,
             version: info.version,
-            image_types: info.image_types.into_iter().map(|t| t.to_ascii_lowercase()).collect(),
+            image_types: info
+                .image_types
+                .into_iter()
+                .map(|t| t.to_ascii_lowercase())
+                .collect(),
         };
         Ok(driver)
     }
@@ -226,36 +254,68 @@ impl<'rt> Driver<'rt> {
     }
 
     /// Origin → `store`, recorded there under the image's reference; returns the stored root.
-    pub fn fetch(&self, image: &Image, origin: &Origin, store: &Arc<Layout>) -> Result<crate::oci::Descriptor, DriverError> {
+    pub fn fetch(
+        &self,
+        image: &Image,
+        origin: &Origin,
+        store: &Arc<Layout>,
+    ) -> Result<crate::oci::Descriptor, DriverError> {
         let root = self.call(Operation::Fetch, Some(image), None, |s, d| {
             let origin = push_source(s, origin)?;
-            let sink = push(s, StoreHandle { layout: store.clone(), name: image.reference.clone() })?;
-            d.ferry_driver_driver().call_fetch(s, &image.to_wit(), origin, sink)
+            let sink = push(
+                s,
+                StoreHandle {
+                    layout: store.clone(),
+                    name: image.reference.clone(),
+                },
+            )?;
+            d.ferry_driver_driver()
+                .call_fetch(s, &image.to_wit(), origin, sink)
         })?;
-        host::from_wit(&root).map_err(|_| self.error(Operation::Fetch, Some(image), ErrorKind::InvalidContent, format!("returned a bad digest {:?}", root.digest)))
+        host::from_wit(&root).map_err(|_| {
+            self.error(
+                Operation::Fetch,
+                Some(image),
+                ErrorKind::InvalidContent,
+                format!("returned a bad digest {:?}", root.digest),
+            )
+        })
     }
 
     pub fn verify(&self, image: &Image, stored: &Origin) -> Result<(), DriverError> {
         self.call(Operation::Verify, Some(image), None, |s, d| {
             let stored = push_source(s, stored)?;
-            d.ferry_driver_driver().call_verify(s, &image.to_wit(), stored)
+            d.ferry_driver_driver()
+                .call_verify(s, &image.to_wit(), stored)
         })
     }
 
     /// Stored image → a destination inside `grant`; returns the relocated reference.
-    pub fn relocate(&self, image: &Image, stored: &Origin, grant: &DestinationGrant) -> Result<String, DriverError> {
-        self.call(Operation::Relocate, Some(image), Some(grant.clone()), |s, d| {
-            let stored = push_source(s, stored)?;
-            let destination = grant.open("").map_err(host_error)?;
-            let destination = push(s, destination)?;
-            d.ferry_driver_driver().call_relocate(s, &image.to_wit(), stored, destination)
-        })
+    pub fn relocate(
+        &self,
+        image: &Image,
+        stored: &Origin,
+        grant: &DestinationGrant,
+    ) -> Result<String, DriverError> {
+        self.call(
+            Operation::Relocate,
+            Some(image),
+            Some(grant.clone()),
+            |s, d| {
+                let stored = push_source(s, stored)?;
+                let destination = grant.open("").map_err(host_error)?;
+                let destination = push(s, destination)?;
+                d.ferry_driver_driver()
+                    .call_relocate(s, &image.to_wit(), stored, destination)
+            },
+        )
     }
 
     pub fn inspect(&self, image: &Image, stored: &Origin) -> Result<Summary, DriverError> {
         let summary = self.call(Operation::Inspect, Some(image), None, |s, d| {
             let stored = push_source(s, stored)?;
-            d.ferry_driver_driver().call_inspect(s, &image.to_wit(), stored)
+            d.ferry_driver_driver()
+                .call_inspect(s, &image.to_wit(), stored)
         })?;
         Ok(Summary {
             digest: summary.digest,
@@ -266,7 +326,13 @@ impl<'rt> Driver<'rt> {
         })
     }
 
-    fn error(&self, operation: Operation, image: Option<&Image>, kind: ErrorKind, message: String) -> DriverError {
+    fn error(
+        &self,
+        operation: Operation,
+        image: Option<&Image>,
+        kind: ErrorKind,
+        message: String,
+    ) -> DriverError {
         let mut e = DriverError::new(&self.info.name, operation, kind, message);
         e.image = image.map(|i| format!("{} ({})", i.key, i.reference));
         e
@@ -282,7 +348,10 @@ impl<'rt> Driver<'rt> {
         f: impl FnOnce(&mut Store<HostState>, &ImageDriver) -> CallResult<R>,
     ) -> Result<R, DriverError> {
         let mut store = self.runtime.new_store(&self.info.name, grant);
-        let outcome = self.pre.instantiate(&mut store).and_then(|instance| f(&mut store, &instance));
+        let outcome = self
+            .pre
+            .instantiate(&mut store)
+            .and_then(|instance| f(&mut store, &instance));
         let failure = match outcome {
             Ok(Ok(value)) => return Ok(value),
             Ok(Err(guest)) => Ok(guest),
@@ -293,7 +362,10 @@ impl<'rt> Driver<'rt> {
     }
 }
 
-fn push<T: Send + 'static>(store: &mut Store<HostState>, value: T) -> wasmtime::Result<Resource<T>> {
+fn push<T: Send + 'static>(
+    store: &mut Store<HostState>,
+    value: T,
+) -> wasmtime::Result<Resource<T>> {
     let state = store.data_mut();
     state.take_handle().map_err(host_error)?;
     Ok(state.table.push(value)?)
@@ -311,17 +383,33 @@ impl std::fmt::Display for SetupError {
 
 impl std::error::Error for SetupError {}
 
-fn push_source(store: &mut Store<HostState>, origin: &Origin) -> wasmtime::Result<Resource<SourceHandle>> {
+fn push_source(
+    store: &mut Store<HostState>,
+    origin: &Origin,
+) -> wasmtime::Result<Resource<SourceHandle>> {
     let handle = match origin {
         Origin::Layout { layout, name } => {
-            let not_found = || SetupError(types::Error::NotFound(format!("{name} is not in {}", layout.path().display())));
+            let not_found = || {
+                SetupError(types::Error::NotFound(format!(
+                    "{name} is not in {}",
+                    layout.path().display()
+                )))
+            };
             let root = layout.find(name).ok().flatten().ok_or_else(not_found)?;
-            SourceHandle::Layout { layout: layout.clone(), root, location: name.clone() }
+            SourceHandle::Layout {
+                layout: layout.clone(),
+                root,
+                location: name.clone(),
+            }
         }
         Origin::File(path) => {
-            let file = std::fs::File::open(path)
-                .map_err(|e| SetupError(types::Error::NotFound(format!("{}: {e}", path.display()))))?;
-            SourceHandle::File { file, path: path.clone() }
+            let file = std::fs::File::open(path).map_err(|e| {
+                SetupError(types::Error::NotFound(format!("{}: {e}", path.display())))
+            })?;
+            SourceHandle::File {
+                file,
+                path: path.clone(),
+            }
         }
     };
     push(store, handle)

@@ -40,7 +40,10 @@ pub struct HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -54,12 +57,21 @@ pub struct Budget {
 
 impl Budget {
     pub fn new(limit: u64) -> Self {
-        Budget { limit: usize::try_from(limit).unwrap_or(usize::MAX), used: 0, exceeded: false }
+        Budget {
+            limit: usize::try_from(limit).unwrap_or(usize::MAX),
+            used: 0,
+            exceeded: false,
+        }
     }
 }
 
 impl ResourceLimiter for Budget {
-    fn memory_growing(&mut self, current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         let total = self.used - current + desired;
         if total > self.limit {
             self.exceeded = true;
@@ -69,7 +81,12 @@ impl ResourceLimiter for Budget {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
     }
 
@@ -94,7 +111,10 @@ pub struct CappedPipe {
 
 impl CappedPipe {
     pub fn new(cap: u64) -> Self {
-        CappedPipe { buffer: Arc::default(), cap: usize::try_from(cap).unwrap_or(usize::MAX) }
+        CappedPipe {
+            buffer: Arc::default(),
+            cap: usize::try_from(cap).unwrap_or(usize::MAX),
+        }
     }
 
     fn push(&self, bytes: &[u8]) {
@@ -109,7 +129,9 @@ impl CappedPipe {
         let text = String::from_utf8_lossy(&buffer);
         let text = text.trim_end();
         let start = text.len().saturating_sub(max);
-        let start = (start..text.len()).find(|&i| text.is_char_boundary(i)).unwrap_or(text.len());
+        let start = (start..text.len())
+            .find(|&i| text.is_char_boundary(i))
+            .unwrap_or(text.len());
         text[start..].to_owned()
     }
 }
@@ -156,10 +178,16 @@ impl tokio::io::AsyncWrite for CappedPipe {
         self.push(buf);
         std::task::Poll::Ready(Ok(buf.len()))
     }
-    fn poll_flush(self: std::pin::Pin<&mut Self>, _cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
         std::task::Poll::Ready(Ok(()))
     }
-    fn poll_shutdown(self: std::pin::Pin<&mut Self>, _cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
         std::task::Poll::Ready(Ok(()))
     }
 }

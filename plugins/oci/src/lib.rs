@@ -109,7 +109,10 @@ fn walk(
     visit: &mut dyn FnMut(Node) -> Result<()>,
 ) -> Result<Walked> {
     if depth > MAX_DEPTH {
-        return Err(Error::invalid(format!("{}: manifests nest deeper than {MAX_DEPTH}", doc.digest)));
+        return Err(Error::invalid(format!(
+            "{}: manifests nest deeper than {MAX_DEPTH}",
+            doc.digest
+        )));
     }
     let json: Value = serde_json::from_slice(&doc.bytes)
         .map_err(|e| Error::invalid(format!("{}: not JSON: {e}", doc.digest)))?;
@@ -117,7 +120,10 @@ fn walk(
     let mut walked = Walked::default();
     match media_type {
         OCI_INDEX | DOCKER_LIST => {
-            for (i, entry) in children(&json, "manifests", &doc.digest)?.into_iter().enumerate() {
+            for (i, entry) in children(&json, "manifests", &doc.digest)?
+                .into_iter()
+                .enumerate()
+            {
                 let child = source.manifest(Some(&entry.digest))?;
                 let inner = walk(source, &child, depth + 1, visit)?;
                 walked.blobs.extend(inner.blobs);
@@ -148,7 +154,9 @@ fn walk(
             )));
         }
     }
-    walked.blobs.insert((doc.digest.clone(), doc.bytes.len() as u64));
+    walked
+        .blobs
+        .insert((doc.digest.clone(), doc.bytes.len() as u64));
     visit(Node::Document(doc))?;
     Ok(walked)
 }
@@ -164,9 +172,17 @@ fn children(json: &Value, field: &str, digest: &str) -> Result<Vec<Descriptor>> 
 }
 
 fn descriptor(json: &Value, at: &str) -> Result<Descriptor> {
-    match (json["mediaType"].as_str(), json["digest"].as_str(), json["size"].as_u64()) {
-        (Some(media_type), Some(digest), Some(size)) => Ok(Descriptor::new(media_type, digest, size)),
-        _ => Err(Error::invalid(format!("{at}: a descriptor needs mediaType, digest and size"))),
+    match (
+        json["mediaType"].as_str(),
+        json["digest"].as_str(),
+        json["size"].as_u64(),
+    ) {
+        (Some(media_type), Some(digest), Some(size)) => {
+            Ok(Descriptor::new(media_type, digest, size))
+        }
+        _ => Err(Error::invalid(format!(
+            "{at}: a descriptor needs mediaType, digest and size"
+        ))),
     }
 }
 
@@ -185,7 +201,9 @@ fn config_platform(source: &Source, config: &Descriptor) -> Option<String> {
     if config.size > MAX_CONFIG {
         return None;
     }
-    let bytes = source.read(Some(&config.digest), 0, config.size as u32).ok()?;
+    let bytes = source
+        .read(Some(&config.digest), 0, config.size as u32)
+        .ok()?;
     platform_name(&serde_json::from_slice(&bytes).ok()?)
 }
 

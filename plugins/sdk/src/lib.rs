@@ -19,9 +19,7 @@ pub use exports::ferry::driver::driver::Guest as Driver;
 pub use ferry::driver::host::{
     Destination, DestinationKind, Level, Source, SourceKind, Store, open_destination, progress,
 };
-pub use ferry::driver::types::{
-    Descriptor, DriverInfo, Document, Error, Image, Summary, Transfer,
-};
+pub use ferry::driver::types::{Descriptor, Document, DriverInfo, Error, Image, Summary, Transfer};
 
 /// What every driver operation returns.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -97,6 +95,10 @@ impl Descriptor {
 impl Document {
     /// The descriptor of this document.
     pub fn descriptor(&self) -> Descriptor {
-        Descriptor::new(self.media_type.clone(), self.digest.clone(), self.bytes.len() as u64)
+        Descriptor::new(
+            self.media_type.clone(),
+            self.digest.clone(),
+            self.bytes.len() as u64,
+        )
     }
 }

@@ -47,13 +47,19 @@ impl Driver for Hostile {
                 other.location();
                 Ok("opened".into())
             }
+            "hoard-handles" => {
+                let mut held = Vec::new();
+                loop {
+                    held.push(open_destination(&format!("sub{}", held.len()))?);
+                }
+            }
             "oversized" => {
-                let big = vec![b' '; 64 << 20];
+                let big = vec![b' '; 8 << 20];
                 destination.put_document("application/json", &big, None)
             }
             "panic" => panic!("the hostile driver panics on purpose"),
             "chatty" => {
-                for i in 0..200_000 {
+                for i in 0..5_000 {
                     eprintln!("line {i} of noise the host must cap");
                 }
                 Ok("chatted".into())

@@ -1,0 +1,124 @@
+//! Helpers shared by the integration tests: a runtime over the repository's own driver
+//! components, and OCI images written byte by byte into layouts.
+#![allow(dead_code)]
+
+use ferry::config::Limits;
+use ferry::driver::{Driver, Events, Image, Level, Runtime, Settings, VerifiedComponent};
+use ferry::oci::{Descriptor, Digest, Layout, REF_NAME};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// A driver component built from this repository by host/build.rs.
+pub fn guest(file: &str) -> PathBuf {
+    Path::new(env!("FERRY_GUEST_DIR")).join(file)
+}
+
+pub const OCI_DRIVER: &str = "ferry_driver_oci.wasm";
+pub const FILE_DRIVER: &str = "example_file_driver.wasm";
+pub const HOSTILE_DRIVER: &str = "ferry_driver_hostile.wasm";
+
+/// Keeps every log line drivers write.
+#[derive(Default)]
+pub struct Recorder {
+    pub lines: Mutex<Vec<(Level, String)>>,
+}
+
+impl Events for Recorder {
+    fn log(&self, _driver: &str, level: Level, message: &str) {
+        self.lines.lock().unwrap().push((level, message.to_owned()));
+    }
+    fn progress(&self, _driver: &str, _done: u64, _total: Option<u64>) {}
+}
+
+pub fn runtime(limits: Limits, cache_dir: &Path) -> Runtime {
+    Runtime::new(Settings {
+        limits,
+        cache_dir: Some(cache_dir.to_owned()),
+        events: Arc::new(Recorder::default()),
+    })
+    .expect("runtime")
+}
+
+pub fn component(file: &str) -> VerifiedComponent {
+    VerifiedComponent::local(
+        std::fs::read(guest(file)).expect("guest component (built by host/build.rs)"),
+    )
+}
+
+pub fn load<'rt>(runtime: &'rt Runtime, file: &str) -> Driver<'rt> {
+    runtime
+        .load(&component(file))
+        .unwrap_or_else(|e| panic!("loading {file}: {e}"))
+}
+
+pub fn image(key: &str, reference: &str, image_type: &str) -> Image {
+    Image {
+        key: key.into(),
+        reference: reference.into(),
+        image_type: image_type.into(),
+        ..Default::default()
+    }
+}
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+fn put(layout: &Layout, media_type: &str, bytes: &[u8]) -> Descriptor {
+    let digest = layout.put_bytes(bytes).unwrap();
+    Descriptor::new(media_type, digest, bytes.len() as u64)
+}
+
+fn descriptor_json(d: &Descriptor) -> serde_json::Value {
+    serde_json::json!({ "mediaType": d.media_type, "digest": d.digest.to_string(), "size": d.size })
+}
+
+/// Writes a two-platform image (an index over two manifests that share their base layer) into
+/// `layout` under `name`; returns the index's descriptor and every blob digest it refers to.
+pub fn write_multiarch_image(layout: &Layout, name: &str, seed: u8) -> (Descriptor, Vec<Digest>) {
+    let base = put(
+        layout,
+        "application/vnd.oci.image.layer.v1.tar+gzip",
+        &vec![seed; 300_000],
+    );
+    let mut blobs = vec![base.digest.clone()];
+    let mut manifests = Vec::new();
+    for (arch, fill) in [
+        ("amd64", seed.wrapping_add(1)),
+        ("arm64", seed.wrapping_add(2)),
+    ] {
+        let top = put(
+            layout,
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+            &vec![fill; 70_000],
+        );
+        let config = put(
+            layout,
+            "application/vnd.oci.image.config.v1+json",
+            serde_json::json!({ "os": "linux", "architecture": arch, "rootfs": { "type": "layers" } }).to_string().as_bytes(),
+        );
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": descriptor_json(&config),
+            "layers": [descriptor_json(&base), descriptor_json(&top)],
+        });
+        let manifest = put(layout, OCI_MANIFEST, manifest.to_string().as_bytes());
+        blobs.extend([
+            top.digest.clone(),
+            config.digest.clone(),
+            manifest.digest.clone(),
+        ]);
+        let mut entry = descriptor_json(&manifest);
+        entry["platform"] = serde_json::json!({ "os": "linux", "architecture": arch });
+        manifests.push(entry);
+    }
+    let index =
+        serde_json::json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests });
+    let mut root = put(layout, OCI_INDEX, index.to_string().as_bytes());
+    blobs.push(root.digest.clone());
+    let mut named = root.clone();
+    named.annotations.insert(REF_NAME.into(), name.into());
+    layout.add_to_index(named).unwrap();
+    root.annotations.clear();
+    (root, blobs)
+}
