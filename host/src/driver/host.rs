@@ -63,7 +63,11 @@ impl DestinationGrant {
         std::fs::create_dir_all(root).map_err(HostError::failed)?;
         let dir = cap_std::fs::Dir::open_ambient_dir(root, cap_std::ambient_authority())
             .map_err(HostError::failed)?;
-        let display = if relative.is_empty() { root.clone() } else { root.join(path) };
+        let display = if relative.is_empty() {
+            root.clone()
+        } else {
+            root.join(path)
+        };
         let layout = Layout::create_beneath(&dir, path, display)
             .map_err(|e| HostError::denied(format!("destination {relative:?}: {e:#}")))?;
         Ok(DestinationHandle { layout })
