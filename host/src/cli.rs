@@ -1,5 +1,6 @@
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use ferry::bundle;
 use ferry::config::{self, LimitOverrides, Limits};
 use ferry::driver::{self, Driver, Runtime, Settings, StderrEvents, VerifiedComponent};
 use std::path::PathBuf;
@@ -50,6 +51,13 @@ struct Global {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Check a bundle.json against the CNAB schema and the spec's rules; print every problem
+    Validate {
+        /// A bundle.json
+        bundle: PathBuf,
+        #[arg(short, long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
     /// Image-type drivers: list the built-in ones, inspect a component
     #[command(subcommand)]
     Driver(DriverCommand),
@@ -79,8 +87,12 @@ enum Output {
 
 pub fn run() -> Result<ExitCode> {
     let cli = Cli::parse();
+    if let Command::Validate { bundle, output } = &cli.command {
+        return validate(bundle, *output);
+    }
     let runtime = runtime(&cli.global)?;
     match cli.command {
+        Command::Validate { .. } => unreachable!("handled above"),
         Command::Driver(DriverCommand::List { output }) => driver_list(&runtime, output),
         Command::Driver(DriverCommand::Inspect { file, output }) => {
             driver_inspect(&runtime, &file, output)
@@ -187,4 +199,46 @@ fn driver_inspect(runtime: &Runtime, file: &std::path::Path, output: Output) -> 
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn validate(path: &std::path::Path, output: Output) -> Result<ExitCode> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    anyhow::ensure!(
+        bytes.len() as u64 <= bundle::MAX_BUNDLE_JSON,
+        "{}: {} bytes is more than a bundle.json may have",
+        path.display(),
+        bytes.len()
+    );
+    let problems = bundle::validate(&bytes);
+    match output {
+        Output::Json => {
+            let list: Vec<_> = problems
+                .iter()
+                .map(|p| serde_json::json!({ "path": p.path, "rule": format!("{:?}", p.rule), "message": p.message }))
+                .collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &serde_json::json!({ "valid": problems.is_empty(), "problems": list })
+                )?
+            );
+        }
+        Output::Text if problems.is_empty() => println!("{}: valid", path.display()),
+        Output::Text => {
+            for p in &problems {
+                eprintln!("{}: {p}", path.display());
+            }
+            eprintln!(
+                "{}: {} problem{}",
+                path.display(),
+                problems.len(),
+                if problems.len() == 1 { "" } else { "s" }
+            );
+        }
+    }
+    Ok(if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

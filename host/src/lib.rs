@@ -3,6 +3,7 @@
 //! The command-line program in `main.rs` only parses flags and prints; everything it does is a
 //! call into this library.
 
+pub mod bundle;
 pub mod config;
 pub mod driver;
 pub mod oci;

@@ -1,0 +1,69 @@
+//! bundle.json: the CNAB Core 1.2 model, and validation against the schema and the spec's prose.
+//!
+//! A [`Bundle`] keeps the exact bytes it was read from: they are what gets signed and what a
+//! thick bundle carries.
+
+mod model;
+mod validate;
+
+pub use model::*;
+pub use validate::{Problem, Rule, validate};
+
+use anyhow::{Context, Result, bail};
+use std::path::Path;
+
+/// The largest bundle.json ferry reads; real ones are kilobytes.
+pub const MAX_BUNDLE_JSON: u64 = 16 << 20;
+
+/// A bundle.json: its exact bytes and what they say.
+#[derive(Clone, Debug)]
+pub struct Bundle {
+    bytes: Vec<u8>,
+    pub doc: BundleDoc,
+}
+
+impl Bundle {
+    /// Parses and validates `bytes`; every problem is listed with its JSON path.
+    pub fn from_bytes(bytes: Vec<u8>, origin: &str) -> Result<Self> {
+        if bytes.len() as u64 > MAX_BUNDLE_JSON {
+            bail!(
+                "{origin}: {} bytes is more than the {MAX_BUNDLE_JSON} bytes allowed for a bundle.json",
+                bytes.len()
+            );
+        }
+        let problems = validate(&bytes);
+        if !problems.is_empty() {
+            let list: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
+            bail!("{origin} is not a valid CNAB bundle:\n{}", list.join("\n"));
+        }
+        let doc = serde_json::from_slice(&bytes).with_context(|| origin.to_owned())?;
+        Ok(Bundle { bytes, doc })
+    }
+
+    pub fn read(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        Self::from_bytes(bytes, &path.display().to_string())
+    }
+
+    /// The bytes exactly as given.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Every image, invocation images first (`invocationImages[N]`), then `images` by key.
+    pub fn all_images(&self) -> Vec<(String, &ImageSpec)> {
+        let invocation = self
+            .doc
+            .invocation_images
+            .iter()
+            .enumerate()
+            .map(|(i, img)| (format!("invocationImages[{i}]"), img));
+        let images = self
+            .doc
+            .images
+            .iter()
+            .flatten()
+            .map(|(k, img)| (k.clone(), img));
+        invocation.chain(images).collect()
+    }
+}

@@ -1,0 +1,421 @@
+//! bundle.json validation: the official JSON Schema, then the rules the spec's prose states
+//! and the schema misses. Each problem names its JSON path.
+
+use serde_json::Value;
+use std::fmt;
+use std::sync::OnceLock;
+
+const SCHEMA: &str = include_str!("../../schema/bundle.schema.json");
+
+/// Which rule a problem breaks: the schema, or a named rule of the spec's prose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rule {
+    /// Not JSON at all.
+    Syntax,
+    Schema,
+    /// 101 §Invocation Images: a bundle MUST have at least one invocation image.
+    InvocationImageRequired,
+    /// 101 §Name and Version: `version` MUST be SemVer 2 (the schema's pattern is unanchored).
+    VersionSemver,
+    /// 101 §Schema Version: `schemaVersion` is a SemVer, with or without a leading `v`.
+    SchemaVersionSemver,
+    /// 101 §Name and Version: `name` holds only graphic characters and spaces.
+    NameGraphic,
+    /// 101 §Parameters: a destination MUST give `env` or `path`.
+    ParameterDestination,
+    /// 101 §Credentials: a credential MUST give `env` or `path`.
+    CredentialDestination,
+    /// 101 §Parameters, §Credentials: a path MUST NOT be under `/cnab/app/outputs`.
+    PathUnderOutputs,
+    /// 101 §Outputs: output paths are distinct.
+    OutputPathDistinct,
+    /// 101 §Custom Actions: `install`, `upgrade` and `uninstall` are built in, not custom actions.
+    BuiltinActionName,
+    /// 101 §Parameters, §Outputs: `definition` names an entry of `definitions`.
+    DefinitionExists,
+    /// 101 §Resolving Destination Conflicts: no variable shared by a parameter and a
+    /// credential, and none with the reserved `CNAB_` prefix.
+    EnvConflict,
+    /// 101 §Invocation Images: `contentDigest` is an OCI digest, `algorithm:encoded`.
+    ContentDigestFormat,
+    /// 101 §Required Extensions: the schema checks nothing in this list; its items are names.
+    RequiredExtensionNames,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// A JSON path such as `$.parameters.port.destination`.
+    pub path: String,
+    pub rule: Rule,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+fn validator() -> &'static jsonschema::Validator {
+    static VALIDATOR: OnceLock<jsonschema::Validator> = OnceLock::new();
+    VALIDATOR.get_or_init(|| {
+        let schema: Value = serde_json::from_str(SCHEMA).expect("embedded schema is JSON");
+        jsonschema::draft7::new(&schema).expect("embedded schema compiles")
+    })
+}
+
+/// Every problem with `bytes` as a bundle.json; empty when it is valid.
+pub fn validate(bytes: &[u8]) -> Vec<Problem> {
+    let value: Value = match serde_json::from_slice(bytes) {
+        Ok(v) => v,
+        Err(e) => {
+            return vec![Problem {
+                path: "$".into(),
+                rule: Rule::Syntax,
+                message: format!("not JSON: {e}"),
+            }];
+        }
+    };
+    let mut problems: Vec<Problem> = validator()
+        .iter_errors(&value)
+        .map(|e| Problem {
+            path: json_path(&value, e.instance_path().as_str()),
+            rule: Rule::Schema,
+            message: e.to_string(),
+        })
+        .collect();
+    prose(&value, &mut problems);
+    problems
+}
+
+/// `/parameters/a~1b/0` → `$.parameters["a/b"][0]`, using the document to tell indexes from keys.
+fn json_path(root: &Value, pointer: &str) -> String {
+    let mut path = String::from("$");
+    let mut node = Some(root);
+    for raw in pointer.split('/').skip(1) {
+        let segment = raw.replace("~1", "/").replace("~0", "~");
+        match node {
+            Some(Value::Array(items)) => {
+                path.push_str(&format!("[{segment}]"));
+                node = segment.parse::<usize>().ok().and_then(|i| items.get(i));
+            }
+            _ => {
+                path.push_str(&key(&segment));
+                node = node.and_then(|n| n.get(&segment));
+            }
+        }
+    }
+    path
+}
+
+fn key(k: &str) -> String {
+    if !k.is_empty()
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        format!(".{k}")
+    } else {
+        format!("[{}]", serde_json::to_string(k).unwrap())
+    }
+}
+
+fn entries<'a>(v: &'a Value, field: &str) -> impl Iterator<Item = (&'a String, &'a Value)> {
+    v.get(field)
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+}
+
+fn is_semver(s: &str, allow_short: bool) -> bool {
+    let (core, rest) = match s.find(['-', '+']) {
+        Some(i) => s.split_at(i),
+        None => (s, ""),
+    };
+    let numbers: Vec<&str> = core.split('.').collect();
+    let count_ok = if allow_short {
+        (1..=3).contains(&numbers.len())
+    } else {
+        numbers.len() == 3
+    };
+    let numeric = |n: &str| {
+        !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && (n == "0" || !n.starts_with('0'))
+    };
+    let identifiers = |s: &str, allow_leading_zero: bool| {
+        s.split('.').all(|id| {
+            !id.is_empty()
+                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && (allow_leading_zero || !id.bytes().all(|b| b.is_ascii_digit()) || numeric(id))
+        })
+    };
+    let (pre, build) = match rest.split_once('+') {
+        Some((pre, build)) => (pre, Some(build)),
+        None => (rest, None),
+    };
+    count_ok
+        && numbers.iter().all(|n| numeric(n))
+        && pre.strip_prefix('-').is_none_or(|p| identifiers(p, false))
+        && (pre.is_empty() || pre.starts_with('-'))
+        && build.is_none_or(|b| identifiers(b, true))
+}
+
+fn is_digest(s: &str) -> bool {
+    let Some((algorithm, encoded)) = s.split_once(':') else {
+        return false;
+    };
+    !algorithm.is_empty()
+        && algorithm
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+._-".contains(&b))
+        && !encoded.is_empty()
+        && encoded
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"=_-".contains(&b))
+        && (algorithm != "sha256"
+            || (encoded.len() == 64
+                && encoded
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())))
+}
+
+const OUTPUTS_DIR: &str = "/cnab/app/outputs";
+
+fn under_outputs(path: &str) -> bool {
+    path == OUTPUTS_DIR || path.starts_with(&format!("{OUTPUTS_DIR}/"))
+}
+
+fn prose(doc: &Value, problems: &mut Vec<Problem>) {
+    let mut add = |path: String, rule: Rule, message: String| {
+        problems.push(Problem {
+            path,
+            rule,
+            message,
+        })
+    };
+
+    if doc
+        .get("invocationImages")
+        .and_then(Value::as_array)
+        .is_some_and(|a| a.is_empty())
+    {
+        add(
+            "$.invocationImages".into(),
+            Rule::InvocationImageRequired,
+            "a bundle needs at least one invocation image".into(),
+        );
+    }
+    if let Some(version) = doc.get("version").and_then(Value::as_str) {
+        if !is_semver(version.strip_prefix('v').unwrap_or(version), false) {
+            add(
+                "$.version".into(),
+                Rule::VersionSemver,
+                format!("{version:?} is not a semantic version such as 1.2.3"),
+            );
+        }
+    }
+    if let Some(version) = doc.get("schemaVersion").and_then(Value::as_str) {
+        if !is_semver(version.strip_prefix('v').unwrap_or(version), true) {
+            add(
+                "$.schemaVersion".into(),
+                Rule::SchemaVersionSemver,
+                format!("{version:?} is not a schema version such as v1.2.0"),
+            );
+        }
+    }
+    if let Some(name) = doc.get("name").and_then(Value::as_str) {
+        if name.chars().any(char::is_control) {
+            add(
+                "$.name".into(),
+                Rule::NameGraphic,
+                "a bundle name may not hold control characters (newlines, tabs)".into(),
+            );
+        }
+    }
+
+    let mut images: Vec<(String, &Value)> = doc
+        .get("invocationImages")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, v)| (format!("$.invocationImages[{i}]"), v))
+        .collect();
+    images.extend(entries(doc, "images").map(|(k, v)| (format!("$.images{}", key(k)), v)));
+    for (path, image) in images {
+        if let Some(digest) = image.get("contentDigest").and_then(Value::as_str) {
+            if !is_digest(digest) {
+                add(
+                    format!("{path}.contentDigest"),
+                    Rule::ContentDigestFormat,
+                    format!("{digest:?} is not a digest such as sha256:<64 hex digits>"),
+                );
+            }
+        }
+    }
+
+    let definitions = doc.get("definitions").and_then(Value::as_object);
+    let mut param_envs = Vec::new();
+    for (name, param) in entries(doc, "parameters") {
+        let at = format!("$.parameters{}", key(name));
+        if let Some(definition) = param.get("definition").and_then(Value::as_str) {
+            if !definitions.is_some_and(|d| d.contains_key(definition)) {
+                add(
+                    format!("{at}.definition"),
+                    Rule::DefinitionExists,
+                    format!("no definition named {definition:?} in $.definitions"),
+                );
+            }
+        }
+        if let Some(destination) = param.get("destination").filter(|d| d.is_object()) {
+            let env = destination
+                .get("env")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty());
+            let path = destination
+                .get("path")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty());
+            if env.is_none() && path.is_none() {
+                add(
+                    format!("{at}.destination"),
+                    Rule::ParameterDestination,
+                    "a destination needs env or path".into(),
+                );
+            }
+            if let Some(path) = path.filter(|p| under_outputs(p)) {
+                add(
+                    format!("{at}.destination.path"),
+                    Rule::PathUnderOutputs,
+                    format!("{path:?} is under {OUTPUTS_DIR}, which is reserved for outputs"),
+                );
+            }
+            if let Some(env) = env {
+                param_envs.push((env.to_owned(), format!("{at}.destination.env")));
+            }
+        }
+    }
+    let mut cred_envs = Vec::new();
+    for (name, cred) in entries(doc, "credentials") {
+        let at = format!("$.credentials{}", key(name));
+        let env = cred
+            .get("env")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty());
+        let path = cred
+            .get("path")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty());
+        if env.is_none() && path.is_none() {
+            add(
+                at.clone(),
+                Rule::CredentialDestination,
+                "a credential needs env or path".into(),
+            );
+        }
+        if let Some(path) = path.filter(|p| under_outputs(p)) {
+            add(
+                format!("{at}.path"),
+                Rule::PathUnderOutputs,
+                format!("{path:?} is under {OUTPUTS_DIR}, which is reserved for outputs"),
+            );
+        }
+        if let Some(env) = env {
+            cred_envs.push((env.to_owned(), format!("{at}.env")));
+        }
+    }
+    for (env, at) in param_envs.iter().chain(&cred_envs) {
+        if env.starts_with("CNAB_") {
+            add(
+                at.clone(),
+                Rule::EnvConflict,
+                format!("{env} uses the CNAB_ prefix, which is reserved for the runtime"),
+            );
+        }
+    }
+    for (env, at) in &param_envs {
+        if let Some((_, other)) = cred_envs.iter().find(|(e, _)| e == env) {
+            add(
+                at.clone(),
+                Rule::EnvConflict,
+                format!("{env} is also the variable of credential {other}"),
+            );
+        }
+    }
+
+    let mut output_paths: Vec<(&str, String)> = Vec::new();
+    for (name, output) in entries(doc, "outputs") {
+        let at = format!("$.outputs{}", key(name));
+        if let Some(definition) = output.get("definition").and_then(Value::as_str) {
+            if !definitions.is_some_and(|d| d.contains_key(definition)) {
+                add(
+                    format!("{at}.definition"),
+                    Rule::DefinitionExists,
+                    format!("no definition named {definition:?} in $.definitions"),
+                );
+            }
+        }
+        if let Some(path) = output.get("path").and_then(Value::as_str) {
+            if let Some((_, first)) = output_paths.iter().find(|(p, _)| *p == path) {
+                add(
+                    format!("{at}.path"),
+                    Rule::OutputPathDistinct,
+                    format!("{path:?} is also the path of {first}"),
+                );
+            }
+            output_paths.push((path, at));
+        }
+    }
+
+    for (name, _) in entries(doc, "actions") {
+        if ["install", "upgrade", "uninstall"].contains(&name.as_str()) {
+            add(
+                format!("$.actions{}", key(name)),
+                Rule::BuiltinActionName,
+                format!("{name:?} is a built-in action and cannot be redefined"),
+            );
+        }
+    }
+
+    if let Some(list) = doc.get("requiredExtensions").and_then(Value::as_array) {
+        for (i, item) in list.iter().enumerate() {
+            if item.as_str().is_none_or(str::is_empty) {
+                add(
+                    format!("$.requiredExtensions[{i}]"),
+                    Rule::RequiredExtensionNames,
+                    "an extension name is a non-empty string".into(),
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn semver() {
+        for ok in ["1.0.0", "0.1.2-rc.1+build.5", "10.20.30"] {
+            assert!(is_semver(ok, false), "{ok}");
+        }
+        for bad in [
+            "1.0",
+            "01.0.0",
+            "1.0.0-",
+            "1.0.0-01",
+            "latest",
+            "1.0.0 beta",
+        ] {
+            assert!(!is_semver(bad, false), "{bad}");
+        }
+        assert!(is_semver("1", true) && is_semver("1.2.0-WD", true));
+    }
+
+    #[test]
+    fn json_paths_quote_odd_keys() {
+        let doc = serde_json::json!({ "images": { "a.b": { "labels": [1, 2] } } });
+        assert_eq!(
+            json_path(&doc, "/images/a.b/labels/1"),
+            r#"$.images["a.b"].labels[1]"#
+        );
+    }
+}
