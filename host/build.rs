@@ -26,14 +26,7 @@ fn main() {
     let mut command = Command::new(cargo);
     command
         .current_dir(&root)
-        .args([
-            "build",
-            "--profile",
-            "guest",
-            "--target",
-            "wasm32-wasip2",
-            "--target-dir",
-        ])
+        .args(["build", "--profile", "guest", "--target", "wasm32-wasip2", "--target-dir"])
         .arg(&target_dir);
     for (package, _) in GUESTS {
         command.args(["-p", package]);
@@ -41,16 +34,11 @@ fn main() {
     // Settings meant for the host build must not leak into the guest build.
     for (key, _) in std::env::vars_os() {
         let key = key.to_string_lossy();
-        if (key.starts_with("CARGO_") && key != "CARGO_HOME")
-            || key.starts_with("RUSTC")
-            || key == "RUSTFLAGS"
-        {
+        if (key.starts_with("CARGO_") && key != "CARGO_HOME") || key.starts_with("RUSTC") || key == "RUSTFLAGS" {
             command.env_remove(key.as_ref());
         }
     }
-    let status = command
-        .status()
-        .expect("running cargo to build the driver components");
+    let status = command.status().expect("running cargo to build the driver components");
     if !status.success() {
         panic!(
             "building the driver components failed; is the wasm32-wasip2 target installed? \

@@ -18,10 +18,7 @@ fn the_oci_driver_relocates_every_platform_of_an_index_into_a_directory() {
 
     let store = Arc::new(Layout::create(&dir.path().join("store")).unwrap());
     let (root, blobs) = write_multiarch_image(&store, "registry.example/team/app:1.2", 1);
-    let stored = Origin::Layout {
-        layout: store.clone(),
-        name: "registry.example/team/app:1.2".into(),
-    };
+    let stored = Origin::Layout { layout: store.clone(), name: "registry.example/team/app:1.2".into() };
     let mut app = image("app", "registry.example/team/app:1.2", "oci");
     app.content_digest = Some(root.digest.to_string());
 
@@ -33,13 +30,8 @@ fn the_oci_driver_relocates_every_platform_of_an_index_into_a_directory() {
     assert_eq!(summary.size, total);
 
     let granted = dir.path().join("site");
-    let relocated = oci
-        .relocate(&app, &stored, &DestinationGrant::Directory(granted.clone()))
-        .unwrap();
-    assert_eq!(
-        relocated,
-        format!("{}:1.2@{}", granted.display(), root.digest)
-    );
+    let relocated = oci.relocate(&app, &stored, &DestinationGrant::Directory(granted.clone())).unwrap();
+    assert_eq!(relocated, format!("{}:1.2@{}", granted.display(), root.digest));
     let site = Layout::open(&granted).unwrap();
     for digest in &blobs {
         assert_eq!(
@@ -47,14 +39,9 @@ fn the_oci_driver_relocates_every_platform_of_an_index_into_a_directory() {
             std::fs::read(dir.path().join("store/blobs/sha256").join(digest.hex())).unwrap(),
         );
     }
-    let entry = site
-        .find("1.2")
-        .unwrap()
-        .expect("tagged in the destination index");
+    let entry = site.find("1.2").unwrap().expect("tagged in the destination index");
     assert_eq!(entry.digest, root.digest);
-    let copied = std::fs::read_dir(granted.join("blobs/sha256"))
-        .unwrap()
-        .count();
+    let copied = std::fs::read_dir(granted.join("blobs/sha256")).unwrap().count();
     assert_eq!(copied, blobs.len(), "every blob once, nothing else");
 }
 
@@ -65,32 +52,16 @@ fn the_oci_driver_refuses_a_content_digest_that_does_not_match() {
     let oci = load(&runtime, OCI_DRIVER);
     let store = Arc::new(Layout::create(&dir.path().join("store")).unwrap());
     write_multiarch_image(&store, "app", 2);
-    let stored = Origin::Layout {
-        layout: store,
-        name: "app".into(),
-    };
+    let stored = Origin::Layout { layout: store, name: "app".into() };
     let mut app = image("web", "app", "oci");
     let wrong = Digest::of(b"another image");
     app.content_digest = Some(wrong.to_string());
-    let err = oci
-        .relocate(
-            &app,
-            &stored,
-            &DestinationGrant::Directory(dir.path().join("site")),
-        )
-        .unwrap_err();
+    let err = oci.relocate(&app, &stored, &DestinationGrant::Directory(dir.path().join("site"))).unwrap_err();
     assert_eq!(err.kind, ErrorKind::InvalidContent, "{err}");
-    assert!(
-        err.message.contains(&wrong.to_string()) && err.message.contains("web"),
-        "{err}"
-    );
+    assert!(err.message.contains(&wrong.to_string()) && err.message.contains("web"), "{err}");
     assert!(
         !dir.path().join("site/index.json").exists()
-            || Layout::open(&dir.path().join("site"))
-                .unwrap()
-                .index()
-                .unwrap()
-                .is_empty()
+            || Layout::open(&dir.path().join("site")).unwrap().index().unwrap().is_empty()
     );
 }
 
@@ -101,10 +72,7 @@ fn verify_finds_a_missing_blob_and_fetch_refuses_a_corrupt_one() {
     let oci = load(&runtime, OCI_DRIVER);
     let origin_layout = Arc::new(Layout::create(&dir.path().join("origin")).unwrap());
     let (_, blobs) = write_multiarch_image(&origin_layout, "app", 3);
-    let origin = Origin::Layout {
-        layout: origin_layout,
-        name: "app".into(),
-    };
+    let origin = Origin::Layout { layout: origin_layout, name: "app".into() };
     let app = image("app", "app", "oci");
 
     // A layer whose bytes no longer match its digest.
@@ -116,10 +84,7 @@ fn verify_finds_a_missing_blob_and_fetch_refuses_a_corrupt_one() {
     let store = Arc::new(Layout::create(&dir.path().join("store")).unwrap());
     let err = oci.fetch(&app, &origin, &store).unwrap_err();
     assert_eq!(err.kind, ErrorKind::InvalidContent, "{err}");
-    assert!(
-        err.message.contains("digest mismatch") && err.message.contains(&blobs[0].to_string()),
-        "{err}"
-    );
+    assert!(err.message.contains("digest mismatch") && err.message.contains(&blobs[0].to_string()), "{err}");
     assert!(!store.has_blob(&blobs[0]), "the corrupt blob was stored");
     assert!(store.index().unwrap().is_empty(), "the image was recorded");
 
@@ -130,10 +95,7 @@ fn verify_finds_a_missing_blob_and_fetch_refuses_a_corrupt_one() {
         assert!(store.has_blob(digest), "{digest} missing from the store");
     }
 
-    let stored = Origin::Layout {
-        layout: store.clone(),
-        name: "app".into(),
-    };
+    let stored = Origin::Layout { layout: store.clone(), name: "app".into() };
     oci.verify(&app, &stored).unwrap();
     std::fs::remove_file(dir.path().join("store/blobs/sha256").join(blobs[1].hex())).unwrap();
     let err = oci.verify(&app, &stored).unwrap_err();
@@ -153,51 +115,22 @@ fn the_example_driver_stores_a_file_as_an_artifact_and_relocates_it() {
     img.content_digest = Some(Digest::of(&content).to_string());
 
     let store = Arc::new(Layout::create(&dir.path().join("store")).unwrap());
-    let root = driver
-        .fetch(&img, &Origin::File(file.clone()), &store)
-        .unwrap();
-    assert_eq!(
-        root.artifact_type.as_deref(),
-        Some("application/vnd.example.file.v1")
-    );
+    let root = driver.fetch(&img, &Origin::File(file.clone()), &store).unwrap();
+    assert_eq!(root.artifact_type.as_deref(), Some("application/vnd.example.file.v1"));
     let entry = store.find("firmware.bin").unwrap().unwrap();
     assert_eq!(entry.annotations[REF_NAME], "firmware.bin");
-    assert_eq!(
-        std::fs::read(
-            dir.path()
-                .join("store/blobs/sha256")
-                .join(Digest::of(&content).hex())
-        )
-        .unwrap(),
-        content
-    );
+    assert_eq!(std::fs::read(dir.path().join("store/blobs/sha256").join(Digest::of(&content).hex())).unwrap(), content);
 
-    let stored = Origin::Layout {
-        layout: store,
-        name: "firmware.bin".into(),
-    };
+    let stored = Origin::Layout { layout: store, name: "firmware.bin".into() };
     driver.verify(&img, &stored).unwrap();
     let summary = driver.inspect(&img, &stored).unwrap();
     assert_eq!(summary.size, content.len() as u64);
-    let relocated = driver
-        .relocate(
-            &img,
-            &stored,
-            &DestinationGrant::Directory(dir.path().join("site")),
-        )
-        .unwrap();
-    assert!(
-        relocated.ends_with(&format!(":firmware.bin@{}", root.digest)),
-        "{relocated}"
-    );
+    let relocated = driver.relocate(&img, &stored, &DestinationGrant::Directory(dir.path().join("site"))).unwrap();
+    assert!(relocated.ends_with(&format!(":firmware.bin@{}", root.digest)), "{relocated}");
 
     img.content_digest = Some(Digest::of(b"not it").to_string());
     let err = driver
-        .fetch(
-            &img,
-            &Origin::File(file),
-            &Arc::new(Layout::create(&dir.path().join("store2")).unwrap()),
-        )
+        .fetch(&img, &Origin::File(file), &Arc::new(Layout::create(&dir.path().join("store2")).unwrap()))
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::InvalidContent, "{err}");
 }
@@ -212,30 +145,17 @@ fn components_are_compiled_once_and_a_damaged_cache_entry_is_replaced() {
     let entries: Vec<_> = walk(&cache);
     assert_eq!(entries.len(), 1, "{entries:?}");
     let cwasm = &entries[0];
-    assert!(
-        cwasm
-            .to_string_lossy()
-            .ends_with(&format!("{}.cwasm", component.digest().hex()))
-    );
+    assert!(cwasm.to_string_lossy().ends_with(&format!("{}.cwasm", component.digest().hex())));
 
     std::fs::write(cwasm, b"not native code").unwrap();
-    assert_eq!(
-        runtime.load(&component).unwrap().info().name,
-        "example-file"
-    );
-    assert_ne!(
-        std::fs::read(cwasm).unwrap(),
-        b"not native code",
-        "the damaged entry stayed"
-    );
+    assert_eq!(runtime.load(&component).unwrap().info().name, "example-file");
+    assert_ne!(std::fs::read(cwasm).unwrap(), b"not native code", "the damaged entry stayed");
 }
 
 #[test]
 fn a_pinned_component_with_another_digest_is_refused_before_it_is_compiled() {
     let bytes = std::fs::read(guest(FILE_DRIVER)).unwrap();
-    let err = VerifiedComponent::pinned(bytes, &Digest::of(b"something else"))
-        .err()
-        .expect("refused");
+    let err = VerifiedComponent::pinned(bytes, &Digest::of(b"something else")).err().expect("refused");
     assert!(err.to_string().contains("digest mismatch"), "{err}");
 }
 
@@ -243,11 +163,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(walk(&path))
-        } else {
-            files.push(path)
-        }
+        if path.is_dir() { files.extend(walk(&path)) } else { files.push(path) }
     }
     files
 }

@@ -24,10 +24,7 @@ fn fixture() -> Fixture {
     write_multiarch_image(&store, "example.com/app:1", 7);
     let granted = dir.path().join("granted");
     Fixture {
-        stored: Origin::Layout {
-            layout: Arc::new(store),
-            name: "example.com/app:1".into(),
-        },
+        stored: Origin::Layout { layout: Arc::new(store), name: "example.com/app:1".into() },
         grant: DestinationGrant::Directory(granted.clone()),
         granted,
         outside: dir.path().join("escaped"),
@@ -36,21 +33,11 @@ fn fixture() -> Fixture {
 }
 
 fn limits() -> Limits {
-    Limits {
-        memory: 64 << 20,
-        timeout: Duration::from_secs(1),
-        call_bytes: 1 << 20,
-        handles: 16,
-        output: 4 << 10,
-    }
+    Limits { memory: 64 << 20, timeout: Duration::from_secs(1), call_bytes: 1 << 20, handles: 16, output: 4 << 10 }
 }
 
 fn relocate(driver: &Driver, f: &Fixture, key: &str) -> Result<String, DriverError> {
-    driver.relocate(
-        &image(key, "example.com/app:1", "hostile"),
-        &f.stored,
-        &f.grant,
-    )
+    driver.relocate(&image(key, "example.com/app:1", "hostile"), &f.stored, &f.grant)
 }
 
 /// The misbehaviour fails with `kind`, and the next operation on the same driver succeeds.
@@ -59,10 +46,7 @@ fn fails_then_recovers(driver: &Driver, f: &Fixture, key: &str, kind: ErrorKind)
     assert_eq!(err.kind, kind, "{key}: {err}");
     assert_eq!(err.driver, "hostile");
     assert!(err.to_string().contains("relocate of image"), "{err}");
-    assert!(
-        err.to_string().contains(key),
-        "the error names the image: {err}"
-    );
+    assert!(err.to_string().contains(key), "the error names the image: {err}");
     assert_eq!(relocate(driver, f, "behave").unwrap(), "relocated behave");
     err
 }
@@ -76,14 +60,8 @@ fn an_endless_loop_is_stopped_within_the_limit_plus_one_second() {
     let started = Instant::now();
     let err = fails_then_recovers(&driver, &f, "spin", ErrorKind::Timeout);
     let took = started.elapsed();
-    assert!(
-        took >= Duration::from_millis(900),
-        "stopped too early: {took:?}"
-    );
-    assert!(
-        took < Duration::from_secs(2) + Duration::from_millis(500),
-        "took {took:?}"
-    );
+    assert!(took >= Duration::from_millis(900), "stopped too early: {took:?}");
+    assert!(took < Duration::from_secs(2) + Duration::from_millis(500), "took {took:?}");
     assert!(err.message.contains("time limit of 1s"), "{err}");
 }
 
@@ -103,10 +81,7 @@ fn files_outside_the_grant_cannot_be_read() {
     let driver = load(&runtime, HOSTILE_DRIVER);
     let err = fails_then_recovers(&driver, &fixture(), "read-passwd", ErrorKind::Failed);
     assert!(err.message.contains("open /etc/passwd"), "{err}");
-    assert!(
-        !err.message.contains("root:"),
-        "the driver saw the file: {err}"
-    );
+    assert!(!err.message.contains("root:"), "the driver saw the file: {err}");
 }
 
 #[test]
@@ -127,10 +102,7 @@ fn a_destination_that_was_not_granted_is_denied() {
     let driver = load(&runtime, HOSTILE_DRIVER);
     let f = fixture();
     let err = fails_then_recovers(&driver, &f, "other-destination", ErrorKind::Denied);
-    assert!(
-        err.message.contains("/tmp/not-granted") && err.message.contains("outside the granted"),
-        "{err}"
-    );
+    assert!(err.message.contains("/tmp/not-granted") && err.message.contains("outside the granted"), "{err}");
     assert!(!std::path::Path::new("/tmp/not-granted").exists());
 }
 
@@ -141,18 +113,8 @@ fn an_oversized_list_handed_to_the_host_is_refused() {
     let driver = load(&runtime, HOSTILE_DRIVER);
     let f = fixture();
     let err = fails_then_recovers(&driver, &f, "oversized", ErrorKind::CallBytesLimit);
-    assert!(
-        err.message.contains("8 MiB to destination.put-document") && err.message.contains("1 MiB"),
-        "{err}"
-    );
-    assert!(
-        Layout::open(&f.granted)
-            .unwrap()
-            .index()
-            .unwrap()
-            .is_empty(),
-        "the document was stored"
-    );
+    assert!(err.message.contains("8 MiB to destination.put-document") && err.message.contains("1 MiB"), "{err}");
+    assert!(Layout::open(&f.granted).unwrap().index().unwrap().is_empty(), "the document was stored");
 }
 
 #[test]
@@ -178,13 +140,7 @@ fn a_flood_of_output_is_capped_without_failing_the_driver() {
     let cache = tempfile::tempdir().unwrap();
     // 5,000 lines, about 200 KB against a 4 KiB cap; each line is a few host calls, slow in a
     // debug build.
-    let runtime = runtime(
-        Limits {
-            timeout: Duration::from_secs(30),
-            ..limits()
-        },
-        cache.path(),
-    );
+    let runtime = runtime(Limits { timeout: Duration::from_secs(30), ..limits() }, cache.path());
     let driver = load(&runtime, HOSTILE_DRIVER);
     let f = fixture();
     assert_eq!(relocate(&driver, &f, "chatty").unwrap(), "chatted");

@@ -63,8 +63,7 @@ fn cases() -> Vec<(&'static str, Value, Option<Rule>)> {
     let mut cred_no_destination = full();
     cred_no_destination["credentials"]["kubeconfig"] = json!({ "description": "nothing" });
     let mut param_in_outputs = full();
-    param_in_outputs["parameters"]["port"]["destination"] =
-        json!({ "path": "/cnab/app/outputs/port" });
+    param_in_outputs["parameters"]["port"]["destination"] = json!({ "path": "/cnab/app/outputs/port" });
     let mut install_action = full();
     install_action["actions"]["install"] = json!({});
     let mut missing_definition = full();
@@ -74,8 +73,7 @@ fn cases() -> Vec<(&'static str, Value, Option<Rule>)> {
     let mut shared_env = full();
     shared_env["credentials"]["kubeconfig"] = json!({ "env": "PORT" });
     let mut same_output_path = full();
-    same_output_path["outputs"]["again"] =
-        json!({ "definition": "url", "path": "/cnab/app/outputs/url" });
+    same_output_path["outputs"]["again"] = json!({ "definition": "url", "path": "/cnab/app/outputs/url" });
     let mut bad_digest = full();
     bad_digest["images"]["web"]["contentDigest"] = json!("sha256:XYZ");
     let mut output_outside = full();
@@ -95,11 +93,7 @@ fn cases() -> Vec<(&'static str, Value, Option<Rule>)> {
         ("minimal", minimal(), None),
         ("every field", full(), None),
         ("null optional maps", null_maps, None),
-        (
-            "schemaVersion without v",
-            with(minimal(), &[("schemaVersion", json!("1.2.0"))]),
-            None,
-        ),
+        ("schemaVersion without v", with(minimal(), &[("schemaVersion", json!("1.2.0"))]), None),
         (
             "missing name",
             {
@@ -118,25 +112,13 @@ fn cases() -> Vec<(&'static str, Value, Option<Rule>)> {
             },
             None,
         ),
-        (
-            "extra top-level field",
-            with(minimal(), &[("extra", json!(1))]),
-            None,
-        ),
-        (
-            "version with a word in it",
-            with(minimal(), &[("version", json!("latest"))]),
-            None,
-        ),
+        ("extra top-level field", with(minimal(), &[("extra", json!(1))]), None),
+        ("version with a word in it", with(minimal(), &[("version", json!("latest"))]), None),
         ("image without image", image_without_image, None),
         ("unknown image field", unknown_image_field, None),
         ("size is a string", size_string, None),
         ("output outside /cnab/app/outputs", output_outside, None),
-        (
-            "keywords not strings",
-            with(minimal(), &[("keywords", json!([1]))]),
-            None,
-        ),
+        ("keywords not strings", with(minimal(), &[("keywords", json!([1]))]), None),
         (
             "no invocation images",
             with(minimal(), &[("invocationImages", json!([]))]),
@@ -147,66 +129,22 @@ fn cases() -> Vec<(&'static str, Value, Option<Rule>)> {
             with(minimal(), &[("version", json!("1.0"))]),
             Some(Rule::VersionSemver),
         ),
-        (
-            "version with trailing junk",
-            with(minimal(), &[("version", json!("1.0.0 beta"))]),
-            Some(Rule::VersionSemver),
-        ),
+        ("version with trailing junk", with(minimal(), &[("version", json!("1.0.0 beta"))]), Some(Rule::VersionSemver)),
         (
             "schemaVersion not a version",
             with(minimal(), &[("schemaVersion", json!("one"))]),
             Some(Rule::SchemaVersionSemver),
         ),
-        (
-            "name with a newline",
-            with(minimal(), &[("name", json!("hello\nworld"))]),
-            Some(Rule::NameGraphic),
-        ),
-        (
-            "parameter destination without env or path",
-            params_no_destination,
-            Some(Rule::ParameterDestination),
-        ),
-        (
-            "credential without env or path",
-            cred_no_destination,
-            Some(Rule::CredentialDestination),
-        ),
-        (
-            "parameter path under outputs",
-            param_in_outputs,
-            Some(Rule::PathUnderOutputs),
-        ),
-        (
-            "custom action named install",
-            install_action,
-            Some(Rule::BuiltinActionName),
-        ),
-        (
-            "parameter with a missing definition",
-            missing_definition,
-            Some(Rule::DefinitionExists),
-        ),
-        (
-            "parameter with a CNAB_ variable",
-            cnab_env,
-            Some(Rule::EnvConflict),
-        ),
-        (
-            "parameter and credential share a variable",
-            shared_env,
-            Some(Rule::EnvConflict),
-        ),
-        (
-            "two outputs with one path",
-            same_output_path,
-            Some(Rule::OutputPathDistinct),
-        ),
-        (
-            "contentDigest not a digest",
-            bad_digest,
-            Some(Rule::ContentDigestFormat),
-        ),
+        ("name with a newline", with(minimal(), &[("name", json!("hello\nworld"))]), Some(Rule::NameGraphic)),
+        ("parameter destination without env or path", params_no_destination, Some(Rule::ParameterDestination)),
+        ("credential without env or path", cred_no_destination, Some(Rule::CredentialDestination)),
+        ("parameter path under outputs", param_in_outputs, Some(Rule::PathUnderOutputs)),
+        ("custom action named install", install_action, Some(Rule::BuiltinActionName)),
+        ("parameter with a missing definition", missing_definition, Some(Rule::DefinitionExists)),
+        ("parameter with a CNAB_ variable", cnab_env, Some(Rule::EnvConflict)),
+        ("parameter and credential share a variable", shared_env, Some(Rule::EnvConflict)),
+        ("two outputs with one path", same_output_path, Some(Rule::OutputPathDistinct)),
+        ("contentDigest not a digest", bad_digest, Some(Rule::ContentDigestFormat)),
         (
             "requiredExtensions not strings",
             with(minimal(), &[("requiredExtensions", json!([7]))]),
@@ -217,8 +155,7 @@ fn cases() -> Vec<(&'static str, Value, Option<Rule>)> {
 
 /// The official schema's verdict on each document, from Python's jsonschema.
 fn schema_verdicts(docs: &[Value]) -> Vec<bool> {
-    let schema =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/cnab-schema/bundle.schema.json");
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/cnab-schema/bundle.schema.json");
     let script = r#"
 import json, sys, jsonschema
 schema = json.load(open(sys.argv[1]))
@@ -258,14 +195,8 @@ fn ferry_agrees_with_the_official_schema_except_where_the_prose_is_stricter() {
                 "{name}: ferry is stricter than the schema without a named rule: {problems:?}"
             ),
             Some(rule) => {
-                assert!(
-                    schema_valid,
-                    "{name}: the schema already refuses it; the case proves nothing"
-                );
-                assert!(
-                    problems.iter().any(|p| p.rule == *rule),
-                    "{name}: expected {rule:?}, got {problems:?}"
-                );
+                assert!(schema_valid, "{name}: the schema already refuses it; the case proves nothing");
+                assert!(problems.iter().any(|p| p.rule == *rule), "{name}: expected {rule:?}, got {problems:?}");
                 rules_seen.push(*rule);
             }
         }
@@ -281,10 +212,7 @@ fn every_problem_names_its_json_path() {
     doc["invocationImages"] = json!([]);
     let problems = validate(&serde_json::to_vec(&doc).unwrap());
     let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
-    assert!(
-        paths.contains(&"$.parameters.port.destination"),
-        "{paths:?}"
-    );
+    assert!(paths.contains(&"$.parameters.port.destination"), "{paths:?}");
     assert!(paths.contains(&"$.images.web.size"), "{paths:?}");
     assert!(paths.contains(&"$.invocationImages"), "{paths:?}");
 }
@@ -294,48 +222,24 @@ fn the_validate_command_prints_every_problem_and_exits_1() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.json");
     std::fs::write(&good, serde_json::to_vec(&full()).unwrap()).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .arg("validate")
-        .arg(&good)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry")).arg("validate").arg(&good).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     let bad = dir.path().join("bad.json");
     let mut doc = full();
     doc["actions"]["uninstall"] = json!({});
     doc["version"] = json!("one");
     std::fs::write(&bad, serde_json::to_vec(&doc).unwrap()).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .arg("validate")
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry")).arg("validate").arg(&bad).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("$.actions.uninstall") && stderr.contains("$.version"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("$.actions.uninstall") && stderr.contains("$.version"), "{stderr}");
 
     let broken = dir.path().join("broken.json");
     std::fs::write(&broken, "{\"name\": ").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["validate", "-o", "json"])
-        .arg(&broken)
-        .output()
-        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry")).args(["validate", "-o", "json"]).arg(&broken).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["valid"], false);
-    assert!(
-        report["problems"][0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("not JSON")
-    );
+    assert!(report["problems"][0]["message"].as_str().unwrap().contains("not JSON"));
 }

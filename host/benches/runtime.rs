@@ -9,9 +9,7 @@
 //! Figures are medians; the copy is reported as a ratio to `cp`, since this machine is noisy.
 
 use ferry::config::Limits;
-use ferry::driver::{
-    self, DestinationGrant, Events, Image, Level, Origin, Runtime, Settings, VerifiedComponent,
-};
+use ferry::driver::{self, DestinationGrant, Events, Image, Level, Origin, Runtime, Settings, VerifiedComponent};
 use ferry::oci::Layout;
 use std::io::Write;
 use std::path::Path;
@@ -26,12 +24,8 @@ impl Events for Quiet {
 }
 
 fn runtime(cache: &Path) -> Runtime {
-    Runtime::new(Settings {
-        limits: Limits::default(),
-        cache_dir: Some(cache.to_owned()),
-        events: Arc::new(Quiet),
-    })
-    .unwrap()
+    Runtime::new(Settings { limits: Limits::default(), cache_dir: Some(cache.to_owned()), events: Arc::new(Quiet) })
+        .unwrap()
 }
 
 fn median(mut samples: Vec<Duration>) -> Duration {
@@ -71,25 +65,14 @@ fn main() {
                 })
                 .collect(),
         );
-        println!(
-            "{:<40} {:>12}",
-            format!("{name}: cold load (compile)"),
-            ms(cold)
-        );
-        println!(
-            "{:<40} {:>12}",
-            format!("{name}: load from cache + instantiate + info"),
-            ms(warm)
-        );
+        println!("{:<40} {:>12}", format!("{name}: cold load (compile)"), ms(cold));
+        println!("{:<40} {:>12}", format!("{name}: load from cache + instantiate + info"), ms(warm));
     }
 
     // A 1 GiB file, stored by the example driver, then relocated into a directory.
     let rt = runtime(&work.path().join("warm"));
-    let file_driver = rt
-        .load(&VerifiedComponent::local(
-            std::fs::read(guests.join("example_file_driver.wasm")).unwrap(),
-        ))
-        .unwrap();
+    let file_driver =
+        rt.load(&VerifiedComponent::local(std::fs::read(guests.join("example_file_driver.wasm")).unwrap())).unwrap();
     let source = work.path().join("disk.img");
     write_file(&source, 1 << 30);
     let store = Arc::new(Layout::create(&work.path().join("store")).unwrap());
@@ -100,14 +83,9 @@ fn main() {
         ..Default::default()
     };
     let started = Instant::now();
-    file_driver
-        .fetch(&image, &Origin::File(source.clone()), &store)
-        .unwrap();
+    file_driver.fetch(&image, &Origin::File(source.clone()), &store).unwrap();
     let fetch = started.elapsed();
-    let stored = Origin::Layout {
-        layout: store.clone(),
-        name: "disk.img".into(),
-    };
+    let stored = Origin::Layout { layout: store.clone(), name: "disk.img".into() };
 
     let round_trip = median(
         (0..50)
@@ -118,11 +96,7 @@ fn main() {
             })
             .collect(),
     );
-    println!(
-        "{:<40} {:>12}",
-        "operation round trip (inspect)",
-        ms(round_trip)
-    );
+    println!("{:<40} {:>12}", "operation round trip (inspect)", ms(round_trip));
 
     let blob = std::fs::read_dir(work.path().join("store/blobs/sha256"))
         .unwrap()
@@ -134,47 +108,22 @@ fn main() {
     for i in 0..5 {
         let destination = work.path().join(format!("site-{i}"));
         let started = Instant::now();
-        file_driver
-            .relocate(
-                &image,
-                &stored,
-                &DestinationGrant::Directory(destination.clone()),
-            )
-            .unwrap();
+        file_driver.relocate(&image, &stored, &DestinationGrant::Directory(destination.clone())).unwrap();
         ferry_runs.push(started.elapsed());
         std::fs::remove_dir_all(&destination).unwrap();
 
         let copy = work.path().join(format!("cp-{i}"));
         let started = Instant::now();
-        assert!(
-            Command::new("cp")
-                .arg(&blob)
-                .arg(&copy)
-                .status()
-                .unwrap()
-                .success()
-        );
+        assert!(Command::new("cp").arg(&blob).arg(&copy).status().unwrap().success());
         cp_runs.push(started.elapsed());
         std::fs::remove_file(&copy).unwrap();
     }
     let (ferry, cp) = (median(ferry_runs), median(cp_runs));
     println!();
-    println!(
-        "{:<40} {:>12}",
-        "1 GiB fetch into the store (hashed)",
-        ms(fetch)
-    );
-    println!(
-        "{:<40} {:>12}",
-        "1 GiB relocate through the host",
-        ms(ferry)
-    );
+    println!("{:<40} {:>12}", "1 GiB fetch into the store (hashed)", ms(fetch));
+    println!("{:<40} {:>12}", "1 GiB relocate through the host", ms(ferry));
     println!("{:<40} {:>12}", "1 GiB cp", ms(cp));
-    println!(
-        "{:<40} {:>12.2}",
-        "relocate / cp",
-        ferry.as_secs_f64() / cp.as_secs_f64()
-    );
+    println!("{:<40} {:>12.2}", "relocate / cp", ferry.as_secs_f64() / cp.as_secs_f64());
 }
 
 fn write_file(path: &Path, size: usize) {

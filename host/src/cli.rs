@@ -2,18 +2,17 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ferry::bundle;
 use ferry::config::{self, LimitOverrides, Limits};
-use ferry::driver::{self, Driver, Runtime, Settings, StderrEvents, VerifiedComponent};
+use ferry::driver::{self, Driver, Drivers, Runtime, Settings, StderrEvents, VerifiedComponent};
+use ferry::export::{self, ExportOptions};
+use ferry::registry::{Registry, RegistryOptions};
+use ferry::thick;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(
-    name = "ferry",
-    version,
-    about = "Move CNAB bundles, whatever their image types, into air-gapped sites"
-)]
+#[command(name = "ferry", version, about = "Move CNAB bundles, whatever their image types, into air-gapped sites")]
 struct Cli {
     #[command(flatten)]
     global: Global,
@@ -44,6 +43,9 @@ struct Global {
     /// Bytes of a driver's stdout and stderr that are kept, e.g. 64KiB
     #[arg(long, global = true, value_name = "SIZE", value_parser = config::parse_size)]
     driver_output: Option<u64>,
+    /// A registry (host[:port]) to reach over plain http, such as a local one; repeatable
+    #[arg(long = "insecure-registry", global = true, value_name = "HOST")]
+    insecure_registries: Vec<String>,
     /// Print drivers' info and debug lines too
     #[arg(short, long, global = true)]
     verbose: bool,
@@ -57,6 +59,34 @@ enum Command {
         bundle: PathBuf,
         #[arg(short, long, value_enum, default_value_t = Output::Text)]
         output: Output,
+    },
+    /// Pull every image of a bundle through its driver into one thick bundle
+    Export {
+        /// The bundle.json
+        bundle: PathBuf,
+        /// The thick bundle to write: .tgz/.tar.gz (default), .tar or .tar.zst
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Images fetched at once
+        #[arg(long, default_value_t = 4)]
+        jobs: usize,
+        /// gzip (0-9, default 0: stored) or zstd (1-19, default 1) level
+        #[arg(long, value_name = "N")]
+        compression_level: Option<u32>,
+        #[arg(long = "format", value_enum, default_value_t = Output::Text)]
+        format: Output,
+    },
+    /// List a thick bundle's images: key, reference, type, driver, digest, size, platforms
+    Inspect {
+        /// A thick bundle
+        bundle: PathBuf,
+        #[arg(short, long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Check every blob's digest and size, every manifest's references and every image's digest
+    Verify {
+        /// A thick bundle
+        bundle: PathBuf,
     },
     /// Image-type drivers: list the built-in ones, inspect a component
     #[command(subcommand)]
@@ -87,16 +117,63 @@ enum Output {
 
 pub fn run() -> Result<ExitCode> {
     let cli = Cli::parse();
-    if let Command::Validate { bundle, output } = &cli.command {
-        return validate(bundle, *output);
+    match &cli.command {
+        Command::Validate { bundle, output } => return validate(bundle, *output),
+        Command::Verify { bundle } => return verify(bundle),
+        _ => {}
     }
     let runtime = runtime(&cli.global)?;
     match cli.command {
-        Command::Validate { .. } => unreachable!("handled above"),
-        Command::Driver(DriverCommand::List { output }) => driver_list(&runtime, output),
-        Command::Driver(DriverCommand::Inspect { file, output }) => {
-            driver_inspect(&runtime, &file, output)
+        Command::Validate { .. } | Command::Verify { .. } => unreachable!("handled above"),
+        Command::Export { bundle, output, jobs, compression_level, format } => {
+            let drivers = Drivers::builtin(&runtime)?;
+            let registry = Arc::new(Registry::new(&RegistryOptions {
+                insecure: cli.global.insecure_registries.clone(),
+                docker_config: None,
+            })?);
+            let options = ExportOptions { output, jobs, level: compression_level };
+            let report = export::export(&bundle, &drivers, &registry, &options)?;
+            match format {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                Output::Text => {
+                    for image in &report.images {
+                        println!("{:<24} {:<8} {}", image.key, image.image_type, image.digest);
+                    }
+                    println!("wrote {} ({} bytes)", report.output.display(), report.bytes);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
         }
+        Command::Inspect { bundle, output } => {
+            let drivers = Drivers::builtin(&runtime)?;
+            let inspection = thick::inspect(&bundle, &drivers)?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&inspection)?),
+                Output::Text => {
+                    println!("{} {}", inspection.name, inspection.version);
+                    println!(
+                        "{:<22} {:<8} {:<8} {:<12} {:<12} {:<20} REFERENCE",
+                        "KEY", "TYPE", "DRIVER", "DIGEST", "SIZE", "PLATFORMS"
+                    );
+                    for i in &inspection.images {
+                        let digest = i.digest.as_deref().map(|d| &d[..d.len().min(19)]).unwrap_or("missing");
+                        println!(
+                            "{:<22} {:<8} {:<8} {:<12} {:<12} {:<20} {}",
+                            i.key,
+                            i.image_type,
+                            i.driver.as_deref().unwrap_or("none"),
+                            digest.trim_start_matches("sha256:"),
+                            i.size,
+                            i.platforms.join(","),
+                            i.reference
+                        );
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Driver(DriverCommand::List { output }) => driver_list(&runtime, output),
+        Command::Driver(DriverCommand::Inspect { file, output }) => driver_inspect(&runtime, &file, output),
     }
 }
 
@@ -110,19 +187,13 @@ fn runtime(global: &Global) -> Result<Runtime> {
     };
     let config_path = global.config.clone().or_else(config::default_config_path);
     if let Some(explicit) = &global.config {
-        anyhow::ensure!(
-            explicit.exists(),
-            "config file {} does not exist",
-            explicit.display()
-        );
+        anyhow::ensure!(explicit.exists(), "config file {} does not exist", explicit.display());
     }
     let limits = Limits::load(config_path.as_deref(), &flags)?;
     Runtime::new(Settings {
         limits,
         cache_dir: global.cache_dir.clone().or_else(config::default_cache_dir),
-        events: Arc::new(StderrEvents {
-            verbose: global.verbose,
-        }),
+        events: Arc::new(StderrEvents { verbose: global.verbose }),
     })
 }
 
@@ -151,22 +222,14 @@ impl<'a> DriverReport<'a> {
 
 fn driver_list(runtime: &Runtime, output: Output) -> Result<ExitCode> {
     let components = driver::builtin_components()?;
-    let drivers = components
-        .iter()
-        .map(|c| runtime.load(c))
-        .collect::<Result<Vec<_>, _>>()?;
+    let drivers = components.iter().map(|c| runtime.load(c)).collect::<Result<Vec<_>, _>>()?;
     let reports: Vec<_> = drivers.iter().map(DriverReport::of).collect();
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&reports)?),
         Output::Text => {
             println!("{:<12} {:<10} IMAGE TYPES", "NAME", "VERSION");
             for r in &reports {
-                println!(
-                    "{:<12} {:<10} {}",
-                    r.name,
-                    r.version,
-                    r.image_types.join(", ")
-                );
+                println!("{:<12} {:<10} {}", r.name, r.version, r.image_types.join(", "));
             }
         }
     }
@@ -176,13 +239,9 @@ fn driver_list(runtime: &Runtime, output: Output) -> Result<ExitCode> {
 fn driver_inspect(runtime: &Runtime, file: &std::path::Path, output: Output) -> Result<ExitCode> {
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let component = VerifiedComponent::local(bytes);
-    let driver = runtime.load(&component).map_err(|e| {
-        anyhow::anyhow!(
-            "{} is not a driver ferry can load: {}",
-            file.display(),
-            e.message
-        )
-    })?;
+    let driver = runtime
+        .load(&component)
+        .map_err(|e| anyhow::anyhow!("{} is not a driver ferry can load: {}", file.display(), e.message))?;
     let report = DriverReport::of(&driver);
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
@@ -218,9 +277,7 @@ fn validate(path: &std::path::Path, output: Output) -> Result<ExitCode> {
                 .collect();
             println!(
                 "{}",
-                serde_json::to_string_pretty(
-                    &serde_json::json!({ "valid": problems.is_empty(), "problems": list })
-                )?
+                serde_json::to_string_pretty(&serde_json::json!({ "valid": problems.is_empty(), "problems": list }))?
             );
         }
         Output::Text if problems.is_empty() => println!("{}: valid", path.display()),
@@ -228,17 +285,22 @@ fn validate(path: &std::path::Path, output: Output) -> Result<ExitCode> {
             for p in &problems {
                 eprintln!("{}: {p}", path.display());
             }
-            eprintln!(
-                "{}: {} problem{}",
-                path.display(),
-                problems.len(),
-                if problems.len() == 1 { "" } else { "s" }
-            );
+            eprintln!("{}: {} problem{}", path.display(), problems.len(), if problems.len() == 1 { "" } else { "s" });
         }
     }
-    Ok(if problems.is_empty() {
-        ExitCode::SUCCESS
+    Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn verify(path: &std::path::Path) -> Result<ExitCode> {
+    let problems = thick::verify(path)?;
+    for p in &problems {
+        eprintln!("{}: {p}", path.display());
+    }
+    if problems.is_empty() {
+        println!("{}: verified", path.display());
+        Ok(ExitCode::SUCCESS)
     } else {
-        ExitCode::FAILURE
-    })
+        eprintln!("{}: {} problem{}", path.display(), problems.len(), if problems.len() == 1 { "" } else { "s" });
+        Ok(ExitCode::FAILURE)
+    }
 }

@@ -76,10 +76,8 @@ impl Limits {
     }
 
     fn apply_file(&mut self, path: &Path) -> Result<()> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let file: ConfigFile =
-            toml::from_str(&text).with_context(|| format!("{}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let file: ConfigFile = toml::from_str(&text).with_context(|| format!("{}", path.display()))?;
         let d = file.drivers;
         let at = |key: &str| format!("{}: drivers.{key}", path.display());
         if let Some(v) = d.memory {
@@ -106,9 +104,7 @@ pub fn parse_size(s: &str) -> Result<u64> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (number, unit) = s.split_at(split);
-    let number: u64 = number
-        .parse()
-        .with_context(|| format!("{s:?} is not a size such as 256MiB"))?;
+    let number: u64 = number.parse().with_context(|| format!("{s:?} is not a size such as 256MiB"))?;
     let shift = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 0,
         "k" | "kb" | "kib" => 10,
@@ -116,9 +112,7 @@ pub fn parse_size(s: &str) -> Result<u64> {
         "g" | "gb" | "gib" => 30,
         _ => bail!("{s:?}: unknown unit {unit:?} (use KiB, MiB or GiB)"),
     };
-    number
-        .checked_mul(1 << shift)
-        .with_context(|| format!("{s:?} is too large"))
+    number.checked_mul(1 << shift).with_context(|| format!("{s:?} is too large"))
 }
 
 /// `500ms`, `60s`, `5m`, or a number of seconds.
@@ -126,9 +120,7 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (number, unit) = s.split_at(split);
-    let number: u64 = number
-        .parse()
-        .with_context(|| format!("{s:?} is not a duration such as 60s"))?;
+    let number: u64 = number.parse().with_context(|| format!("{s:?} is not a duration such as 60s"))?;
     Ok(match unit.trim() {
         "ms" => Duration::from_millis(number),
         "" | "s" => Duration::from_secs(number),
@@ -138,9 +130,7 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
 }
 
 fn home() -> Option<PathBuf> {
-    std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .map(PathBuf::from)
+    std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from)
 }
 
 /// `$XDG_CONFIG_HOME/ferry/config.toml`, else `~/.config/ferry/config.toml`.
@@ -182,29 +172,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.toml");
         std::fs::write(&path, "[drivers]\nmemory = \"64MiB\"\ntimeout = \"5s\"\n").unwrap();
-        let flags = LimitOverrides {
-            timeout: Some(Duration::from_secs(9)),
-            ..Default::default()
-        };
+        let flags = LimitOverrides { timeout: Some(Duration::from_secs(9)), ..Default::default() };
         let limits = Limits::load(Some(&path), &flags).unwrap();
         assert_eq!(limits.memory, 64 << 20);
         assert_eq!(limits.timeout, Duration::from_secs(9));
         assert_eq!(limits.handles, Limits::default().handles);
 
         std::fs::write(&path, "[drivers]\nmemory = \"lots\"\n").unwrap();
-        let err = format!(
-            "{:#}",
-            Limits::load(Some(&path), &LimitOverrides::default()).unwrap_err()
-        );
-        assert!(
-            err.contains("drivers.memory") && err.contains("lots"),
-            "{err}"
-        );
+        let err = format!("{:#}", Limits::load(Some(&path), &LimitOverrides::default()).unwrap_err());
+        assert!(err.contains("drivers.memory") && err.contains("lots"), "{err}");
         std::fs::write(&path, "[drivers]\nmemroy = \"1GiB\"\n").unwrap();
-        let err = format!(
-            "{:#}",
-            Limits::load(Some(&path), &LimitOverrides::default()).unwrap_err()
-        );
+        let err = format!("{:#}", Limits::load(Some(&path), &LimitOverrides::default()).unwrap_err());
         assert!(err.contains("memroy"), "{err}");
     }
 }

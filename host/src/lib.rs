@@ -3,7 +3,11 @@
 //! The command-line program in `main.rs` only parses flags and prints; everything it does is a
 //! call into this library.
 
+pub mod archive;
 pub mod bundle;
 pub mod config;
 pub mod driver;
+pub mod export;
 pub mod oci;
+pub mod registry;
+pub mod thick;

@@ -31,33 +31,20 @@ impl Events for Recorder {
 }
 
 pub fn runtime(limits: Limits, cache_dir: &Path) -> Runtime {
-    Runtime::new(Settings {
-        limits,
-        cache_dir: Some(cache_dir.to_owned()),
-        events: Arc::new(Recorder::default()),
-    })
-    .expect("runtime")
+    Runtime::new(Settings { limits, cache_dir: Some(cache_dir.to_owned()), events: Arc::new(Recorder::default()) })
+        .expect("runtime")
 }
 
 pub fn component(file: &str) -> VerifiedComponent {
-    VerifiedComponent::local(
-        std::fs::read(guest(file)).expect("guest component (built by host/build.rs)"),
-    )
+    VerifiedComponent::local(std::fs::read(guest(file)).expect("guest component (built by host/build.rs)"))
 }
 
 pub fn load<'rt>(runtime: &'rt Runtime, file: &str) -> Driver<'rt> {
-    runtime
-        .load(&component(file))
-        .unwrap_or_else(|e| panic!("loading {file}: {e}"))
+    runtime.load(&component(file)).unwrap_or_else(|e| panic!("loading {file}: {e}"))
 }
 
 pub fn image(key: &str, reference: &str, image_type: &str) -> Image {
-    Image {
-        key: key.into(),
-        reference: reference.into(),
-        image_type: image_type.into(),
-        ..Default::default()
-    }
+    Image { key: key.into(), reference: reference.into(), image_type: image_type.into(), ..Default::default() }
 }
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -75,26 +62,17 @@ fn descriptor_json(d: &Descriptor) -> serde_json::Value {
 /// Writes a two-platform image (an index over two manifests that share their base layer) into
 /// `layout` under `name`; returns the index's descriptor and every blob digest it refers to.
 pub fn write_multiarch_image(layout: &Layout, name: &str, seed: u8) -> (Descriptor, Vec<Digest>) {
-    let base = put(
-        layout,
-        "application/vnd.oci.image.layer.v1.tar+gzip",
-        &vec![seed; 300_000],
-    );
+    let base = put(layout, "application/vnd.oci.image.layer.v1.tar+gzip", &vec![seed; 300_000]);
     let mut blobs = vec![base.digest.clone()];
     let mut manifests = Vec::new();
-    for (arch, fill) in [
-        ("amd64", seed.wrapping_add(1)),
-        ("arm64", seed.wrapping_add(2)),
-    ] {
-        let top = put(
-            layout,
-            "application/vnd.oci.image.layer.v1.tar+gzip",
-            &vec![fill; 70_000],
-        );
+    for (arch, fill) in [("amd64", seed.wrapping_add(1)), ("arm64", seed.wrapping_add(2))] {
+        let top = put(layout, "application/vnd.oci.image.layer.v1.tar+gzip", &vec![fill; 70_000]);
         let config = put(
             layout,
             "application/vnd.oci.image.config.v1+json",
-            serde_json::json!({ "os": "linux", "architecture": arch, "rootfs": { "type": "layers" } }).to_string().as_bytes(),
+            serde_json::json!({ "os": "linux", "architecture": arch, "rootfs": { "type": "layers" } })
+                .to_string()
+                .as_bytes(),
         );
         let manifest = serde_json::json!({
             "schemaVersion": 2,
@@ -103,17 +81,12 @@ pub fn write_multiarch_image(layout: &Layout, name: &str, seed: u8) -> (Descript
             "layers": [descriptor_json(&base), descriptor_json(&top)],
         });
         let manifest = put(layout, OCI_MANIFEST, manifest.to_string().as_bytes());
-        blobs.extend([
-            top.digest.clone(),
-            config.digest.clone(),
-            manifest.digest.clone(),
-        ]);
+        blobs.extend([top.digest.clone(), config.digest.clone(), manifest.digest.clone()]);
         let mut entry = descriptor_json(&manifest);
         entry["platform"] = serde_json::json!({ "os": "linux", "architecture": arch });
         manifests.push(entry);
     }
-    let index =
-        serde_json::json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests });
+    let index = serde_json::json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests });
     let mut root = put(layout, OCI_INDEX, index.to_string().as_bytes());
     blobs.push(root.digest.clone());
     let mut named = root.clone();
@@ -121,4 +94,59 @@ pub fn write_multiarch_image(layout: &Layout, name: &str, seed: u8) -> (Descript
     layout.add_to_index(named).unwrap();
     root.annotations.clear();
     (root, blobs)
+}
+
+/// A real registry (Debian's docker-registry) on a free loopback port, stopped on drop.
+pub struct TestRegistry {
+    pub host: String,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl TestRegistry {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let host = format!("127.0.0.1:{port}");
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {host}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("docker-registry (scripts/setup installs it)");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(&host).is_err() {
+            assert!(std::time::Instant::now() < deadline, "the registry did not start on {host}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        TestRegistry { host, child, _dir: dir }
+    }
+
+    /// Pushes image `name` of an OCI layout, every platform, digests kept, with skopeo.
+    pub fn push(&self, layout: &Path, name: &str, repository_and_tag: &str) {
+        let status = std::process::Command::new("skopeo")
+            .args(["copy", "--quiet", "--all", "--preserve-digests", "--dest-tls-verify=false"])
+            .arg(format!("oci:{}:{name}", layout.display()))
+            .arg(format!("docker://{}/{repository_and_tag}", self.host))
+            .status()
+            .expect("skopeo (scripts/setup installs it)");
+        assert!(status.success(), "skopeo push of {name} failed");
+    }
+}
+
+impl Drop for TestRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -6,8 +6,7 @@
 //! copies them and checks their digest.
 
 use ferry_driver_sdk::{
-    Descriptor, Destination, Driver, DriverInfo, Error, Image, Result, Source, Store, Summary,
-    export_driver, info,
+    Descriptor, Destination, Driver, DriverInfo, Error, Image, Result, Source, Store, Summary, export_driver, info,
 };
 
 const ARTIFACT_TYPE: &str = "application/vnd.example.file.v1";
@@ -48,10 +47,7 @@ impl Driver for FileDriver {
         let mut root = store.put_document(MANIFEST_TYPE, manifest.as_bytes())?;
         root.artifact_type = Some(ARTIFACT_TYPE.into());
         store.set_root(&root)?;
-        info!(
-            "stored {} ({} bytes) as {}",
-            image.reference, layer.size, root.digest
-        );
+        info!("stored {} ({} bytes) as {}", image.reference, layer.size, root.digest);
         Ok(root)
     }
 
@@ -88,8 +84,7 @@ impl Driver for FileDriver {
 
 /// The stored manifest's single layer.
 fn the_layer(stored: &Source) -> Result<Descriptor> {
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&stored.manifest(None)?.bytes).map_err(Error::invalid)?;
+    let manifest: serde_json::Value = serde_json::from_slice(&stored.manifest(None)?.bytes).map_err(Error::invalid)?;
     let layer = &manifest["layers"][0];
     match (layer["digest"].as_str(), layer["size"].as_u64()) {
         (Some(digest), Some(size)) => Ok(Descriptor::new(LAYER_TYPE, digest, size)),
@@ -103,22 +98,9 @@ fn descriptor_json(d: &Descriptor) -> serde_json::Value {
 
 /// A tag from a file name: the characters OCI allows in a tag, at most 128 of them.
 fn tag_for(name: &str) -> String {
-    let tag: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "._-".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(128)
-        .collect();
-    if tag.is_empty() || tag.starts_with(['.', '-']) {
-        format!("file{tag}")
-    } else {
-        tag
-    }
+    let tag: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).take(128).collect();
+    if tag.is_empty() || tag.starts_with(['.', '-']) { format!("file{tag}") } else { tag }
 }
 
 export_driver!(FileDriver);

@@ -26,10 +26,7 @@ impl Bundle {
     /// Parses and validates `bytes`; every problem is listed with its JSON path.
     pub fn from_bytes(bytes: Vec<u8>, origin: &str) -> Result<Self> {
         if bytes.len() as u64 > MAX_BUNDLE_JSON {
-            bail!(
-                "{origin}: {} bytes is more than the {MAX_BUNDLE_JSON} bytes allowed for a bundle.json",
-                bytes.len()
-            );
+            bail!("{origin}: {} bytes is more than the {MAX_BUNDLE_JSON} bytes allowed for a bundle.json", bytes.len());
         }
         let problems = validate(&bytes);
         if !problems.is_empty() {
@@ -52,18 +49,9 @@ impl Bundle {
 
     /// Every image, invocation images first (`invocationImages[N]`), then `images` by key.
     pub fn all_images(&self) -> Vec<(String, &ImageSpec)> {
-        let invocation = self
-            .doc
-            .invocation_images
-            .iter()
-            .enumerate()
-            .map(|(i, img)| (format!("invocationImages[{i}]"), img));
-        let images = self
-            .doc
-            .images
-            .iter()
-            .flatten()
-            .map(|(k, img)| (k.clone(), img));
+        let invocation =
+            self.doc.invocation_images.iter().enumerate().map(|(i, img)| (format!("invocationImages[{i}]"), img));
+        let images = self.doc.images.iter().flatten().map(|(k, img)| (k.clone(), img));
         invocation.chain(images).collect()
     }
 }

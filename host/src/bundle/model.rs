@@ -69,10 +69,7 @@ pub struct ImageSpec {
 impl ImageSpec {
     /// `imageType` lowercased; `oci` when absent, as the spec says.
     pub fn image_type(&self) -> String {
-        self.image_type
-            .as_deref()
-            .unwrap_or("oci")
-            .to_ascii_lowercase()
+        self.image_type.as_deref().unwrap_or("oci").to_ascii_lowercase()
     }
 }
 

@@ -69,11 +69,7 @@ pub fn validate(bytes: &[u8]) -> Vec<Problem> {
     let value: Value = match serde_json::from_slice(bytes) {
         Ok(v) => v,
         Err(e) => {
-            return vec![Problem {
-                path: "$".into(),
-                rule: Rule::Syntax,
-                message: format!("not JSON: {e}"),
-            }];
+            return vec![Problem { path: "$".into(), rule: Rule::Syntax, message: format!("not JSON: {e}") }];
         }
     };
     let mut problems: Vec<Problem> = validator()
@@ -109,10 +105,7 @@ fn json_path(root: &Value, pointer: &str) -> String {
 }
 
 fn key(k: &str) -> String {
-    if !k.is_empty()
-        && k.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
+    if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
         format!(".{k}")
     } else {
         format!("[{}]", serde_json::to_string(k).unwrap())
@@ -120,10 +113,7 @@ fn key(k: &str) -> String {
 }
 
 fn entries<'a>(v: &'a Value, field: &str) -> impl Iterator<Item = (&'a String, &'a Value)> {
-    v.get(field)
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten()
+    v.get(field).and_then(Value::as_object).into_iter().flatten()
 }
 
 fn is_semver(s: &str, allow_short: bool) -> bool {
@@ -132,14 +122,8 @@ fn is_semver(s: &str, allow_short: bool) -> bool {
         None => (s, ""),
     };
     let numbers: Vec<&str> = core.split('.').collect();
-    let count_ok = if allow_short {
-        (1..=3).contains(&numbers.len())
-    } else {
-        numbers.len() == 3
-    };
-    let numeric = |n: &str| {
-        !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && (n == "0" || !n.starts_with('0'))
-    };
+    let count_ok = if allow_short { (1..=3).contains(&numbers.len()) } else { numbers.len() == 3 };
+    let numeric = |n: &str| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && (n == "0" || !n.starts_with('0'));
     let identifiers = |s: &str, allow_leading_zero: bool| {
         s.split('.').all(|id| {
             !id.is_empty()
@@ -163,18 +147,11 @@ fn is_digest(s: &str) -> bool {
         return false;
     };
     !algorithm.is_empty()
-        && algorithm
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+._-".contains(&b))
+        && algorithm.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+._-".contains(&b))
         && !encoded.is_empty()
-        && encoded
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"=_-".contains(&b))
+        && encoded.bytes().all(|b| b.is_ascii_alphanumeric() || b"=_-".contains(&b))
         && (algorithm != "sha256"
-            || (encoded.len() == 64
-                && encoded
-                    .bytes()
-                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())))
+            || (encoded.len() == 64 && encoded.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())))
 }
 
 const OUTPUTS_DIR: &str = "/cnab/app/outputs";
@@ -184,19 +161,9 @@ fn under_outputs(path: &str) -> bool {
 }
 
 fn prose(doc: &Value, problems: &mut Vec<Problem>) {
-    let mut add = |path: String, rule: Rule, message: String| {
-        problems.push(Problem {
-            path,
-            rule,
-            message,
-        })
-    };
+    let mut add = |path: String, rule: Rule, message: String| problems.push(Problem { path, rule, message });
 
-    if doc
-        .get("invocationImages")
-        .and_then(Value::as_array)
-        .is_some_and(|a| a.is_empty())
-    {
+    if doc.get("invocationImages").and_then(Value::as_array).is_some_and(|a| a.is_empty()) {
         add(
             "$.invocationImages".into(),
             Rule::InvocationImageRequired,
@@ -266,20 +233,10 @@ fn prose(doc: &Value, problems: &mut Vec<Problem>) {
             }
         }
         if let Some(destination) = param.get("destination").filter(|d| d.is_object()) {
-            let env = destination
-                .get("env")
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty());
-            let path = destination
-                .get("path")
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty());
+            let env = destination.get("env").and_then(Value::as_str).filter(|s| !s.is_empty());
+            let path = destination.get("path").and_then(Value::as_str).filter(|s| !s.is_empty());
             if env.is_none() && path.is_none() {
-                add(
-                    format!("{at}.destination"),
-                    Rule::ParameterDestination,
-                    "a destination needs env or path".into(),
-                );
+                add(format!("{at}.destination"), Rule::ParameterDestination, "a destination needs env or path".into());
             }
             if let Some(path) = path.filter(|p| under_outputs(p)) {
                 add(
@@ -296,20 +253,10 @@ fn prose(doc: &Value, problems: &mut Vec<Problem>) {
     let mut cred_envs = Vec::new();
     for (name, cred) in entries(doc, "credentials") {
         let at = format!("$.credentials{}", key(name));
-        let env = cred
-            .get("env")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty());
-        let path = cred
-            .get("path")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty());
+        let env = cred.get("env").and_then(Value::as_str).filter(|s| !s.is_empty());
+        let path = cred.get("path").and_then(Value::as_str).filter(|s| !s.is_empty());
         if env.is_none() && path.is_none() {
-            add(
-                at.clone(),
-                Rule::CredentialDestination,
-                "a credential needs env or path".into(),
-            );
+            add(at.clone(), Rule::CredentialDestination, "a credential needs env or path".into());
         }
         if let Some(path) = path.filter(|p| under_outputs(p)) {
             add(
@@ -333,11 +280,7 @@ fn prose(doc: &Value, problems: &mut Vec<Problem>) {
     }
     for (env, at) in &param_envs {
         if let Some((_, other)) = cred_envs.iter().find(|(e, _)| e == env) {
-            add(
-                at.clone(),
-                Rule::EnvConflict,
-                format!("{env} is also the variable of credential {other}"),
-            );
+            add(at.clone(), Rule::EnvConflict, format!("{env} is also the variable of credential {other}"));
         }
     }
 
@@ -355,11 +298,7 @@ fn prose(doc: &Value, problems: &mut Vec<Problem>) {
         }
         if let Some(path) = output.get("path").and_then(Value::as_str) {
             if let Some((_, first)) = output_paths.iter().find(|(p, _)| *p == path) {
-                add(
-                    format!("{at}.path"),
-                    Rule::OutputPathDistinct,
-                    format!("{path:?} is also the path of {first}"),
-                );
+                add(format!("{at}.path"), Rule::OutputPathDistinct, format!("{path:?} is also the path of {first}"));
             }
             output_paths.push((path, at));
         }
@@ -397,14 +336,7 @@ mod tests {
         for ok in ["1.0.0", "0.1.2-rc.1+build.5", "10.20.30"] {
             assert!(is_semver(ok, false), "{ok}");
         }
-        for bad in [
-            "1.0",
-            "01.0.0",
-            "1.0.0-",
-            "1.0.0-01",
-            "latest",
-            "1.0.0 beta",
-        ] {
+        for bad in ["1.0", "01.0.0", "1.0.0-", "1.0.0-01", "latest", "1.0.0 beta"] {
             assert!(!is_semver(bad, false), "{bad}");
         }
         assert!(is_semver("1", true) && is_semver("1.2.0-WD", true));
@@ -413,9 +345,6 @@ mod tests {
     #[test]
     fn json_paths_quote_odd_keys() {
         let doc = serde_json::json!({ "images": { "a.b": { "labels": [1, 2] } } });
-        assert_eq!(
-            json_path(&doc, "/images/a.b/labels/1"),
-            r#"$.images["a.b"].labels[1]"#
-        );
+        assert_eq!(json_path(&doc, "/images/a.b/labels/1"), r#"$.images["a.b"].labels[1]"#);
     }
 }

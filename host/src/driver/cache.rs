@@ -25,19 +25,13 @@ impl ComponentCache {
         let mut hasher = Sha256Hasher(Sha256::new());
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let engine_key = hex::encode(&hasher.0.finalize()[..8]);
-        ComponentCache {
-            dir: dir.map(|d| d.join("components")),
-            engine_key,
-        }
+        ComponentCache { dir: dir.map(|d| d.join("components")), engine_key }
     }
 
     /// Where the compiled form of `component` lives.
     pub fn path_for(&self, component: &VerifiedComponent) -> Option<PathBuf> {
         let dir = self.dir.as_ref()?;
-        Some(
-            dir.join(&self.engine_key)
-                .join(format!("{}.cwasm", component.digest().hex())),
-        )
+        Some(dir.join(&self.engine_key).join(format!("{}.cwasm", component.digest().hex())))
     }
 
     /// The compiled component: from the cache when it is there, else compiled and stored.
@@ -58,10 +52,7 @@ impl ComponentCache {
         }
         let compiled = component.compile(engine)?;
         if let Err(e) = store(&path, &compiled) {
-            eprintln!(
-                "ferry: warning: cannot cache compiled driver in {}: {e:#}",
-                path.display()
-            );
+            eprintln!("ferry: warning: cannot cache compiled driver in {}: {e:#}", path.display());
         }
         Ok(compiled)
     }

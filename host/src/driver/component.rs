@@ -29,10 +29,7 @@ impl VerifiedComponent {
     /// Bytes the operator named themselves, such as a file given on the command line.
     pub fn local(bytes: Vec<u8>) -> Self {
         let digest = Digest::of(&bytes);
-        VerifiedComponent {
-            bytes: bytes.into(),
-            digest,
-        }
+        VerifiedComponent { bytes: bytes.into(), digest }
     }
 
     pub fn digest(&self) -> &Digest {
@@ -51,7 +48,6 @@ impl VerifiedComponent {
             }
             _ => bail!("not a WebAssembly component (it does not start with the wasm magic bytes)"),
         }
-        Component::new(engine, &self.bytes)
-            .map_err(|e| anyhow::anyhow!("not a valid WebAssembly component: {e:#}"))
+        Component::new(engine, &self.bytes).map_err(|e| anyhow::anyhow!("not a valid WebAssembly component: {e:#}"))
     }
 }

@@ -75,28 +75,13 @@ impl fmt::Display for DriverError {
 impl std::error::Error for DriverError {}
 
 impl DriverError {
-    pub(super) fn new(
-        driver: &str,
-        operation: Operation,
-        kind: ErrorKind,
-        message: String,
-    ) -> Self {
-        DriverError {
-            driver: driver.to_owned(),
-            operation,
-            image: None,
-            kind,
-            message,
-        }
+    pub(super) fn new(driver: &str, operation: Operation, kind: ErrorKind, message: String) -> Self {
+        DriverError { driver: driver.to_owned(), operation, image: None, kind, message }
     }
 }
 
 fn mib(bytes: u64) -> String {
-    if bytes >= 1 << 20 && bytes % (1 << 20) == 0 {
-        format!("{} MiB", bytes >> 20)
-    } else {
-        format!("{bytes} bytes")
-    }
+    if bytes >= 1 << 20 && bytes % (1 << 20) == 0 { format!("{} MiB", bytes >> 20) } else { format!("{bytes} bytes") }
 }
 
 /// The kind and message for a failed call, from the trap or guest error and what the sandbox
@@ -110,43 +95,24 @@ pub(super) fn classify(
         Err(e) if e.is::<SetupError>() => Ok(e.downcast::<SetupError>().expect("checked").0),
         other => other,
     };
-    let hit = state
-        .hit
-        .clone()
-        .or(state.budget.exceeded.then_some(LimitHit::Memory));
-    let trap = outcome
-        .as_ref()
-        .err()
-        .and_then(|e| e.downcast_ref::<Trap>().copied());
+    let hit = state.hit.clone().or(state.budget.exceeded.then_some(LimitHit::Memory));
+    let trap = outcome.as_ref().err().and_then(|e| e.downcast_ref::<Trap>().copied());
     let detail = match &outcome {
         Ok(e) => guest_error(e).1.to_owned(),
         Err(e) => {
             let stderr = state.stderr.tail(1024);
             let cause = e.root_cause().to_string();
-            if stderr.is_empty() {
-                cause
-            } else {
-                format!("{cause}; driver stderr: {stderr}")
-            }
+            if stderr.is_empty() { cause } else { format!("{cause}; driver stderr: {stderr}") }
         }
     };
     if trap == Some(Trap::Interrupt) || hit == Some(LimitHit::Timeout) {
-        return (
-            ErrorKind::Timeout,
-            format!(
-                "stopped at its time limit of {:?} (--driver-timeout)",
-                limits.timeout
-            ),
-        );
+        return (ErrorKind::Timeout, format!("stopped at its time limit of {:?} (--driver-timeout)", limits.timeout));
     }
     match hit {
         Some(LimitHit::Memory) => {
             return (
                 ErrorKind::MemoryLimit,
-                format!(
-                    "hit its memory limit of {} (--driver-memory): {detail}",
-                    mib(limits.memory)
-                ),
+                format!("hit its memory limit of {} (--driver-memory): {detail}", mib(limits.memory)),
             );
         }
         Some(LimitHit::CallBytes { call, bytes }) => {
@@ -162,10 +128,7 @@ pub(super) fn classify(
         Some(LimitHit::Handles) => {
             return (
                 ErrorKind::HandleLimit,
-                format!(
-                    "held more than {} host handles (--driver-handles)",
-                    limits.handles
-                ),
+                format!("held more than {} host handles (--driver-handles)", limits.handles),
             );
         }
         Some(LimitHit::Timeout) | None => {}

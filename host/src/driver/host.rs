@@ -4,6 +4,8 @@
 use super::bindings::since_v0_1_0::ferry::driver::{host, types};
 use super::sandbox::{HostState, LimitHit};
 use crate::oci::{self, Digest, Layout, MAX_DOCUMENT, REF_NAME};
+use crate::registry::{Registry, RegistryError, RegistryErrorKind};
+use oci_client::Reference;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Component, Path, PathBuf};
@@ -25,6 +27,11 @@ pub enum SourceHandle {
     File {
         file: std::fs::File,
         path: PathBuf,
+    },
+    /// A repository in a registry; `reference` names the image.
+    Registry {
+        registry: Arc<Registry>,
+        reference: Reference,
     },
 }
 
@@ -51,23 +58,15 @@ impl DestinationGrant {
     pub(super) fn open(&self, relative: &str) -> Result<DestinationHandle, HostError> {
         let DestinationGrant::Directory(root) = self;
         let path = Path::new(relative);
-        if !path
-            .components()
-            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
-        {
+        if !path.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)) {
             return Err(HostError::denied(format!(
                 "destination {relative:?} is outside the granted directory {}",
                 root.display()
             )));
         }
         std::fs::create_dir_all(root).map_err(HostError::failed)?;
-        let dir = cap_std::fs::Dir::open_ambient_dir(root, cap_std::ambient_authority())
-            .map_err(HostError::failed)?;
-        let display = if relative.is_empty() {
-            root.clone()
-        } else {
-            root.join(path)
-        };
+        let dir = cap_std::fs::Dir::open_ambient_dir(root, cap_std::ambient_authority()).map_err(HostError::failed)?;
+        let display = if relative.is_empty() { root.clone() } else { root.join(path) };
         let layout = Layout::create_beneath(&dir, path, display)
             .map_err(|e| HostError::denied(format!("destination {relative:?}: {e:#}")))?;
         Ok(DestinationHandle { layout })
@@ -98,6 +97,22 @@ impl HostError {
     }
 }
 
+impl From<RegistryError> for HostError {
+    fn from(e: RegistryError) -> Self {
+        match e.kind {
+            RegistryErrorKind::NotFound => HostError::not_found(e.message),
+            RegistryErrorKind::Denied => HostError::denied(e.message),
+            RegistryErrorKind::Transient => HostError::Guest(types::Error::Transient(e.message)),
+            RegistryErrorKind::Failed => HostError::failed(e.message),
+        }
+    }
+}
+
+/// The same repository, at `digest`.
+fn at_digest(reference: &Reference, digest: &Digest) -> Reference {
+    Reference::with_digest(reference.registry().to_owned(), reference.repository().to_owned(), digest.to_string())
+}
+
 impl From<ResourceTableError> for HostError {
     fn from(e: ResourceTableError) -> Self {
         HostError::Trap(e.into())
@@ -116,11 +131,7 @@ fn to_wit(d: &oci::Descriptor) -> types::Descriptor {
         digest: d.digest.to_string(),
         size: d.size,
         artifact_type: d.artifact_type.clone(),
-        annotations: d
-            .annotations
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
+        annotations: d.annotations.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
     }
 }
 
@@ -137,9 +148,7 @@ impl HostState {
     fn check_deadline(&mut self) -> HostResult<()> {
         if Instant::now() >= self.deadline {
             self.hit = Some(LimitHit::Timeout);
-            return Err(HostError::Trap(wasmtime::Error::msg(
-                "the driver's time limit passed",
-            )));
+            return Err(HostError::Trap(wasmtime::Error::msg("the driver's time limit passed")));
         }
         Ok(())
     }
@@ -160,10 +169,7 @@ impl HostState {
     pub(super) fn take_handle(&mut self) -> HostResult<()> {
         if self.handles >= self.limits.handles {
             self.hit = Some(LimitHit::Handles);
-            return Err(HostError::denied(format!(
-                "the driver holds {} handles already",
-                self.handles
-            )));
+            return Err(HostError::denied(format!("the driver holds {} handles already", self.handles)));
         }
         self.handles += 1;
         Ok(())
@@ -227,6 +233,7 @@ impl host::HostSource for HostState {
         Ok(match self.table.get(&s)? {
             SourceHandle::Layout { .. } => host::SourceKind::Layout,
             SourceHandle::File { .. } => host::SourceKind::File,
+            SourceHandle::Registry { .. } => host::SourceKind::Registry,
         })
     }
 
@@ -234,61 +241,53 @@ impl host::HostSource for HostState {
         Ok(match self.table.get(&s)? {
             SourceHandle::Layout { location, .. } => location.clone(),
             SourceHandle::File { path, .. } => path.display().to_string(),
+            SourceHandle::Registry { reference, .. } => reference.whole(),
         })
     }
 
-    fn manifest(
-        &mut self,
-        s: Resource<SourceHandle>,
-        reference: Option<String>,
-    ) -> HostResult<types::Document> {
+    fn manifest(&mut self, s: Resource<SourceHandle>, reference: Option<String>) -> HostResult<types::Document> {
         self.check_deadline()?;
-        let SourceHandle::Layout { layout, root, .. } = self.table.get(&s)? else {
-            return Err(HostError::unsupported("a file source has no manifests"));
+        let wanted = reference.as_deref().map(|r| {
+            r.parse::<Digest>().map_err(|_| HostError::not_found(format!("{r:?}: manifests are looked up by digest")))
+        });
+        let wanted = wanted.transpose()?;
+        let (layout, root) = match self.table.get(&s)? {
+            SourceHandle::Layout { layout, root, .. } => (layout, root),
+            SourceHandle::File { .. } => return Err(HostError::unsupported("a file source has no manifests")),
+            SourceHandle::Registry { registry, reference } => {
+                let target = match &wanted {
+                    Some(d) => at_digest(reference, d),
+                    None => reference.clone(),
+                };
+                let (bytes, media_type, digest) = registry.manifest(&target)?;
+                return Ok(types::Document { media_type, digest: digest.to_string(), bytes });
+            }
         };
-        let (digest, media_type) = match reference {
+        let (digest, media_type) = match wanted {
             None => (root.digest.clone(), Some(root.media_type.clone())),
-            Some(r) => match r.parse::<Digest>() {
-                Ok(d) => (d, None),
-                Err(_) => {
-                    return Err(HostError::not_found(format!(
-                        "{r:?}: a stored image is looked up by digest"
-                    )));
-                }
-            },
+            Some(d) => (d, None),
         };
         if !layout.has_blob(&digest) {
-            return Err(HostError::not_found(format!(
-                "manifest {digest} is not in the store"
-            )));
+            return Err(HostError::not_found(format!("manifest {digest} is not in the store")));
         }
-        let bytes = layout
-            .read_blob(&digest, MAX_DOCUMENT)
-            .map_err(HostError::invalid)?;
+        let bytes = layout.read_blob(&digest, MAX_DOCUMENT).map_err(HostError::invalid)?;
         let media_type = media_type
             .or_else(|| oci::media_type_of(&bytes))
             .ok_or_else(|| HostError::invalid(format!("{digest} is not a manifest or index")))?;
-        Ok(types::Document {
-            media_type,
-            digest: digest.to_string(),
-            bytes,
-        })
+        Ok(types::Document { media_type, digest: digest.to_string(), bytes })
     }
 
     fn size(&mut self, s: Resource<SourceHandle>, digest: Option<String>) -> HostResult<u64> {
         match (self.table.get(&s)?, digest) {
             (SourceHandle::Layout { layout, .. }, Some(d)) => {
                 let d = parse_digest(&d)?;
-                layout
-                    .blob_size(&d)
-                    .map_err(|_| HostError::not_found(format!("blob {d} is not in the store")))
+                layout.blob_size(&d).map_err(|_| HostError::not_found(format!("blob {d} is not in the store")))
             }
             (SourceHandle::Layout { root, .. }, None) => Ok(root.size),
-            (SourceHandle::File { file, .. }, None) => {
-                Ok(file.metadata().map_err(HostError::failed)?.len())
-            }
-            (SourceHandle::File { .. }, Some(_)) => {
-                Err(HostError::unsupported("a file source has no blobs"))
+            (SourceHandle::File { file, .. }, None) => Ok(file.metadata().map_err(HostError::failed)?.len()),
+            (SourceHandle::File { .. }, Some(_)) => Err(HostError::unsupported("a file source has no blobs")),
+            (SourceHandle::Registry { .. }, _) => {
+                Err(HostError::unsupported("the sizes of registry blobs are in their manifests"))
             }
         }
     }
@@ -306,19 +305,22 @@ impl host::HostSource for HostState {
         let n = match (self.table.get(&s)?, digest) {
             (SourceHandle::Layout { layout, .. }, Some(d)) => {
                 let d = parse_digest(&d)?;
-                let file = layout
-                    .open_blob(&d)
-                    .map_err(|_| HostError::not_found(format!("blob {d} is not in the store")))?;
+                let file =
+                    layout.open_blob(&d).map_err(|_| HostError::not_found(format!("blob {d} is not in the store")))?;
                 read_at(&file, &mut buf, offset)
             }
             (SourceHandle::File { file, .. }, None) => read_at(file, &mut buf, offset),
             (SourceHandle::Layout { .. }, None) => {
-                return Err(HostError::unsupported(
-                    "a stored image is read blob by blob: name a digest",
-                ));
+                return Err(HostError::unsupported("a stored image is read blob by blob: name a digest"));
             }
             (SourceHandle::File { .. }, Some(_)) => {
                 return Err(HostError::unsupported("a file source has no blobs"));
+            }
+            (SourceHandle::Registry { registry, reference }, Some(d)) => {
+                return Ok(registry.read(reference, &parse_digest(&d)?, offset, len as u64)?);
+            }
+            (SourceHandle::Registry { .. }, None) => {
+                return Err(HostError::unsupported("a registry is read blob by blob: name a digest"));
             }
         }
         .map_err(HostError::failed)?;
@@ -355,30 +357,44 @@ impl host::HostStore for HostState {
     ) -> HostResult<types::Descriptor> {
         self.check_deadline()?;
         let expected = digest.as_deref().map(parse_digest).transpose()?;
-        let mut reader: std::fs::File = match (self.table.get(&s)?, &expected) {
-            (SourceHandle::Layout { layout, .. }, Some(d)) => layout
-                .open_blob(d)
-                .map_err(|_| HostError::not_found(format!("blob {d} is not in the source")))?,
-            (SourceHandle::File { file, .. }, None) => {
-                let mut file = file.try_clone().map_err(HostError::failed)?;
-                file.seek(SeekFrom::Start(0)).map_err(HostError::failed)?;
-                file
-            }
-            (SourceHandle::Layout { .. }, None) => {
-                return Err(HostError::unsupported(
-                    "name the digest of the blob to copy",
-                ));
-            }
-            (SourceHandle::File { .. }, Some(_)) => {
-                return Err(HostError::unsupported("a file source has no blobs"));
-            }
-        };
         let layout = self.table.get(&st)?.layout.clone();
-        let (digest, size) = layout
-            .put_verified(&mut reader, expected.as_ref())
-            .map_err(HostError::invalid)?;
+        if let Some(d) = &expected {
+            // Stored already, for another image of the bundle; the store only holds checked blobs.
+            if let Ok(size) = layout.blob_size(d) {
+                return Ok(to_wit(&oci::Descriptor::new(media_type, d.clone(), size)));
+            }
+        }
+        let stored = match (self.table.get(&s)?, &expected) {
+            (SourceHandle::Registry { registry, reference }, Some(d)) => {
+                let (registry, reference) = (registry.clone(), reference.clone());
+                let fail =
+                    |e: anyhow::Error| RegistryError { kind: RegistryErrorKind::Failed, message: format!("{e:#}") };
+                registry
+                    .retry(|| {
+                        let mut writer = layout.blob_writer().map_err(fail)?;
+                        registry.copy_blob(&reference, d, &mut writer)?;
+                        writer.commit(Some(d)).map_err(fail)
+                    })
+                    .map_err(|e| match e.kind {
+                        RegistryErrorKind::Failed => HostError::invalid(e.message),
+                        _ => e.into(),
+                    })?
+            }
+            (SourceHandle::Layout { layout: source, .. }, Some(d)) => {
+                let mut reader =
+                    source.open_blob(d).map_err(|_| HostError::not_found(format!("blob {d} is not in the source")))?;
+                layout.put_verified(&mut reader, Some(d)).map_err(HostError::invalid)?
+            }
+            (SourceHandle::File { file, .. }, None) => {
+                let mut reader = file.try_clone().map_err(HostError::failed)?;
+                reader.seek(SeekFrom::Start(0)).map_err(HostError::failed)?;
+                layout.put_verified(&mut reader, None).map_err(HostError::invalid)?
+            }
+            (SourceHandle::File { .. }, Some(_)) => return Err(HostError::unsupported("a file source has no blobs")),
+            (_, None) => return Err(HostError::unsupported("name the digest of the blob to copy")),
+        };
         self.check_deadline()?;
-        Ok(to_wit(&oci::Descriptor::new(media_type, digest, size)))
+        Ok(to_wit(&oci::Descriptor::new(media_type, stored.0, stored.1)))
     }
 
     fn put_document(
@@ -389,26 +405,14 @@ impl host::HostStore for HostState {
     ) -> HostResult<types::Descriptor> {
         self.check_deadline()?;
         self.check_call_bytes("store.put-document", bytes.len())?;
-        let digest = self
-            .table
-            .get(&st)?
-            .layout
-            .put_bytes(&bytes)
-            .map_err(HostError::failed)?;
-        Ok(to_wit(&oci::Descriptor::new(
-            media_type,
-            digest,
-            bytes.len() as u64,
-        )))
+        let digest = self.table.get(&st)?.layout.put_bytes(&bytes).map_err(HostError::failed)?;
+        Ok(to_wit(&oci::Descriptor::new(media_type, digest, bytes.len() as u64)))
     }
 
     fn set_root(&mut self, st: Resource<StoreHandle>, root: types::Descriptor) -> HostResult<()> {
         let store = self.table.get(&st)?;
         let mut root = from_wit(&root)?;
-        store
-            .layout
-            .graph(&root)
-            .map_err(|e| HostError::invalid(format!("root {}: {e:#}", root.digest)))?;
+        store.layout.graph(&root).map_err(|e| HostError::invalid(format!("root {}: {e:#}", root.digest)))?;
         root.annotations.insert(REF_NAME.into(), store.name.clone());
         store.layout.add_to_index(root).map_err(HostError::failed)
     }
@@ -430,11 +434,7 @@ impl DestinationHandle {
 
     fn tag(&self, tag: &Option<String>, root: &mut oci::Descriptor) -> HostResult<()> {
         if let Some(tag) = tag {
-            if tag.is_empty()
-                || tag.len() > 128
-                || !tag
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            if tag.is_empty() || tag.len() > 128 || !tag.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
             {
                 return Err(HostError::invalid(format!("{tag:?} is not a valid tag")));
             }
@@ -447,9 +447,9 @@ impl DestinationHandle {
 fn stored_layout(source: &SourceHandle) -> HostResult<&Arc<Layout>> {
     match source {
         SourceHandle::Layout { layout, .. } => Ok(layout),
-        SourceHandle::File { .. } => Err(HostError::unsupported(
-            "only stored images are copied to a destination",
-        )),
+        SourceHandle::File { .. } | SourceHandle::Registry { .. } => {
+            Err(HostError::unsupported("only stored images are copied to a destination"))
+        }
     }
 }
 
@@ -477,15 +477,9 @@ impl host::HostDestination for HostState {
         let blob = from_wit(&blob)?;
         let mut from = stored_layout(self.table.get(&s)?)?
             .open_blob(&blob.digest)
-            .map_err(|_| {
-                HostError::not_found(format!("blob {} is not in the store", blob.digest))
-            })?;
+            .map_err(|_| HostError::not_found(format!("blob {} is not in the store", blob.digest)))?;
         let copied = copy_trusted(self, &d, &blob, &mut from)?;
-        Ok(if copied {
-            types::Transfer::Copied
-        } else {
-            types::Transfer::Present
-        })
+        Ok(if copied { types::Transfer::Copied } else { types::Transfer::Present })
     }
 
     fn copy_artifact(
@@ -510,10 +504,7 @@ impl host::HostDestination for HostState {
         let destination = self.table.get(&d)?;
         destination.tag(&tag, &mut root)?;
         let reference = destination.reference(tag.as_deref(), &root.digest);
-        destination
-            .layout
-            .add_to_index(root)
-            .map_err(HostError::failed)?;
+        destination.layout.add_to_index(root).map_err(HostError::failed)?;
         Ok(reference)
     }
 
@@ -527,17 +518,11 @@ impl host::HostDestination for HostState {
         self.check_deadline()?;
         self.check_call_bytes("destination.put-document", bytes.len())?;
         let destination = self.table.get(&d)?;
-        let digest = destination
-            .layout
-            .put_bytes(&bytes)
-            .map_err(HostError::failed)?;
+        let digest = destination.layout.put_bytes(&bytes).map_err(HostError::failed)?;
         let mut root = oci::Descriptor::new(media_type, digest.clone(), bytes.len() as u64);
         destination.tag(&tag, &mut root)?;
         let reference = destination.reference(tag.as_deref(), &digest);
-        destination
-            .layout
-            .add_to_index(root)
-            .map_err(HostError::failed)?;
+        destination.layout.add_to_index(root).map_err(HostError::failed)?;
         Ok(reference)
     }
 
@@ -552,32 +537,16 @@ impl host::HostDestination for HostState {
         let blob = from_wit(&blob)?;
         let path = Path::new(&name);
         if name.is_empty() || !path.components().all(|c| matches!(c, Component::Normal(_))) {
-            return Err(HostError::denied(format!(
-                "file name {name:?} is outside the destination"
-            )));
+            return Err(HostError::denied(format!("file name {name:?} is outside the destination")));
         }
         let mut from = stored_layout(self.table.get(&s)?)?
             .open_blob(&blob.digest)
-            .map_err(|_| {
-                HostError::not_found(format!("blob {} is not in the store", blob.digest))
-            })?;
+            .map_err(|_| HostError::not_found(format!("blob {} is not in the store", blob.digest)))?;
         let parent = path.parent().unwrap_or(Path::new(""));
-        let mut pending = self
-            .table
-            .get(&d)?
-            .layout
-            .pending(parent)
-            .map_err(HostError::denied)?;
+        let mut pending = self.table.get(&d)?.layout.pending(parent).map_err(HostError::denied)?;
         self.copy_file(&mut from, pending.file())?;
         pending.persist_as(path).map_err(HostError::denied)?;
-        Ok(self
-            .table
-            .get(&d)?
-            .layout
-            .path()
-            .join(path)
-            .display()
-            .to_string())
+        Ok(self.table.get(&d)?.layout.path().join(path).display().to_string())
     }
 
     fn drop(&mut self, d: Resource<DestinationHandle>) -> wasmtime::Result<()> {
@@ -607,14 +576,9 @@ fn copy_trusted(
     if destination.layout.has_blob(&blob.digest) {
         return Ok(false);
     }
-    let mut pending = destination
-        .layout
-        .pending_blob()
-        .map_err(HostError::failed)?;
+    let mut pending = destination.layout.pending_blob().map_err(HostError::failed)?;
     state.copy_file(from, pending.file())?;
-    pending
-        .persist_as(Layout::blob_name(&blob.digest))
-        .map_err(HostError::failed)?;
+    pending.persist_as(Layout::blob_name(&blob.digest)).map_err(HostError::failed)?;
     Ok(true)
 }
 

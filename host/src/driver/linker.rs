@@ -45,14 +45,8 @@ pub fn new_linker(engine: &Engine) -> Result<Linker<HostState>> {
     wasmtime_wasi::p2::bindings::io::error::add_to_linker::<HostState, HasTable>(&mut l, table)?;
     wasi::io::poll::add_to_linker::<HostState, HasTable>(&mut l, table)?;
     wasi::io::streams::add_to_linker::<HostState, HasTable>(&mut l, table)?;
-    clocks::wall_clock::add_to_linker::<HostState, wasmtime_wasi::clocks::WasiClocks>(
-        &mut l,
-        HostState::clocks,
-    )?;
-    clocks::monotonic_clock::add_to_linker::<HostState, wasmtime_wasi::clocks::WasiClocks>(
-        &mut l,
-        HostState::clocks,
-    )?;
+    clocks::wall_clock::add_to_linker::<HostState, wasmtime_wasi::clocks::WasiClocks>(&mut l, HostState::clocks)?;
+    clocks::monotonic_clock::add_to_linker::<HostState, wasmtime_wasi::clocks::WasiClocks>(&mut l, HostState::clocks)?;
     wasi::filesystem::types::add_to_linker::<HostState, wasmtime_wasi::filesystem::WasiFilesystem>(
         &mut l,
         HostState::filesystem,
@@ -61,16 +55,9 @@ pub fn new_linker(engine: &Engine) -> Result<Linker<HostState>> {
         &mut l,
         HostState::filesystem,
     )?;
-    random::random::add_to_linker::<HostState, wasmtime_wasi::random::WasiRandom>(&mut l, |s| {
-        s.wasi.random()
-    })?;
-    random::insecure::add_to_linker::<HostState, wasmtime_wasi::random::WasiRandom>(&mut l, |s| {
-        s.wasi.random()
-    })?;
-    random::insecure_seed::add_to_linker::<HostState, wasmtime_wasi::random::WasiRandom>(
-        &mut l,
-        |s| s.wasi.random(),
-    )?;
+    random::random::add_to_linker::<HostState, wasmtime_wasi::random::WasiRandom>(&mut l, |s| s.wasi.random())?;
+    random::insecure::add_to_linker::<HostState, wasmtime_wasi::random::WasiRandom>(&mut l, |s| s.wasi.random())?;
+    random::insecure_seed::add_to_linker::<HostState, wasmtime_wasi::random::WasiRandom>(&mut l, |s| s.wasi.random())?;
     type Cli = wasmtime_wasi::cli::WasiCli;
     cli::exit::add_to_linker::<HostState, Cli>(&mut l, HostState::cli)?;
     cli::environment::add_to_linker::<HostState, Cli>(&mut l, HostState::cli)?;
@@ -108,23 +95,16 @@ pub struct Shape {
 pub fn check_shape(engine: &Engine, component: &Component) -> Result<Shape> {
     let ty = component.component_type();
     let shape = Shape {
-        imports: ty
-            .imports(engine)
-            .map(|(name, _)| name.to_owned())
-            .collect(),
-        exports: ty
-            .exports(engine)
-            .map(|(name, _)| name.to_owned())
-            .collect(),
+        imports: ty.imports(engine).map(|(name, _)| name.to_owned()).collect(),
+        exports: ty.exports(engine).map(|(name, _)| name.to_owned()).collect(),
     };
     if !shape.exports.iter().any(|e| e == INTERFACE) {
         let (package, _) = INTERFACE.split_once('@').expect("versioned");
         match shape.exports.iter().find(|e| e.starts_with(package)) {
             Some(other) => bail!("it implements {other}, but this ferry implements {INTERFACE}"),
-            None => bail!(
-                "it does not implement the driver interface {INTERFACE}; it exports: {}",
-                list(&shape.exports)
-            ),
+            None => {
+                bail!("it does not implement the driver interface {INTERFACE}; it exports: {}", list(&shape.exports))
+            }
         }
     }
     let unknown: Vec<&String> = shape
@@ -138,20 +118,12 @@ pub fn check_shape(engine: &Engine, component: &Component) -> Result<Shape> {
     if !unknown.is_empty() {
         bail!(
             "it imports what ferry does not provide to drivers: {}",
-            unknown
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            unknown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
         );
     }
     Ok(shape)
 }
 
 fn list(names: &[String]) -> String {
-    if names.is_empty() {
-        "nothing".into()
-    } else {
-        names.join(", ")
-    }
+    if names.is_empty() { "nothing".into() } else { names.join(", ") }
 }

@@ -115,6 +115,11 @@ pub enum Origin {
         name: String,
     },
     File(PathBuf),
+    /// An image in a registry.
+    Registry {
+        registry: Arc<crate::registry::Registry>,
+        reference: String,
+    },
 }
 
 pub struct Settings {
@@ -146,13 +151,7 @@ impl Runtime {
         let engine = engine::new_engine()?;
         let linker = linker::new_linker(&engine)?;
         let cache = ComponentCache::new(&engine, settings.cache_dir);
-        Ok(Runtime {
-            engine,
-            linker,
-            cache,
-            limits: settings.limits,
-            events: settings.events,
-        })
+        Ok(Runtime { engine, linker, cache, limits: settings.limits, events: settings.events })
     }
 
     pub fn limits(&self) -> &Limits {
@@ -163,19 +162,10 @@ impl Runtime {
     /// interface with only imports this host provides, and asks it for its info.
     pub fn load(&self, component: &VerifiedComponent) -> Result<Driver<'_>, DriverError> {
         let unnamed = |kind, e: anyhow::Error| {
-            DriverError::new(
-                &component.digest().to_string(),
-                Operation::Load,
-                kind,
-                format!("{e:#}"),
-            )
+            DriverError::new(&component.digest().to_string(), Operation::Load, kind, format!("{e:#}"))
         };
-        let compiled = self
-            .cache
-            .load(&self.engine, component)
-            .map_err(|e| unnamed(ErrorKind::NotADriver, e))?;
-        let shape = linker::check_shape(&self.engine, &compiled)
-            .map_err(|e| unnamed(ErrorKind::NotADriver, e))?;
+        let compiled = self.cache.load(&self.engine, component).map_err(|e| unnamed(ErrorKind::NotADriver, e))?;
+        let shape = linker::check_shape(&self.engine, &compiled).map_err(|e| unnamed(ErrorKind::NotADriver, e))?;
         let pre = self
             .linker
             .instantiate_pre(&compiled)
@@ -184,25 +174,16 @@ impl Runtime {
         let mut driver = Driver {
             runtime: self,
             pre,
-            info: DriverInfo {
-                name: component.digest().to_string(),
-                version: String::new(),
-                image_types: Vec::new(),
-            },
+            info: DriverInfo { name: component.digest().to_string(), version: String::new(), image_types: Vec::new() },
             digest: component.digest().clone(),
             imports: shape.imports,
         };
-        let info = driver.call(Operation::Info, None, None, |store, d| {
-            Ok(Ok(d.ferry_driver_driver().call_info(store)?))
-        })?;
+        let info =
+            driver.call(Operation::Info, None, None, |store, d| Ok(Ok(d.ferry_driver_driver().call_info(store)?)))?;
         driver.info = DriverInfo {
             name: info.name,
             version: info.version,
-            image_types: info
-                .image_types
-                .into_iter()
-                .map(|t| t.to_ascii_lowercase())
-                .collect(),
+            image_types: info.image_types.into_iter().map(|t| t.to_ascii_lowercase()).collect(),
         };
         Ok(driver)
     }
@@ -211,11 +192,8 @@ impl Runtime {
     fn new_store(&self, driver: &str, grant: Option<DestinationGrant>) -> Store<HostState> {
         let stdout = CappedPipe::new(self.limits.output);
         let stderr = CappedPipe::new(self.limits.output);
-        let wasi = WasiCtxBuilder::new()
-            .stdout(stdout)
-            .stderr(stderr.clone())
-            .allow_blocking_current_thread(true)
-            .build();
+        let wasi =
+            WasiCtxBuilder::new().stdout(stdout).stderr(stderr.clone()).allow_blocking_current_thread(true).build();
         let state = HostState {
             wasi,
             table: wasmtime::component::ResourceTable::new(),
@@ -262,15 +240,8 @@ impl<'rt> Driver<'rt> {
     ) -> Result<crate::oci::Descriptor, DriverError> {
         let root = self.call(Operation::Fetch, Some(image), None, |s, d| {
             let origin = push_source(s, origin)?;
-            let sink = push(
-                s,
-                StoreHandle {
-                    layout: store.clone(),
-                    name: image.reference.clone(),
-                },
-            )?;
-            d.ferry_driver_driver()
-                .call_fetch(s, &image.to_wit(), origin, sink)
+            let sink = push(s, StoreHandle { layout: store.clone(), name: image.reference.clone() })?;
+            d.ferry_driver_driver().call_fetch(s, &image.to_wit(), origin, sink)
         })?;
         host::from_wit(&root).map_err(|_| {
             self.error(
@@ -285,37 +256,24 @@ impl<'rt> Driver<'rt> {
     pub fn verify(&self, image: &Image, stored: &Origin) -> Result<(), DriverError> {
         self.call(Operation::Verify, Some(image), None, |s, d| {
             let stored = push_source(s, stored)?;
-            d.ferry_driver_driver()
-                .call_verify(s, &image.to_wit(), stored)
+            d.ferry_driver_driver().call_verify(s, &image.to_wit(), stored)
         })
     }
 
     /// Stored image → a destination inside `grant`; returns the relocated reference.
-    pub fn relocate(
-        &self,
-        image: &Image,
-        stored: &Origin,
-        grant: &DestinationGrant,
-    ) -> Result<String, DriverError> {
-        self.call(
-            Operation::Relocate,
-            Some(image),
-            Some(grant.clone()),
-            |s, d| {
-                let stored = push_source(s, stored)?;
-                let destination = grant.open("").map_err(host_error)?;
-                let destination = push(s, destination)?;
-                d.ferry_driver_driver()
-                    .call_relocate(s, &image.to_wit(), stored, destination)
-            },
-        )
+    pub fn relocate(&self, image: &Image, stored: &Origin, grant: &DestinationGrant) -> Result<String, DriverError> {
+        self.call(Operation::Relocate, Some(image), Some(grant.clone()), |s, d| {
+            let stored = push_source(s, stored)?;
+            let destination = grant.open("").map_err(host_error)?;
+            let destination = push(s, destination)?;
+            d.ferry_driver_driver().call_relocate(s, &image.to_wit(), stored, destination)
+        })
     }
 
     pub fn inspect(&self, image: &Image, stored: &Origin) -> Result<Summary, DriverError> {
         let summary = self.call(Operation::Inspect, Some(image), None, |s, d| {
             let stored = push_source(s, stored)?;
-            d.ferry_driver_driver()
-                .call_inspect(s, &image.to_wit(), stored)
+            d.ferry_driver_driver().call_inspect(s, &image.to_wit(), stored)
         })?;
         Ok(Summary {
             digest: summary.digest,
@@ -326,13 +284,7 @@ impl<'rt> Driver<'rt> {
         })
     }
 
-    fn error(
-        &self,
-        operation: Operation,
-        image: Option<&Image>,
-        kind: ErrorKind,
-        message: String,
-    ) -> DriverError {
+    fn error(&self, operation: Operation, image: Option<&Image>, kind: ErrorKind, message: String) -> DriverError {
         let mut e = DriverError::new(&self.info.name, operation, kind, message);
         e.image = image.map(|i| format!("{} ({})", i.key, i.reference));
         e
@@ -348,10 +300,7 @@ impl<'rt> Driver<'rt> {
         f: impl FnOnce(&mut Store<HostState>, &ImageDriver) -> CallResult<R>,
     ) -> Result<R, DriverError> {
         let mut store = self.runtime.new_store(&self.info.name, grant);
-        let outcome = self
-            .pre
-            .instantiate(&mut store)
-            .and_then(|instance| f(&mut store, &instance));
+        let outcome = self.pre.instantiate(&mut store).and_then(|instance| f(&mut store, &instance));
         let failure = match outcome {
             Ok(Ok(value)) => return Ok(value),
             Ok(Err(guest)) => Ok(guest),
@@ -362,10 +311,7 @@ impl<'rt> Driver<'rt> {
     }
 }
 
-fn push<T: Send + 'static>(
-    store: &mut Store<HostState>,
-    value: T,
-) -> wasmtime::Result<Resource<T>> {
+fn push<T: Send + 'static>(store: &mut Store<HostState>, value: T) -> wasmtime::Result<Resource<T>> {
     let state = store.data_mut();
     state.take_handle().map_err(host_error)?;
     Ok(state.table.push(value)?)
@@ -383,33 +329,24 @@ impl std::fmt::Display for SetupError {
 
 impl std::error::Error for SetupError {}
 
-fn push_source(
-    store: &mut Store<HostState>,
-    origin: &Origin,
-) -> wasmtime::Result<Resource<SourceHandle>> {
+fn push_source(store: &mut Store<HostState>, origin: &Origin) -> wasmtime::Result<Resource<SourceHandle>> {
     let handle = match origin {
         Origin::Layout { layout, name } => {
-            let not_found = || {
-                SetupError(types::Error::NotFound(format!(
-                    "{name} is not in {}",
-                    layout.path().display()
-                )))
-            };
+            let not_found =
+                || SetupError(types::Error::NotFound(format!("{name} is not in {}", layout.path().display())));
             let root = layout.find(name).ok().flatten().ok_or_else(not_found)?;
-            SourceHandle::Layout {
-                layout: layout.clone(),
-                root,
-                location: name.clone(),
-            }
+            SourceHandle::Layout { layout: layout.clone(), root, location: name.clone() }
         }
         Origin::File(path) => {
-            let file = std::fs::File::open(path).map_err(|e| {
-                SetupError(types::Error::NotFound(format!("{}: {e}", path.display())))
+            let file = std::fs::File::open(path)
+                .map_err(|e| SetupError(types::Error::NotFound(format!("{}: {e}", path.display()))))?;
+            SourceHandle::File { file, path: path.clone() }
+        }
+        Origin::Registry { registry, reference } => {
+            let parsed = reference.parse().map_err(|e| {
+                SetupError(types::Error::InvalidContent(format!("{reference:?} is not an image reference: {e}")))
             })?;
-            SourceHandle::File {
-                file,
-                path: path.clone(),
-            }
+            SourceHandle::Registry { registry: registry.clone(), reference: parsed }
         }
     };
     push(store, handle)
@@ -420,5 +357,27 @@ fn host_error(e: host::HostError) -> wasmtime::Error {
     match e {
         host::HostError::Trap(e) => e,
         host::HostError::Guest(e) => SetupError(e).into(),
+    }
+}
+
+/// The drivers a command may use, found by image type.
+pub struct Drivers<'rt> {
+    drivers: Vec<Driver<'rt>>,
+}
+
+impl<'rt> Drivers<'rt> {
+    /// The built-in drivers, loaded into `runtime`.
+    pub fn builtin(runtime: &'rt Runtime) -> anyhow::Result<Self> {
+        let drivers = builtin_components()?.iter().map(|c| runtime.load(c)).collect::<Result<Vec<_>, _>>()?;
+        Ok(Drivers { drivers })
+    }
+
+    /// The driver for `image_type` (lowercase), if any.
+    pub fn for_type(&self, image_type: &str) -> Option<&Driver<'rt>> {
+        self.drivers.iter().find(|d| d.info().image_types.iter().any(|t| t == image_type))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Driver<'rt>> {
+        self.drivers.iter()
     }
 }

@@ -40,10 +40,7 @@ pub struct HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }
 
@@ -57,21 +54,12 @@ pub struct Budget {
 
 impl Budget {
     pub fn new(limit: u64) -> Self {
-        Budget {
-            limit: usize::try_from(limit).unwrap_or(usize::MAX),
-            used: 0,
-            exceeded: false,
-        }
+        Budget { limit: usize::try_from(limit).unwrap_or(usize::MAX), used: 0, exceeded: false }
     }
 }
 
 impl ResourceLimiter for Budget {
-    fn memory_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        _max: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
         let total = self.used - current + desired;
         if total > self.limit {
             self.exceeded = true;
@@ -81,12 +69,7 @@ impl ResourceLimiter for Budget {
         Ok(true)
     }
 
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _max: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
     }
 
@@ -111,10 +94,7 @@ pub struct CappedPipe {
 
 impl CappedPipe {
     pub fn new(cap: u64) -> Self {
-        CappedPipe {
-            buffer: Arc::default(),
-            cap: usize::try_from(cap).unwrap_or(usize::MAX),
-        }
+        CappedPipe { buffer: Arc::default(), cap: usize::try_from(cap).unwrap_or(usize::MAX) }
     }
 
     fn push(&self, bytes: &[u8]) {
@@ -129,9 +109,7 @@ impl CappedPipe {
         let text = String::from_utf8_lossy(&buffer);
         let text = text.trim_end();
         let start = text.len().saturating_sub(max);
-        let start = (start..text.len())
-            .find(|&i| text.is_char_boundary(i))
-            .unwrap_or(text.len());
+        let start = (start..text.len()).find(|&i| text.is_char_boundary(i)).unwrap_or(text.len());
         text[start..].to_owned()
     }
 }

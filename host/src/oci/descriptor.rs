@@ -16,10 +16,7 @@ pub const MAX_DOCUMENT: u64 = 4 << 20;
 
 /// Whether content of this media type is a manifest or index that refers to other content.
 pub fn is_document(media_type: &str) -> bool {
-    matches!(
-        media_type,
-        OCI_INDEX | OCI_MANIFEST | DOCKER_LIST | DOCKER_MANIFEST
-    )
+    matches!(media_type, OCI_INDEX | OCI_MANIFEST | DOCKER_LIST | DOCKER_MANIFEST)
 }
 
 /// An OCI content descriptor.
@@ -67,25 +64,11 @@ pub fn children(document: &[u8]) -> Vec<Descriptor> {
     let Ok(links) = serde_json::from_slice::<Links>(document) else {
         return Vec::new();
     };
-    links
-        .config
-        .into_iter()
-        .chain(links.layers)
-        .chain(links.manifests)
-        .collect()
+    links.config.into_iter().chain(links.layers).chain(links.manifests).collect()
 }
 
 /// The media type a manifest or index declares, or the one its shape implies.
 pub fn media_type_of(document: &[u8]) -> Option<String> {
     let links = serde_json::from_slice::<Links>(document).ok()?;
-    links.media_type.or_else(|| {
-        Some(
-            if links.manifests.is_empty() {
-                OCI_MANIFEST
-            } else {
-                OCI_INDEX
-            }
-            .to_owned(),
-        )
-    })
+    links.media_type.or_else(|| Some(if links.manifests.is_empty() { OCI_MANIFEST } else { OCI_INDEX }.to_owned()))
 }

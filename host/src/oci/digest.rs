@@ -21,9 +21,7 @@ impl Digest {
     }
 
     fn from_hash(hash: [u8; 32]) -> Self {
-        Digest {
-            hex: hex::encode(hash),
-        }
+        Digest { hex: hex::encode(hash) }
     }
 
     /// The 64 hex digits, which name the blob in an OCI layout.
@@ -36,17 +34,10 @@ impl FromStr for Digest {
     type Err = DigestError;
     fn from_str(s: &str) -> Result<Self, DigestError> {
         match s.strip_prefix("sha256:") {
-            Some(hex)
-                if hex.len() == 64
-                    && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) =>
-            {
-                Ok(Digest {
-                    hex: hex.to_owned(),
-                })
+            Some(hex) if hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) => {
+                Ok(Digest { hex: hex.to_owned() })
             }
-            _ => Err(DigestError {
-                input: s.chars().take(100).collect(),
-            }),
+            _ => Err(DigestError { input: s.chars().take(100).collect() }),
         }
     }
 }
@@ -85,20 +76,12 @@ pub struct HashingWriter<W> {
 
 impl<W: Write> HashingWriter<W> {
     pub fn new(inner: W) -> Self {
-        HashingWriter {
-            inner,
-            hasher: Sha256::new(),
-            written: 0,
-        }
+        HashingWriter { inner, hasher: Sha256::new(), written: 0 }
     }
 
     /// The digest and length of everything written, and the writer.
     pub fn finish(self) -> (Digest, u64, W) {
-        (
-            Digest::from_hash(self.hasher.finalize().into()),
-            self.written,
-            self.inner,
-        )
+        (Digest::from_hash(self.hasher.finalize().into()), self.written, self.inner)
     }
 }
 
@@ -121,10 +104,7 @@ mod tests {
     #[test]
     fn parses_only_sha256() {
         let d = Digest::of(b"");
-        assert_eq!(
-            d.to_string(),
-            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
+        assert_eq!(d.to_string(), "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
         assert_eq!(d.to_string().parse::<Digest>().unwrap(), d);
         for bad in [
             "sha512:00",

@@ -38,12 +38,8 @@ impl Layout {
         let dir = if relative.as_os_str().is_empty() {
             parent.try_clone()?
         } else {
-            parent
-                .create_dir_all(relative)
-                .with_context(|| format!("creating {}", display.display()))?;
-            parent
-                .open_dir(relative)
-                .with_context(|| format!("opening {}", display.display()))?
+            parent.create_dir_all(relative).with_context(|| format!("creating {}", display.display()))?;
+            parent.open_dir(relative).with_context(|| format!("opening {}", display.display()))?
         };
         Self::init(Layout { dir, path: display })
     }
@@ -63,21 +59,15 @@ impl Layout {
     pub fn open(path: &Path) -> Result<Self> {
         let layout = Self::open_dir(path)?;
         if !layout.dir.exists("oci-layout") {
-            bail!(
-                "{} is not an OCI image layout (it has no oci-layout file)",
-                path.display()
-            );
+            bail!("{} is not an OCI image layout (it has no oci-layout file)", path.display());
         }
         Ok(layout)
     }
 
     fn open_dir(path: &Path) -> Result<Self> {
-        let dir = Dir::open_ambient_dir(path, ambient_authority())
-            .with_context(|| format!("opening {}", path.display()))?;
-        Ok(Layout {
-            dir,
-            path: path.to_owned(),
-        })
+        let dir =
+            Dir::open_ambient_dir(path, ambient_authority()).with_context(|| format!("opening {}", path.display()))?;
+        Ok(Layout { dir, path: path.to_owned() })
     }
 
     pub fn path(&self) -> &Path {
@@ -103,9 +93,7 @@ impl Layout {
 
     /// The whole blob, refused if it is larger than `cap` bytes.
     pub fn read_blob(&self, digest: &Digest, cap: u64) -> Result<Vec<u8>> {
-        let size = self
-            .blob_size(digest)
-            .with_context(|| format!("blob {digest}"))?;
+        let size = self.blob_size(digest).with_context(|| format!("blob {digest}"))?;
         if size > cap {
             bail!("blob {digest} is {size} bytes, more than the {cap} bytes allowed here");
         }
@@ -116,23 +104,17 @@ impl Layout {
 
     /// Streams `source` into the layout, hashing every byte; the blob appears under its digest
     /// only once it is complete and, when `expected` is given, only if it matches.
-    pub fn put_verified(
-        &self,
-        source: &mut dyn Read,
-        expected: Option<&Digest>,
-    ) -> Result<(Digest, u64)> {
-        let mut pending = self.pending_blob()?;
-        let mut writer = HashingWriter::new(BufWriter::with_capacity(1 << 20, pending.file()));
+    pub fn put_verified(&self, source: &mut dyn Read, expected: Option<&Digest>) -> Result<(Digest, u64)> {
+        let mut writer = self.blob_writer()?;
         io::copy(source, &mut writer)?;
-        let (digest, size, buffered) = writer.finish();
-        buffered.into_inner().map_err(|e| e.into_error())?;
-        if let Some(expected) = expected {
-            if *expected != digest {
-                bail!("content digest mismatch: expected {expected}, got {digest} ({size} bytes)");
-            }
-        }
-        pending.persist_as(Self::blob_name(&digest))?;
-        Ok((digest, size))
+        writer.commit(expected)
+    }
+
+    /// A writer for a new blob, named by its digest when committed.
+    pub fn blob_writer(&self) -> Result<BlobWriter> {
+        let mut pending = self.pending_blob()?;
+        let file = pending.file().try_clone()?;
+        Ok(BlobWriter { hashing: HashingWriter::new(BufWriter::with_capacity(1 << 20, file)), pending })
     }
 
     /// Stores a small document and returns its digest.
@@ -154,33 +136,16 @@ impl Layout {
                 .create_dir_all(parent)
                 .with_context(|| format!("creating {}", self.path.join(parent).display()))?;
         }
-        let name = parent.join(format!(
-            ".partial-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let file = self
-            .dir
-            .create(&name)
-            .with_context(|| format!("creating {}", self.path.join(&name).display()))?;
-        Ok(PendingFile {
-            dir: self.dir.try_clone()?,
-            name,
-            file: file.into_std(),
-            persisted: false,
-        })
+        let name = parent.join(format!(".partial-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
+        let file = self.dir.create(&name).with_context(|| format!("creating {}", self.path.join(&name).display()))?;
+        Ok(PendingFile { dir: self.dir.try_clone()?, name, file: file.into_std(), persisted: false })
     }
 
     /// `root` and everything it refers to, each once, children before the documents that name
     /// them: copied in this order, a destination never holds a manifest whose blobs are missing.
     pub fn graph(&self, root: &Descriptor) -> Result<Vec<Descriptor>> {
         const MAX_DEPTH: usize = 8;
-        fn visit(
-            layout: &Layout,
-            d: &Descriptor,
-            depth: usize,
-            seen: &mut Vec<Descriptor>,
-        ) -> Result<()> {
+        fn visit(layout: &Layout, d: &Descriptor, depth: usize, seen: &mut Vec<Descriptor>) -> Result<()> {
             if seen.iter().any(|s| s.digest == d.digest) {
                 return Ok(());
             }
@@ -193,11 +158,7 @@ impl Layout {
                     visit(layout, &child, depth + 1, seen)?;
                 }
             } else if !layout.has_blob(&d.digest) {
-                bail!(
-                    "blob {} is missing from {}",
-                    d.digest,
-                    layout.path.display()
-                );
+                bail!("blob {} is missing from {}", d.digest, layout.path.display());
             }
             seen.push(d.clone());
             Ok(())
@@ -209,10 +170,7 @@ impl Layout {
 
     /// The index's descriptors, in order.
     pub fn index(&self) -> Result<Vec<Descriptor>> {
-        let bytes = self
-            .dir
-            .read("index.json")
-            .with_context(|| format!("{}/index.json", self.path.display()))?;
+        let bytes = self.dir.read("index.json").with_context(|| format!("{}/index.json", self.path.display()))?;
         let index: Index = serde_json::from_slice(&bytes)
             .with_context(|| format!("{}/index.json is not an OCI index", self.path.display()))?;
         Ok(index.manifests)
@@ -220,10 +178,7 @@ impl Layout {
 
     /// The index entry whose ref.name annotation is `name`.
     pub fn find(&self, name: &str) -> Result<Option<Descriptor>> {
-        Ok(self
-            .index()?
-            .into_iter()
-            .find(|d| d.annotations.get(REF_NAME).is_some_and(|n| n == name)))
+        Ok(self.index()?.into_iter().find(|d| d.annotations.get(REF_NAME).is_some_and(|n| n == name)))
     }
 
     /// Adds `descriptor` to the index, replacing an entry with the same ref.name. Entries stay
@@ -233,23 +188,46 @@ impl Layout {
         let mut manifests = self.index()?;
         manifests.retain(|d| name.is_none() || d.annotations.get(REF_NAME) != name.as_ref());
         manifests.push(descriptor);
-        manifests.sort_by(|a, b| {
-            a.annotations
-                .get(REF_NAME)
-                .cmp(&b.annotations.get(REF_NAME))
-        });
+        manifests.sort_by(|a, b| a.annotations.get(REF_NAME).cmp(&b.annotations.get(REF_NAME)));
         self.write_index(manifests)
     }
 
     fn write_index(&self, manifests: Vec<Descriptor>) -> Result<()> {
-        let index = Index {
-            schema_version: 2,
-            media_type: Some(INDEX_MEDIA_TYPE.into()),
-            manifests,
-        };
+        let index = Index { schema_version: 2, media_type: Some(INDEX_MEDIA_TYPE.into()), manifests };
         let mut pending = self.pending(Path::new(""))?;
         pending.file().write_all(&serde_json::to_vec(&index)?)?;
         pending.persist_as("index.json")
+    }
+}
+
+/// A blob being written: hashed on the way, and stored under its digest by [`BlobWriter::commit`].
+pub struct BlobWriter {
+    hashing: HashingWriter<BufWriter<std::fs::File>>,
+    pending: PendingFile,
+}
+
+impl Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.hashing.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.hashing.flush()
+    }
+}
+
+impl BlobWriter {
+    /// Stores the blob under its digest, unless `expected` is given and differs: then nothing
+    /// is stored.
+    pub fn commit(self, expected: Option<&Digest>) -> Result<(Digest, u64)> {
+        let (digest, size, buffered) = self.hashing.finish();
+        buffered.into_inner().map_err(|e| e.into_error())?;
+        if let Some(expected) = expected {
+            if *expected != digest {
+                bail!("content digest mismatch: expected {expected}, got {digest} ({size} bytes)");
+            }
+        }
+        self.pending.persist_as(Layout::blob_name(&digest))?;
+        Ok((digest, size))
     }
 }
 
@@ -291,18 +269,12 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let layout = Layout::create(tmp.path()).unwrap();
         let wrong = Digest::of(b"something else");
-        let err = layout
-            .put_verified(&mut &b"content"[..], Some(&wrong))
-            .unwrap_err();
+        let err = layout.put_verified(&mut &b"content"[..], Some(&wrong)).unwrap_err();
         assert!(err.to_string().contains("digest mismatch"), "{err}");
-        let left: Vec<_> = std::fs::read_dir(tmp.path().join("blobs/sha256"))
-            .unwrap()
-            .collect();
+        let left: Vec<_> = std::fs::read_dir(tmp.path().join("blobs/sha256")).unwrap().collect();
         assert!(left.is_empty(), "{left:?}");
 
-        let (digest, size) = layout
-            .put_verified(&mut &b"content"[..], Some(&Digest::of(b"content")))
-            .unwrap();
+        let (digest, size) = layout.put_verified(&mut &b"content"[..], Some(&Digest::of(b"content"))).unwrap();
         assert_eq!(size, 7);
         assert_eq!(layout.read_blob(&digest, 7).unwrap(), b"content");
         assert!(layout.read_blob(&digest, 6).is_err());
@@ -313,11 +285,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let layout = Layout::create(tmp.path()).unwrap();
         let named = |name: &str, content: &[u8]| {
-            let mut d = Descriptor::new(
-                "application/vnd.oci.image.manifest.v1+json",
-                Digest::of(content),
-                1,
-            );
+            let mut d = Descriptor::new("application/vnd.oci.image.manifest.v1+json", Digest::of(content), 1);
             d.annotations.insert(REF_NAME.into(), name.into());
             d
         };

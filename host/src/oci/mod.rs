@@ -6,4 +6,4 @@ mod layout;
 
 pub use descriptor::{Descriptor, MAX_DOCUMENT, REF_NAME, children, is_document, media_type_of};
 pub use digest::{Digest, DigestError, HashingWriter};
-pub use layout::{Layout, PendingFile};
+pub use layout::{BlobWriter, Layout, PendingFile};

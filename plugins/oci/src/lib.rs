@@ -5,8 +5,8 @@
 //! copy; the host moves every blob and checks every digest.
 
 use ferry_driver_sdk::{
-    Descriptor, Destination, Document, Driver, DriverInfo, Error, Image, Result, Source, Store,
-    Summary, debug, export_driver,
+    Descriptor, Destination, Document, Driver, DriverInfo, Error, Image, Result, Source, Store, Summary, debug,
+    export_driver,
 };
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -102,28 +102,17 @@ struct Walked {
 
 /// Visits every blob, then every document, children before their parent, so a store never holds
 /// a manifest whose blobs are missing.
-fn walk(
-    source: &Source,
-    doc: &Document,
-    depth: usize,
-    visit: &mut dyn FnMut(Node) -> Result<()>,
-) -> Result<Walked> {
+fn walk(source: &Source, doc: &Document, depth: usize, visit: &mut dyn FnMut(Node) -> Result<()>) -> Result<Walked> {
     if depth > MAX_DEPTH {
-        return Err(Error::invalid(format!(
-            "{}: manifests nest deeper than {MAX_DEPTH}",
-            doc.digest
-        )));
+        return Err(Error::invalid(format!("{}: manifests nest deeper than {MAX_DEPTH}", doc.digest)));
     }
-    let json: Value = serde_json::from_slice(&doc.bytes)
-        .map_err(|e| Error::invalid(format!("{}: not JSON: {e}", doc.digest)))?;
+    let json: Value =
+        serde_json::from_slice(&doc.bytes).map_err(|e| Error::invalid(format!("{}: not JSON: {e}", doc.digest)))?;
     let media_type = json["mediaType"].as_str().unwrap_or(&doc.media_type);
     let mut walked = Walked::default();
     match media_type {
         OCI_INDEX | DOCKER_LIST => {
-            for (i, entry) in children(&json, "manifests", &doc.digest)?
-                .into_iter()
-                .enumerate()
-            {
+            for (i, entry) in children(&json, "manifests", &doc.digest)?.into_iter().enumerate() {
                 let child = source.manifest(Some(&entry.digest))?;
                 let inner = walk(source, &child, depth + 1, visit)?;
                 walked.blobs.extend(inner.blobs);
@@ -154,35 +143,20 @@ fn walk(
             )));
         }
     }
-    walked
-        .blobs
-        .insert((doc.digest.clone(), doc.bytes.len() as u64));
+    walked.blobs.insert((doc.digest.clone(), doc.bytes.len() as u64));
     visit(Node::Document(doc))?;
     Ok(walked)
 }
 
 fn children(json: &Value, field: &str, digest: &str) -> Result<Vec<Descriptor>> {
-    let list = json[field]
-        .as_array()
-        .ok_or_else(|| Error::invalid(format!("{digest}: `{field}` is not a list")))?;
-    list.iter()
-        .enumerate()
-        .map(|(i, d)| descriptor(d, &format!("{digest}: {field}[{i}]")))
-        .collect()
+    let list = json[field].as_array().ok_or_else(|| Error::invalid(format!("{digest}: `{field}` is not a list")))?;
+    list.iter().enumerate().map(|(i, d)| descriptor(d, &format!("{digest}: {field}[{i}]"))).collect()
 }
 
 fn descriptor(json: &Value, at: &str) -> Result<Descriptor> {
-    match (
-        json["mediaType"].as_str(),
-        json["digest"].as_str(),
-        json["size"].as_u64(),
-    ) {
-        (Some(media_type), Some(digest), Some(size)) => {
-            Ok(Descriptor::new(media_type, digest, size))
-        }
-        _ => Err(Error::invalid(format!(
-            "{at}: a descriptor needs mediaType, digest and size"
-        ))),
+    match (json["mediaType"].as_str(), json["digest"].as_str(), json["size"].as_u64()) {
+        (Some(media_type), Some(digest), Some(size)) => Ok(Descriptor::new(media_type, digest, size)),
+        _ => Err(Error::invalid(format!("{at}: a descriptor needs mediaType, digest and size"))),
     }
 }
 
@@ -201,9 +175,7 @@ fn config_platform(source: &Source, config: &Descriptor) -> Option<String> {
     if config.size > MAX_CONFIG {
         return None;
     }
-    let bytes = source
-        .read(Some(&config.digest), 0, config.size as u32)
-        .ok()?;
+    let bytes = source.read(Some(&config.digest), 0, config.size as u32).ok()?;
     platform_name(&serde_json::from_slice(&bytes).ok()?)
 }
 

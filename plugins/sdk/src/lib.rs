@@ -95,10 +95,6 @@ impl Descriptor {
 impl Document {
     /// The descriptor of this document.
     pub fn descriptor(&self) -> Descriptor {
-        Descriptor::new(
-            self.media_type.clone(),
-            self.digest.clone(),
-            self.bytes.len() as u64,
-        )
+        Descriptor::new(self.media_type.clone(), self.digest.clone(), self.bytes.len() as u64)
     }
 }

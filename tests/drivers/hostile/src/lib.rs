@@ -2,19 +2,15 @@
 //! says; any other key behaves.
 
 use ferry_driver_sdk::{
-    Descriptor, Destination, Driver, DriverInfo, Error, Image, Result, Source, Store, Summary,
-    export_driver, open_destination,
+    Descriptor, Destination, Driver, DriverInfo, Error, Image, Result, Source, Store, Summary, export_driver,
+    open_destination,
 };
 
 struct Hostile;
 
 impl Driver for Hostile {
     fn info() -> DriverInfo {
-        DriverInfo {
-            name: "hostile".into(),
-            version: "0.0.1".into(),
-            image_types: vec!["hostile".into()],
-        }
+        DriverInfo { name: "hostile".into(), version: "0.0.1".into(), image_types: vec!["hostile".into()] }
     }
 
     fn fetch(_image: Image, _origin: &Source, _store: &Store) -> Result<Descriptor> {

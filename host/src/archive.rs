@@ -1,0 +1,277 @@
+//! Thick-bundle archives: writing them deterministically, and reading them safely.
+//!
+//! Written: `bundle.json`, `relocation-mapping.json`, then `artifacts/layout/` (directories,
+//! `oci-layout`, `index.json`, blobs sorted by digest), every header with mtime 0, uid/gid 0 and
+//! fixed modes, so the same inputs give the same bytes.
+//!
+//! Read: entries are streamed; absolute names, `..`, links, devices, duplicates and oversized
+//! JSON documents are refused, and nothing is ever written to disk.
+
+use crate::oci::{Digest, HashingWriter, Layout, MAX_DOCUMENT};
+use anyhow::{Context, Result, bail};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::Path;
+
+pub const BUNDLE_JSON: &str = "bundle.json";
+pub const RELOCATION_MAPPING: &str = "relocation-mapping.json";
+pub const LAYOUT: &str = "artifacts/layout";
+/// bundle.json, relocation-mapping.json and index.json are refused beyond this size.
+pub const MAX_JSON: u64 = 16 << 20;
+/// Manifests and configs kept in memory while reading, in all.
+const MAX_DOCUMENTS_TOTAL: u64 = 256 << 20;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip(u32),
+    Zstd(i32),
+}
+
+impl Compression {
+    /// From the output's name: `.tar`, `.tar.zst`, or gzip (`.tgz`, `.tar.gz`, anything else).
+    /// gzip defaults to level 0: stored blocks, valid gzip at memory speed, since image layers
+    /// are compressed already.
+    pub fn from_name(path: &Path, level: Option<u32>) -> Result<Self> {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        Ok(if name.ends_with(".tar") {
+            if level.is_some() {
+                bail!("{name}: a .tar is not compressed; drop --compression-level or name it .tgz or .tar.zst");
+            }
+            Compression::None
+        } else if name.ends_with(".tar.zst") || name.ends_with(".tzst") {
+            let level = level.unwrap_or(1);
+            if !(1..=19).contains(&level) {
+                bail!("zstd levels are 1 to 19");
+            }
+            Compression::Zstd(level as i32)
+        } else {
+            let level = level.unwrap_or(0);
+            if level > 9 {
+                bail!("gzip levels are 0 to 9");
+            }
+            Compression::Gzip(level)
+        })
+    }
+}
+
+/// Counts bytes on their way to the file.
+struct Counting<W> {
+    inner: W,
+    count: u64,
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn header(path: &str, size: u64, directory: bool) -> Result<tar::Header> {
+    let mut h = tar::Header::new_ustar();
+    h.set_path(path)?;
+    h.set_size(size);
+    h.set_mode(if directory { 0o755 } else { 0o644 });
+    h.set_entry_type(if directory { tar::EntryType::Directory } else { tar::EntryType::Regular });
+    h.set_mtime(0);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_cksum();
+    Ok(h)
+}
+
+/// Writes the thick bundle to `output` (through a temporary file beside it); returns its size.
+pub fn write(
+    output: &Path,
+    compression: Compression,
+    bundle_json: &[u8],
+    mapping: &[u8],
+    store: &Layout,
+) -> Result<u64> {
+    let dir = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new().prefix(".ferry-").suffix(".partial").tempfile_in(dir)?;
+    let counting = Counting { inner: BufWriter::with_capacity(1 << 20, tmp.as_file_mut()), count: 0 };
+    let counted = match compression {
+        Compression::None => {
+            let mut w = write_tar(counting, bundle_json, mapping, store)?;
+            w.flush()?;
+            w.count
+        }
+        Compression::Gzip(level) => {
+            let gz = flate2::GzBuilder::new().mtime(0).write(counting, flate2::Compression::new(level));
+            let mut w = write_tar(gz, bundle_json, mapping, store)?.finish()?;
+            w.flush()?;
+            w.count
+        }
+        Compression::Zstd(level) => {
+            let zstd = zstd::Encoder::new(counting, level)?;
+            let mut w = write_tar(zstd, bundle_json, mapping, store)?.finish()?;
+            w.flush()?;
+            w.count
+        }
+    };
+    tmp.as_file().sync_all()?;
+    tmp.persist(output).with_context(|| format!("renaming the finished bundle to {}", output.display()))?;
+    Ok(counted)
+}
+
+fn write_tar<W: Write>(out: W, bundle_json: &[u8], mapping: &[u8], store: &Layout) -> Result<W> {
+    let mut tar = tar::Builder::new(out);
+    let file = |tar: &mut tar::Builder<W>, path: &str, bytes: &[u8]| -> Result<()> {
+        tar.append(&header(path, bytes.len() as u64, false)?, bytes)?;
+        Ok(())
+    };
+    file(&mut tar, BUNDLE_JSON, bundle_json)?;
+    file(&mut tar, RELOCATION_MAPPING, mapping)?;
+    for dir in ["artifacts/", "artifacts/layout/", "artifacts/layout/blobs/", "artifacts/layout/blobs/sha256/"] {
+        tar.append(&header(dir, 0, true)?, io::empty())?;
+    }
+    file(&mut tar, "artifacts/layout/oci-layout", &std::fs::read(store.path().join("oci-layout"))?)?;
+    file(&mut tar, "artifacts/layout/index.json", &std::fs::read(store.path().join("index.json"))?)?;
+    let mut blobs: Vec<Digest> = std::fs::read_dir(store.path().join("blobs/sha256"))?
+        .filter_map(|e| e.ok()?.file_name().to_str().and_then(|n| format!("sha256:{n}").parse().ok()))
+        .collect();
+    blobs.sort();
+    for digest in blobs {
+        let blob = store.open_blob(&digest)?;
+        let size = blob.metadata()?.len();
+        let path = format!("artifacts/layout/blobs/sha256/{}", digest.hex());
+        tar.append(&header(&path, size, false)?, BufReader::with_capacity(1 << 20, blob))?;
+    }
+    Ok(tar.into_inner()?)
+}
+
+/// What a thick bundle holds, read in one streaming pass.
+#[derive(Default)]
+pub struct Contents {
+    pub bundle_json: Vec<u8>,
+    pub relocation_mapping: Option<Vec<u8>>,
+    pub index: Option<Vec<u8>>,
+    pub has_oci_layout: bool,
+    /// Every blob's size, and, when hashing, the digest of its bytes.
+    pub blobs: BTreeMap<Digest, Blob>,
+    /// JSON blobs (manifests, indexes, configs), kept to walk images.
+    pub documents: BTreeMap<Digest, Vec<u8>>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Blob {
+    pub size: u64,
+    pub actual: Option<Digest>,
+}
+
+/// `./a/b` and `a/b` are the same entry; anything that could point outside is refused.
+fn entry_name(raw: &[u8]) -> Result<String> {
+    let name = std::str::from_utf8(raw)
+        .with_context(|| format!("entry name {:?} is not UTF-8", String::from_utf8_lossy(raw)))?;
+    if name.starts_with('/') {
+        bail!("entry {name:?} has an absolute path");
+    }
+    let parts: Vec<&str> = name.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+    if parts.iter().any(|p| *p == "..") {
+        bail!("entry {name:?} points outside the bundle (..)");
+    }
+    Ok(parts.join("/"))
+}
+
+fn read_capped(entry: &mut dyn Read, size: u64, cap: u64, name: &str) -> Result<Vec<u8>> {
+    if size > cap {
+        bail!("{name} is {size} bytes, more than the {cap} bytes allowed");
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    entry.take(cap).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Opens a thick bundle, whatever its compression (told by its first bytes, not its name).
+pub fn open(path: &Path) -> Result<tar::Archive<Box<dyn Read>>> {
+    let mut file = BufReader::with_capacity(
+        1 << 20,
+        std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?,
+    );
+    let magic = {
+        use std::io::BufRead;
+        file.fill_buf()?.get(..4).map(<[u8]>::to_vec).unwrap_or_default()
+    };
+    let reader: Box<dyn Read> = if magic.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::bufread::MultiGzDecoder::new(file))
+    } else if magic == [0x28, 0xb5, 0x2f, 0xfd] {
+        Box::new(zstd::Decoder::with_buffer(file)?)
+    } else {
+        Box::new(file)
+    };
+    Ok(tar::Archive::new(reader))
+}
+
+/// Reads a thick bundle in one pass; with `hash`, every blob is hashed as it goes by.
+pub fn read(path: &Path, hash: bool) -> Result<Contents> {
+    let at = |e: anyhow::Error| e.context(format!("{}", path.display()));
+    read_inner(path, hash).map_err(at)
+}
+
+fn read_inner(path: &Path, hash: bool) -> Result<Contents> {
+    let mut archive = open(path)?;
+    let mut contents = Contents::default();
+    let mut seen = BTreeSet::new();
+    let mut kept = 0u64;
+    let blob_prefix = format!("{LAYOUT}/blobs/sha256/");
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let name = entry_name(&entry.path_bytes())?;
+        let kind = entry.header().entry_type();
+        match kind {
+            tar::EntryType::Directory => continue,
+            tar::EntryType::Regular | tar::EntryType::Continuous => {}
+            other => bail!("entry {name:?} is a {other:?}; a bundle holds only files and directories"),
+        }
+        if !seen.insert(name.clone()) {
+            bail!("entry {name:?} appears twice");
+        }
+        let size = entry.size();
+        if name == BUNDLE_JSON {
+            contents.bundle_json = read_capped(&mut entry, size, MAX_JSON, &name)?;
+        } else if name == RELOCATION_MAPPING {
+            contents.relocation_mapping = Some(read_capped(&mut entry, size, MAX_JSON, &name)?);
+        } else if name == format!("{LAYOUT}/index.json") {
+            contents.index = Some(read_capped(&mut entry, size, MAX_JSON, &name)?);
+        } else if name == format!("{LAYOUT}/oci-layout") {
+            contents.has_oci_layout = true;
+        } else if let Some(hex) = name.strip_prefix(&blob_prefix) {
+            let digest: Digest = format!("sha256:{hex}").parse().with_context(|| format!("entry {name:?}"))?;
+            let mut head = [0u8; 1];
+            let mut document = Vec::new();
+            let keep = size <= MAX_DOCUMENT;
+            let mut hashing = HashingWriter::new(io::sink());
+            let n = entry.read(&mut head)?;
+            if keep && n == 1 && head[0] == b'{' {
+                document.push(b'{');
+                entry.read_to_end(&mut document)?;
+                hashing.write_all(&document)?;
+            } else {
+                hashing.write_all(&head[..n])?;
+                if hash {
+                    io::copy(&mut entry, &mut hashing)?;
+                }
+            }
+            let (actual, _, _) = hashing.finish();
+            if !document.is_empty() {
+                kept += document.len() as u64;
+                if kept > MAX_DOCUMENTS_TOTAL {
+                    bail!("the bundle's manifests and configs add up to more than {MAX_DOCUMENTS_TOTAL} bytes");
+                }
+                contents.documents.insert(digest.clone(), document);
+            }
+            let hashed = hash || contents.documents.contains_key(&digest);
+            contents.blobs.insert(digest, Blob { size, actual: hashed.then_some(actual) });
+        }
+    }
+    if contents.bundle_json.is_empty() {
+        bail!("no bundle.json at the root: not a thick bundle");
+    }
+    Ok(contents)
+}

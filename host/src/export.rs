@@ -1,0 +1,163 @@
+//! `ferry export`: every image of a bundle, fetched through its driver into one thick bundle.
+//!
+//! Images are fetched into a staging OCI layout beside the output, then written as one archive
+//! (bundle.json first, relocation-mapping.json second, then the layout) to a temporary file that
+//! is renamed into place only when complete: a failed export leaves nothing that looks finished.
+
+use crate::archive::{self, Compression};
+use crate::bundle::{Bundle, ImageSpec};
+use crate::driver::{Driver, Drivers, Image, Origin};
+use crate::oci::{Descriptor, Layout};
+use crate::registry::Registry;
+use anyhow::{Context, Result, bail};
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+pub struct ExportOptions {
+    pub output: PathBuf,
+    /// Images fetched at once.
+    pub jobs: usize,
+    /// gzip or zstd level; `None` picks the format's fast default (stored blocks for gzip).
+    pub level: Option<u32>,
+}
+
+/// What was exported.
+#[derive(Debug, serde::Serialize)]
+pub struct ExportReport {
+    pub output: PathBuf,
+    pub images: Vec<ExportedImage>,
+    pub bytes: u64,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct ExportedImage {
+    pub key: String,
+    pub reference: String,
+    pub image_type: String,
+    pub driver: String,
+    pub digest: String,
+}
+
+/// The image as drivers see it.
+pub fn driver_image(key: &str, spec: &ImageSpec) -> Image {
+    Image {
+        key: key.to_owned(),
+        reference: spec.image.clone(),
+        image_type: spec.image_type(),
+        media_type: spec.media_type.clone(),
+        content_digest: spec.content_digest.clone(),
+        size: spec.size,
+        labels: spec.labels.clone().unwrap_or_default().into_iter().collect(),
+    }
+}
+
+/// Where an image's bytes come from: a registry for `oci` and `docker`, else a path relative
+/// to bundle.json that must stay beside it.
+fn origin(spec: &ImageSpec, bundle_dir: &Path, registry: &Arc<Registry>) -> Result<Origin> {
+    if matches!(spec.image_type().as_str(), "oci" | "docker") {
+        return Ok(Origin::Registry { registry: registry.clone(), reference: spec.image.clone() });
+    }
+    let relative = Path::new(&spec.image);
+    if !relative.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)) {
+        bail!("image {:?} must be a path inside {} (no absolute paths, no ..)", spec.image, bundle_dir.display());
+    }
+    Ok(Origin::File(bundle_dir.join(relative)))
+}
+
+pub fn export(
+    bundle_path: &Path,
+    drivers: &Drivers,
+    registry: &Arc<Registry>,
+    options: &ExportOptions,
+) -> Result<ExportReport> {
+    let bundle = Bundle::read(bundle_path)?;
+    let compression = Compression::from_name(&options.output, options.level)?;
+    let bundle_dir = bundle_path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+
+    // Every image needs a driver before anything is fetched: CNAB allows no silent skip.
+    let mut work: Vec<(String, &ImageSpec, &Driver, Origin)> = Vec::new();
+    for (key, spec) in bundle.all_images() {
+        let image_type = spec.image_type();
+        let driver = drivers.for_type(&image_type).with_context(|| {
+            format!("image {key} ({}) has imageType {image_type:?}, which no driver handles", spec.image)
+        })?;
+        work.push((key.clone(), spec, driver, origin(spec, bundle_dir, registry)?));
+    }
+
+    let out_dir = options.output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let staging = tempfile::Builder::new().prefix(".ferry-export-").tempdir_in(out_dir)?;
+    let store = Arc::new(Layout::create(&staging.path().join("layout"))?);
+
+    let roots = fetch_all(&work, &store, options.jobs.max(1))?;
+    let mut images = Vec::new();
+    for ((key, spec, driver, _), root) in work.iter().zip(roots) {
+        check_pinned(key, spec, &root)?;
+        images.push(ExportedImage {
+            key: key.clone(),
+            reference: spec.image.clone(),
+            image_type: spec.image_type(),
+            driver: driver.info().name.clone(),
+            digest: root.digest.to_string(),
+        });
+    }
+
+    let bytes = archive::write(&options.output, compression, bundle.bytes(), b"{}", &store)?;
+    Ok(ExportReport { output: options.output.clone(), images, bytes })
+}
+
+/// Fetches every image with up to `jobs` at once; the first failure stops the rest.
+fn fetch_all(
+    work: &[(String, &ImageSpec, &Driver, Origin)],
+    store: &Arc<Layout>,
+    jobs: usize,
+) -> Result<Vec<Descriptor>> {
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let results: Mutex<Vec<Option<Result<Descriptor>>>> = Mutex::new(work.iter().map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.min(work.len()) {
+            scope.spawn(|| {
+                while !failed.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((key, spec, driver, origin)) = work.get(i) else { break };
+                    let result = driver.fetch(&driver_image(key, spec), origin, store).map_err(anyhow::Error::from);
+                    if result.is_err() {
+                        failed.store(true, Ordering::Relaxed);
+                    }
+                    results.lock().unwrap()[i] = Some(result);
+                }
+            });
+        }
+    });
+    let results = results.into_inner().unwrap();
+    if let Some(Err(_)) = results.iter().flatten().find(|r| r.is_err()) {
+        let e = results.into_iter().flatten().find_map(Result::err).expect("found above");
+        return Err(e);
+    }
+    Ok(results.into_iter().map(|r| r.expect("every image fetched").expect("no failure")).collect())
+}
+
+/// bundle.json's `contentDigest` and `size` must describe what was fetched.
+fn check_pinned(key: &str, spec: &ImageSpec, root: &Descriptor) -> Result<()> {
+    if let Some(pinned) = &spec.content_digest {
+        if *pinned != root.digest.to_string() {
+            bail!(
+                "image {key} ({}): bundle.json says contentDigest {pinned}, but the image fetched is {}",
+                spec.image,
+                root.digest
+            );
+        }
+    }
+    if let Some(size) = spec.size {
+        if size != root.size {
+            bail!(
+                "image {key} ({}): bundle.json says size {size}, but its manifest is {} bytes",
+                spec.image,
+                root.size
+            );
+        }
+    }
+    Ok(())
+}

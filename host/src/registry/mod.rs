@@ -1,0 +1,245 @@
+//! Registry access for the host's data plane: manifests and blobs over the OCI distribution API
+//! (oci-client), with credentials from `~/.docker/config.json`, plain http for the registries
+//! the operator names, and retries with backoff on 429, 5xx and dropped connections.
+//!
+//! Calls block: drivers run synchronously, so each call drives ferry's own tokio runtime.
+
+mod auth;
+
+pub use auth::Credentials;
+
+use crate::oci::{self, Digest};
+use futures_util::StreamExt;
+use oci_client::client::{BlobResponse, ClientConfig, ClientProtocol};
+use oci_client::errors::OciDistributionError;
+use oci_client::{Client, Reference, RegistryOperation};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub const MANIFEST_TYPES: &[&str] = &[
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+];
+
+#[derive(Clone, Debug, Default)]
+pub struct RegistryOptions {
+    /// Registries (`host[:port]`) reached over plain http, such as a local test registry.
+    pub insecure: Vec<String>,
+    /// The Docker config file; `None` means `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`.
+    pub docker_config: Option<PathBuf>,
+}
+
+/// What went wrong talking to a registry, and whether trying again may help.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct RegistryError {
+    pub kind: RegistryErrorKind,
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegistryErrorKind {
+    NotFound,
+    Denied,
+    /// 429, 5xx, a dropped or refused connection: worth another try.
+    Transient,
+    Failed,
+}
+
+impl RegistryError {
+    fn new(kind: RegistryErrorKind, message: String) -> Self {
+        RegistryError { kind, message }
+    }
+
+    fn from_oci(what: &str, e: OciDistributionError) -> Self {
+        use RegistryErrorKind::*;
+        let kind = match &e {
+            OciDistributionError::ServerError { code, .. } if *code == 429 || *code >= 500 => Transient,
+            OciDistributionError::ServerError { code: 404, .. }
+            | OciDistributionError::ImageManifestNotFoundError(_) => NotFound,
+            OciDistributionError::RegistryError { envelope, .. }
+                if envelope.errors.iter().any(|e| {
+                    use oci_client::errors::OciErrorCode::*;
+                    matches!(e.code, BlobUnknown | ManifestUnknown | NameUnknown | NotFound)
+                }) =>
+            {
+                NotFound
+            }
+            OciDistributionError::UnauthorizedError { .. } | OciDistributionError::AuthenticationFailure(_) => Denied,
+            OciDistributionError::RequestError(r)
+                if r.is_connect() || r.is_timeout() || r.is_request() || r.is_body() =>
+            {
+                Transient
+            }
+            OciDistributionError::IoError(_) => Transient,
+            _ => Failed,
+        };
+        RegistryError::new(kind, format!("{what}: {e}"))
+    }
+}
+
+pub struct Registry {
+    client: Client,
+    runtime: tokio::runtime::Runtime,
+    credentials: Credentials,
+}
+
+/// Delays before each retry.
+const BACKOFF: [Duration; 4] =
+    [Duration::from_millis(100), Duration::from_millis(400), Duration::from_millis(1600), Duration::from_millis(3200)];
+
+impl Registry {
+    pub fn new(options: &RegistryOptions) -> anyhow::Result<Self> {
+        let config = ClientConfig {
+            protocol: if options.insecure.is_empty() {
+                ClientProtocol::Https
+            } else {
+                ClientProtocol::HttpsExcept(options.insecure.clone())
+            },
+            connect_timeout: Some(Duration::from_secs(15)),
+            read_timeout: Some(Duration::from_secs(60)),
+            ..Default::default()
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("ferry-registry")
+            .enable_all()
+            .build()?;
+        Ok(Registry {
+            client: Client::new(config),
+            runtime,
+            credentials: Credentials::load(options.docker_config.clone())?,
+        })
+    }
+
+    /// Runs `f` again after a transient failure, with backoff.
+    pub fn retry<T>(&self, mut f: impl FnMut() -> Result<T, RegistryError>) -> Result<T, RegistryError> {
+        let mut delays = BACKOFF.iter();
+        loop {
+            match f() {
+                Err(e) if e.kind == RegistryErrorKind::Transient => match delays.next() {
+                    Some(delay) => std::thread::sleep(*delay),
+                    None => return Err(e),
+                },
+                other => return other,
+            }
+        }
+    }
+
+    fn authenticate(&self, reference: &Reference) -> Result<(), RegistryError> {
+        let auth = self.credentials.lookup(reference.resolve_registry()).map_err(|e| {
+            RegistryError::new(
+                RegistryErrorKind::Denied,
+                format!("credentials for {}: {e:#}", reference.resolve_registry()),
+            )
+        })?;
+        self.runtime
+            .block_on(self.client.auth(reference, &auth, RegistryOperation::Pull))
+            .map(|_| ())
+            .map_err(|e| RegistryError::from_oci(&format!("authenticating to {}", reference.resolve_registry()), e))
+    }
+
+    /// The manifest or index `reference` names: its exact bytes and media type.
+    pub fn manifest(&self, reference: &Reference) -> Result<(Vec<u8>, String, Digest), RegistryError> {
+        self.retry(|| {
+            self.authenticate(reference)?;
+            let (bytes, _) = self
+                .runtime
+                .block_on(self.client.pull_manifest_raw(
+                    reference,
+                    &oci_client::secrets::RegistryAuth::Anonymous,
+                    MANIFEST_TYPES,
+                ))
+                .map_err(|e| RegistryError::from_oci(&format!("manifest {reference}"), e))?;
+            if bytes.len() as u64 > oci::MAX_DOCUMENT {
+                return Err(RegistryError::new(
+                    RegistryErrorKind::Failed,
+                    format!("manifest {reference} is larger than 4 MiB"),
+                ));
+            }
+            let digest = Digest::of(&bytes);
+            if let Some(pinned) = reference.digest() {
+                if pinned != digest.to_string() {
+                    return Err(RegistryError::new(
+                        RegistryErrorKind::Failed,
+                        format!("manifest {reference}: the registry served content with digest {digest}"),
+                    ));
+                }
+            }
+            let media_type = oci::media_type_of(&bytes).unwrap_or_else(|| MANIFEST_TYPES[0].to_owned());
+            Ok((bytes.to_vec(), media_type, digest))
+        })
+    }
+
+    /// Streams blob `digest` of `reference`'s repository into `out`; returns its size. Not
+    /// retried here: the caller starts the blob over, with a fresh `out`.
+    pub fn copy_blob(&self, reference: &Reference, digest: &Digest, out: &mut dyn Write) -> Result<u64, RegistryError> {
+        self.authenticate(reference)?;
+        let what = || format!("blob {digest} of {}", reference.repository());
+        let descriptor = oci_client::manifest::OciDescriptor { digest: digest.to_string(), ..Default::default() };
+        self.runtime.block_on(async {
+            // A ranged request from 0: the host hashes the bytes itself, so the client need not.
+            let response = self
+                .client
+                .pull_blob_stream_partial(reference, &descriptor, 0, None)
+                .await
+                .map_err(|e| RegistryError::from_oci(&what(), e))?;
+            let mut stream = match response {
+                BlobResponse::Full(s) | BlobResponse::Partial(s) => s.stream,
+            };
+            let mut written = 0u64;
+            while let Some(chunk) = stream.next().await {
+                let chunk =
+                    chunk.map_err(|e| RegistryError::new(RegistryErrorKind::Transient, format!("{}: {e}", what())))?;
+                out.write_all(&chunk)
+                    .map_err(|e| RegistryError::new(RegistryErrorKind::Failed, format!("{}: {e}", what())))?;
+                written += chunk.len() as u64;
+            }
+            Ok(written)
+        })
+    }
+
+    /// At most `len` bytes of blob `digest` from `offset`.
+    pub fn read(
+        &self,
+        reference: &Reference,
+        digest: &Digest,
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, RegistryError> {
+        self.retry(|| {
+            self.authenticate(reference)?;
+            let what = || format!("blob {digest} of {}", reference.repository());
+            let descriptor = oci_client::manifest::OciDescriptor { digest: digest.to_string(), ..Default::default() };
+            self.runtime.block_on(async {
+                let response = self
+                    .client
+                    .pull_blob_stream_partial(reference, &descriptor, offset, Some(len))
+                    .await
+                    .map_err(|e| RegistryError::from_oci(&what(), e))?;
+                let (mut stream, skip) = match response {
+                    BlobResponse::Partial(s) => (s.stream, 0),
+                    // The registry ignored the range: skip to the offset ourselves.
+                    BlobResponse::Full(s) => (s.stream, offset),
+                };
+                let mut skip = skip;
+                let mut bytes = Vec::new();
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk
+                        .map_err(|e| RegistryError::new(RegistryErrorKind::Transient, format!("{}: {e}", what())))?;
+                    let start = (skip.min(chunk.len() as u64)) as usize;
+                    skip -= start as u64;
+                    let room = len as usize - bytes.len();
+                    bytes.extend_from_slice(&chunk[start..chunk.len().min(start + room)]);
+                    if bytes.len() as u64 >= len {
+                        break;
+                    }
+                }
+                Ok(bytes)
+            })
+        })
+    }
+}

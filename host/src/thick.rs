@@ -1,0 +1,173 @@
+//! `ferry inspect` and `ferry verify` of a thick bundle, read in one streaming pass without
+//! unpacking it.
+
+use crate::archive::{self, Contents};
+use crate::bundle::Bundle;
+use crate::driver::Drivers;
+use crate::oci::{Descriptor, Digest, REF_NAME, children, is_document};
+use anyhow::{Context, Result};
+use std::collections::BTreeSet;
+use std::path::Path;
+
+#[derive(Debug, serde::Serialize)]
+pub struct ImageReport {
+    pub key: String,
+    pub reference: String,
+    pub image_type: String,
+    /// The driver that handles this type, or `None` when none does.
+    pub driver: Option<String>,
+    pub digest: Option<String>,
+    /// Bytes of every blob the image refers to, counted once.
+    pub size: u64,
+    pub platforms: Vec<String>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct Inspection {
+    pub name: String,
+    pub version: String,
+    pub images: Vec<ImageReport>,
+}
+
+fn index(contents: &Contents) -> Result<Vec<Descriptor>> {
+    #[derive(serde::Deserialize)]
+    struct Index {
+        manifests: Vec<Descriptor>,
+    }
+    let bytes = contents.index.as_ref().context("no artifacts/layout/index.json")?;
+    Ok(serde_json::from_slice::<Index>(bytes).context("artifacts/layout/index.json is not an OCI index")?.manifests)
+}
+
+/// The layout entry for an image: by its reference (ferry, duffle), by where the relocation
+/// mapping says it went (porter), or by its pinned digest.
+fn find_root<'a>(
+    index: &'a [Descriptor],
+    contents: &Contents,
+    reference: &str,
+    pinned: Option<&str>,
+) -> Option<&'a Descriptor> {
+    let mapped: Option<String> = contents
+        .relocation_mapping
+        .as_ref()
+        .and_then(|m| serde_json::from_slice::<std::collections::BTreeMap<String, String>>(m).ok())
+        .and_then(|m| m.get(reference).cloned());
+    let named = |name: &str| index.iter().find(|d| d.annotations.get(REF_NAME).is_some_and(|n| n == name));
+    named(reference)
+        .or_else(|| mapped.as_deref().and_then(named))
+        .or_else(|| pinned.and_then(|p| index.iter().find(|d| d.digest.to_string() == p)))
+}
+
+struct Walk {
+    blobs: BTreeSet<(Digest, u64)>,
+    platforms: Vec<String>,
+    problems: Vec<String>,
+}
+
+fn walk(contents: &Contents, root: &Descriptor) -> Walk {
+    let mut w = Walk { blobs: BTreeSet::new(), platforms: Vec::new(), problems: Vec::new() };
+    let mut stack = vec![(root.clone(), 0)];
+    while let Some((d, depth)) = stack.pop() {
+        if !w.blobs.insert((d.digest.clone(), d.size)) || depth > 8 {
+            continue;
+        }
+        match contents.blobs.get(&d.digest) {
+            None => w.problems.push(format!("blob {} is missing", d.digest)),
+            Some(b) if b.size != d.size => {
+                w.problems.push(format!("blob {} is {} bytes, its descriptor says {}", d.digest, b.size, d.size))
+            }
+            Some(_) => {}
+        }
+        if let Some(platform) = d.platform.as_ref().and_then(platform_name) {
+            w.platforms.push(platform);
+        }
+        if is_document(&d.media_type) {
+            match contents.documents.get(&d.digest) {
+                Some(bytes) => {
+                    let kids = children(bytes);
+                    if depth == 0 && !kids.iter().any(|k| is_document(&k.media_type)) {
+                        if let Some(config) = kids.first().and_then(|c| contents.documents.get(&c.digest)) {
+                            w.platforms.extend(serde_json::from_slice(config).ok().as_ref().and_then(platform_name));
+                        }
+                    }
+                    stack.extend(kids.into_iter().map(|k| (k, depth + 1)));
+                }
+                None if contents.blobs.contains_key(&d.digest) => {
+                    w.problems.push(format!("manifest {} is not a JSON document", d.digest))
+                }
+                None => {}
+            }
+        }
+    }
+    w
+}
+
+fn platform_name(p: &serde_json::Value) -> Option<String> {
+    let (os, arch) = (p["os"].as_str()?, p["architecture"].as_str()?);
+    Some(match p["variant"].as_str() {
+        Some(v) => format!("{os}/{arch}/{v}"),
+        None => format!("{os}/{arch}"),
+    })
+}
+
+pub fn inspect(path: &Path, drivers: &Drivers) -> Result<Inspection> {
+    let contents = archive::read(path, false)?;
+    let bundle = Bundle::from_bytes(contents.bundle_json.clone(), &format!("{}: bundle.json", path.display()))?;
+    let index = index(&contents)?;
+    let images = bundle
+        .all_images()
+        .into_iter()
+        .map(|(key, spec)| {
+            let image_type = spec.image_type();
+            let root = find_root(&index, &contents, &spec.image, spec.content_digest.as_deref());
+            let walked = root.map(|r| walk(&contents, r));
+            ImageReport {
+                key,
+                reference: spec.image.clone(),
+                driver: drivers.for_type(&image_type).map(|d| d.info().name.clone()),
+                image_type,
+                digest: root.map(|r| r.digest.to_string()),
+                size: walked.as_ref().map(|w| w.blobs.iter().map(|(_, s)| s).sum()).unwrap_or(0),
+                platforms: walked.map(|w| w.platforms).unwrap_or_default(),
+            }
+        })
+        .collect();
+    Ok(Inspection { name: bundle.doc.name, version: bundle.doc.version, images })
+}
+
+/// Every problem with a thick bundle: blobs whose bytes do not match their digest, images
+/// missing from the layout or with missing parts, images whose digest is not the one pinned.
+pub fn verify(path: &Path) -> Result<Vec<String>> {
+    let contents = archive::read(path, true)?;
+    let mut problems = Vec::new();
+    for (digest, blob) in &contents.blobs {
+        if blob.actual.as_ref() != Some(digest) {
+            let actual = blob.actual.as_ref().map(ToString::to_string).unwrap_or_default();
+            problems.push(format!("blob {digest}: its bytes hash to {actual}"));
+        }
+    }
+    let bundle = match Bundle::from_bytes(contents.bundle_json.clone(), "bundle.json") {
+        Ok(b) => b,
+        Err(e) => {
+            problems.push(format!("{e:#}"));
+            return Ok(problems);
+        }
+    };
+    if !contents.has_oci_layout {
+        problems.push("artifacts/layout has no oci-layout file".into());
+    }
+    let index = index(&contents)?;
+    for (key, spec) in bundle.all_images() {
+        let at = format!("image {key} ({})", spec.image);
+        let Some(root) = find_root(&index, &contents, &spec.image, spec.content_digest.as_deref()) else {
+            problems.push(format!("{at}: not in artifacts/layout/index.json"));
+            continue;
+        };
+        if let Some(pinned) = &spec.content_digest {
+            if *pinned != root.digest.to_string() {
+                problems.push(format!("{at}: bundle.json pins {pinned}, the bundle holds {}", root.digest));
+            }
+        }
+        problems.extend(walk(&contents, root).problems.into_iter().map(|p| format!("{at}: {p}")));
+    }
+    Ok(problems)
+}
