@@ -12,6 +12,7 @@ const GUESTS: &[(&str, bool)] = &[
     ("example-file-driver", false),
     ("ferry-driver-hostile", false),
     ("not-a-driver", false),
+    ("ferry-driver-wants-sockets", false),
 ];
 
 fn main() {

@@ -54,7 +54,9 @@ fn driver_inspect_refuses_what_is_not_a_driver() {
     let text_file = dir.path().join("notes.wasm");
     std::fs::write(&text_file, "hello").unwrap();
     let command = common::guest("not-a-driver.wasm");
+    let networked = common::guest("ferry_driver_wants_sockets.wasm");
     for (file, expected) in [
+        (networked.as_path(), "it imports what ferry does not provide to drivers: wasi:sockets/"),
         (core.as_path(), "core WebAssembly module, not a component"),
         (text_file.as_path(), "not a WebAssembly component"),
         (

@@ -236,3 +236,56 @@ fn append_raw_name(b: &mut tar::Builder<std::fs::File>, name: &str, bytes: &[u8]
     h.set_cksum();
     b.append(&h, bytes).unwrap();
 }
+
+#[test]
+fn umoci_reads_the_layout_of_an_extracted_ferry_bundle() {
+    let s = setup();
+    let tar = export(&s, "shop.tar");
+    let extracted = s.dir.path().join("x");
+    std::fs::create_dir_all(&extracted).unwrap();
+    assert!(Command::new("tar").arg("xf").arg(&tar).arg("-C").arg(&extracted).status().unwrap().success());
+    let o = Command::new("umoci").args(["ls", "--layout"]).arg(extracted.join("artifacts/layout")).output().unwrap();
+    assert!(o.status.success(), "umoci: {}", text(&o.stderr));
+    let listed = text(&o.stdout);
+    assert!(listed.contains(&s.app.0) && listed.contains(&s.web.0), "{listed}");
+}
+
+/// An archive as porter and duffle write them: gzip, `./` names, bundle.json after the blobs,
+/// no relocation-mapping.json; the layout made by skopeo.
+#[test]
+fn a_porter_style_archive_is_inspected_and_verified() {
+    let s = setup();
+    let root = s.dir.path().join("porter");
+    let layout = root.join("artifacts/layout");
+    std::fs::create_dir_all(&layout).unwrap();
+    for (reference, _) in [&s.app, &s.web] {
+        let o = Command::new("skopeo")
+            .args(["copy", "--quiet", "--all", "--preserve-digests", "--src-tls-verify=false"])
+            .arg(format!("docker://{reference}"))
+            .arg(format!("oci:{}:{reference}", layout.display()))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "skopeo: {}", text(&o.stderr));
+    }
+    std::fs::copy(&s.bundle, root.join("bundle.json")).unwrap();
+    let archive = s.dir.path().join("porter.tgz");
+    // `artifacts` sorts before `bundle.json`: the blobs come first, as in porter's archives.
+    let status = Command::new("tar")
+        .arg("czf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&root)
+        .args(["./artifacts", "./bundle.json"])
+        .status();
+    assert!(status.unwrap().success());
+
+    let o = ferry(&["verify", archive.to_str().unwrap()], s.dir.path());
+    assert!(o.status.success(), "verify: {}", text(&o.stderr));
+    let o = ferry(&["inspect", archive.to_str().unwrap(), "-o", "json"], s.dir.path());
+    assert!(o.status.success(), "inspect: {}", text(&o.stderr));
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+    for image in report["images"].as_array().unwrap() {
+        assert!(image["digest"].is_string(), "{image}");
+        assert!(image["size"].as_u64().unwrap() > 300_000, "{image}");
+    }
+}
