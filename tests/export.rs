@@ -122,6 +122,9 @@ fn export_writes_a_thick_bundle_that_ferry_skopeo_and_tar_read() {
     assert!(o.status.success(), "skopeo: {}", text(&o.stderr));
     assert_eq!(ferry::oci::Digest::of(&o.stdout), s.web.1.digest);
 
+    let o = ferry(&["validate", tgz.to_str().unwrap()], s.dir.path());
+    assert!(o.status.success(), "validate of a thick bundle: {}", text(&o.stderr));
+
     let zst = export(&s, "shop.tar.zst");
     for archive in [&tgz, &tar, &zst] {
         let o = ferry(&["verify", archive.to_str().unwrap()], s.dir.path());

@@ -61,7 +61,7 @@ fn an_endless_loop_is_stopped_within_the_limit_plus_one_second() {
     let err = fails_then_recovers(&driver, &f, "spin", ErrorKind::Timeout);
     let took = started.elapsed();
     assert!(took >= Duration::from_millis(900), "stopped too early: {took:?}");
-    assert!(took < Duration::from_secs(2) + Duration::from_millis(500), "took {took:?}");
+    assert!(took < Duration::from_secs(2), "not stopped within the limit plus one second: {took:?}");
     assert!(err.message.contains("time limit of 1s"), "{err}");
 }
 

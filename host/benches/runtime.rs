@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 struct Quiet;
 impl Events for Quiet {
     fn log(&self, _: &str, _: Level, _: &str) {}
-    fn progress(&self, _: &str, _: u64, _: Option<u64>) {}
 }
 
 fn runtime(cache: &Path) -> Runtime {

@@ -208,6 +208,19 @@ pub fn open(path: &Path) -> Result<tar::Archive<Box<dyn Read>>> {
     Ok(tar::Archive::new(reader))
 }
 
+/// Only the bundle.json of a thick bundle, read up to where it is.
+pub fn bundle_json(path: &Path) -> Result<Vec<u8>> {
+    let mut archive = open(path)?;
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        if entry_name(&entry.path_bytes())? == BUNDLE_JSON {
+            let size = entry.size();
+            return read_capped(&mut entry, size, MAX_JSON, BUNDLE_JSON);
+        }
+    }
+    bail!("{}: no bundle.json at the root: not a thick bundle", path.display())
+}
+
 /// Reads a thick bundle in one pass; with `hash`, every blob is hashed as it goes by.
 pub fn read(path: &Path, hash: bool) -> Result<Contents> {
     let at = |e: anyhow::Error| e.context(format!("{}", path.display()));

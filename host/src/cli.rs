@@ -1,8 +1,9 @@
+use crate::progress::Terminal;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ferry::bundle;
 use ferry::config::{self, LimitOverrides, Limits};
-use ferry::driver::{self, Driver, Drivers, Runtime, Settings, StderrEvents, VerifiedComponent};
+use ferry::driver::{self, Driver, Drivers, Runtime, Settings, VerifiedComponent};
 use ferry::export::{self, ExportOptions};
 use ferry::registry::{Registry, RegistryOptions};
 use ferry::thick;
@@ -55,7 +56,7 @@ struct Global {
 enum Command {
     /// Check a bundle.json against the CNAB schema and the spec's rules; print every problem
     Validate {
-        /// A bundle.json
+        /// A bundle.json, or a thick bundle
         bundle: PathBuf,
         #[arg(short, long, value_enum, default_value_t = Output::Text)]
         output: Output,
@@ -122,7 +123,8 @@ pub fn run() -> Result<ExitCode> {
         Command::Verify { bundle } => return verify(bundle),
         _ => {}
     }
-    let runtime = runtime(&cli.global)?;
+    let terminal = Arc::new(Terminal::new(cli.global.verbose));
+    let runtime = runtime(&cli.global, terminal.clone())?;
     match cli.command {
         Command::Validate { .. } | Command::Verify { .. } => unreachable!("handled above"),
         Command::Export { bundle, output, jobs, compression_level, format } => {
@@ -132,7 +134,10 @@ pub fn run() -> Result<ExitCode> {
                 docker_config: None,
             })?);
             let options = ExportOptions { output, jobs, level: compression_level };
-            let report = export::export(&bundle, &drivers, &registry, &options)?;
+            terminal.start(format!("exporting {}", bundle.display()));
+            let report = export::export(&bundle, &drivers, &registry, &options);
+            terminal.finish();
+            let report = report?;
             match format {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
                 Output::Text => {
@@ -177,7 +182,7 @@ pub fn run() -> Result<ExitCode> {
     }
 }
 
-fn runtime(global: &Global) -> Result<Runtime> {
+fn runtime(global: &Global, events: Arc<Terminal>) -> Result<Runtime> {
     let flags = LimitOverrides {
         memory: global.driver_memory,
         timeout: global.driver_timeout,
@@ -190,11 +195,7 @@ fn runtime(global: &Global) -> Result<Runtime> {
         anyhow::ensure!(explicit.exists(), "config file {} does not exist", explicit.display());
     }
     let limits = Limits::load(config_path.as_deref(), &flags)?;
-    Runtime::new(Settings {
-        limits,
-        cache_dir: global.cache_dir.clone().or_else(config::default_cache_dir),
-        events: Arc::new(StderrEvents { verbose: global.verbose }),
-    })
+    Runtime::new(Settings { limits, cache_dir: global.cache_dir.clone().or_else(config::default_cache_dir), events })
 }
 
 #[derive(serde::Serialize)]
@@ -261,13 +262,23 @@ fn driver_inspect(runtime: &Runtime, file: &std::path::Path, output: Output) -> 
 }
 
 fn validate(path: &std::path::Path, output: Output) -> Result<ExitCode> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    anyhow::ensure!(
-        bytes.len() as u64 <= bundle::MAX_BUNDLE_JSON,
-        "{}: {} bytes is more than a bundle.json may have",
-        path.display(),
-        bytes.len()
-    );
+    let mut head = [0u8; 512];
+    let n = std::io::Read::read(
+        &mut std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?,
+        &mut head,
+    )?;
+    let bytes = if head[..n].iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        anyhow::ensure!(
+            bytes.len() as u64 <= bundle::MAX_BUNDLE_JSON,
+            "{}: {} bytes is more than a bundle.json may have",
+            path.display(),
+            bytes.len()
+        );
+        bytes
+    } else {
+        ferry::archive::bundle_json(path)?
+    };
     let problems = bundle::validate(&bytes);
     match output {
         Output::Json => {

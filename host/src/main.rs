@@ -1,6 +1,7 @@
 //! The `ferry` command line: parses flags, calls the library, prints.
 
 mod cli;
+mod progress;
 
 use std::process::ExitCode;
 

@@ -27,7 +27,6 @@ impl Events for Recorder {
     fn log(&self, _driver: &str, level: Level, message: &str) {
         self.lines.lock().unwrap().push((level, message.to_owned()));
     }
-    fn progress(&self, _driver: &str, _done: u64, _total: Option<u64>) {}
 }
 
 pub fn runtime(limits: Limits, cache_dir: &Path) -> Runtime {

@@ -393,6 +393,7 @@ impl host::HostStore for HostState {
             (SourceHandle::File { .. }, Some(_)) => return Err(HostError::unsupported("a file source has no blobs")),
             (_, None) => return Err(HostError::unsupported("name the digest of the blob to copy")),
         };
+        self.events.transferred(stored.1);
         self.check_deadline()?;
         Ok(to_wit(&oci::Descriptor::new(media_type, stored.0, stored.1)))
     }
@@ -493,13 +494,9 @@ impl host::HostDestination for HostState {
         let mut root = from_wit(&root)?;
         let source = stored_layout(self.table.get(&s)?)?.clone();
         let graph = source.graph(&root).map_err(HostError::invalid)?;
-        let total: u64 = graph.iter().map(|b| b.size).sum();
-        let mut done = 0;
         for blob in &graph {
             let mut from = source.open_blob(&blob.digest).map_err(HostError::failed)?;
             copy_trusted(self, &d, blob, &mut from)?;
-            done += blob.size;
-            self.events.progress(&self.driver, done, Some(total));
         }
         let destination = self.table.get(&d)?;
         destination.tag(&tag, &mut root)?;
@@ -579,6 +576,7 @@ fn copy_trusted(
     let mut pending = destination.layout.pending_blob().map_err(HostError::failed)?;
     state.copy_file(from, pending.file())?;
     pending.persist_as(Layout::blob_name(&blob.digest)).map_err(HostError::failed)?;
+    state.events.transferred(blob.size);
     Ok(true)
 }
 

@@ -46,21 +46,10 @@ pub enum Level {
 /// Where drivers' log lines and progress go.
 pub trait Events: Send + Sync {
     fn log(&self, driver: &str, level: Level, message: &str);
-    fn progress(&self, driver: &str, done: u64, total: Option<u64>);
-}
-
-/// Prints warnings and errors to stderr (every line when `verbose`), and no progress.
-pub struct StderrEvents {
-    pub verbose: bool,
-}
-
-impl Events for StderrEvents {
-    fn log(&self, driver: &str, level: Level, message: &str) {
-        if self.verbose || level <= Level::Warn {
-            eprintln!("ferry: driver {driver}: {level:?}: {message}");
-        }
-    }
+    /// A driver's own account of its operation: `done` of `total` bytes.
     fn progress(&self, _driver: &str, _done: u64, _total: Option<u64>) {}
+    /// The host moved `bytes` more on a driver's behalf (a blob stored or copied).
+    fn transferred(&self, _bytes: u64) {}
 }
 
 /// An image entry as bundle.json describes it.
