@@ -2,6 +2,8 @@
 //! components, and OCI images written byte by byte into layouts.
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use ferry::config::Limits;
 use ferry::driver::{Driver, Events, Image, Level, Runtime, Settings, VerifiedComponent};
 use ferry::oci::{Descriptor, Digest, Layout, REF_NAME};

@@ -1,0 +1,105 @@
+//! Registry access as operators have it: retries through 503s, 429s and dropped connections,
+//! and credentials from the Docker config file and credential helpers.
+
+mod common;
+
+use common::proxy::{Fault, FaultyProxy};
+use common::*;
+use ferry::oci::Layout;
+use serde_json::json;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn ferry(args: &[&str], dir: &Path, docker_config: &Path, path_prefix: Option<&Path>) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    command
+        .args(args)
+        .env("FERRY_CACHE_DIR", dir.join("cache"))
+        .env("XDG_CONFIG_HOME", dir.join("no-config"))
+        .env("DOCKER_CONFIG", docker_config);
+    if let Some(prefix) = path_prefix {
+        command.env("PATH", format!("{}:{}", prefix.display(), std::env::var("PATH").unwrap()));
+    }
+    command.output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Pushes one image to `host` and writes a bundle.json naming it (as seen through `via`).
+fn bundle_for(dir: &Path, registry: &TestRegistry, via: &str, creds: Option<&str>) -> std::path::PathBuf {
+    let layout_path = dir.join("images");
+    let layout = Layout::create(&layout_path).unwrap();
+    let (root, _) = write_multiarch_image(&layout, "app", 5);
+    let mut push = Command::new("skopeo");
+    push.args(["copy", "--quiet", "--all", "--preserve-digests", "--dest-tls-verify=false"]);
+    if let Some(creds) = creds {
+        push.arg(format!("--dest-creds={creds}"));
+    }
+    let status = push
+        .arg(format!("oci:{}:app", layout_path.display()))
+        .arg(format!("docker://{}/team/app:1", registry.host))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let bundle = dir.join("bundle.json");
+    let doc = json!({
+        "schemaVersion": "v1.2.0", "name": "app", "version": "1.0.0",
+        "invocationImages": [{ "image": format!("{via}/team/app:1"), "contentDigest": root.digest.to_string() }]
+    });
+    std::fs::write(&bundle, doc.to_string()).unwrap();
+    bundle
+}
+
+#[test]
+fn export_retries_through_server_errors_and_dropped_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = TestRegistry::start();
+    let proxy = FaultyProxy::start(
+        &registry.host,
+        Box::new(|n, line| match n {
+            // Each blob: first a 503, then a 429, then the connection drops mid-body; then it works.
+            0 if line.contains("/blobs/") => Some(Fault::Status(503)),
+            1 if line.contains("/blobs/") => Some(Fault::Status(429)),
+            2 if line.contains("/blobs/") => Some(Fault::Drop),
+            0 if line.contains("/manifests/") => Some(Fault::Status(502)),
+            _ => None,
+        }),
+    );
+    let bundle = bundle_for(dir.path(), &registry, &proxy.host, None);
+    let out = dir.path().join("app.tgz");
+    let o = ferry(
+        &["--insecure-registry", &proxy.host, "export", bundle.to_str().unwrap(), "-o", out.to_str().unwrap()],
+        dir.path(),
+        &dir.path().join("none"),
+        None,
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = ferry(&["verify", out.to_str().unwrap()], dir.path(), &dir.path().join("none"), None);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let faults = proxy.seen.lock().unwrap().iter().filter(|(_, f)| f.is_some()).count();
+    assert!(faults >= 3 * 5, "only {faults} faults were injected");
+}
+
+#[test]
+fn export_gives_up_with_a_clear_error_when_the_registry_keeps_failing() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = TestRegistry::start();
+    let proxy = FaultyProxy::start(&registry.host, Box::new(|_, line| line.contains("/blobs/").then_some(Fault::Status(503))));
+    let bundle = bundle_for(dir.path(), &registry, &proxy.host, None);
+    let out = dir.path().join("app.tgz");
+    let o = ferry(
+        &["--insecure-registry", &proxy.host, "export", bundle.to_str().unwrap(), "-o", out.to_str().unwrap()],
+        dir.path(),
+        &dir.path().join("none"),
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let stderr = text(&o.stderr);
+    assert!(stderr.contains("503") && stderr.contains("invocationImages[0]"), "{stderr}");
+    assert!(!out.exists());
+    // One first try and four retries per blob, not more.
+    let tries = proxy.count("/blobs/");
+    assert!((5..=5 * 4).contains(&tries), "{tries} blob requests");
+}
