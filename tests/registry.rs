@@ -86,7 +86,8 @@ fn export_retries_through_server_errors_and_dropped_connections() {
 fn export_gives_up_with_a_clear_error_when_the_registry_keeps_failing() {
     let dir = tempfile::tempdir().unwrap();
     let registry = TestRegistry::start();
-    let proxy = FaultyProxy::start(&registry.host, Box::new(|_, line| line.contains("/blobs/").then_some(Fault::Status(503))));
+    let proxy =
+        FaultyProxy::start(&registry.host, Box::new(|_, line| line.contains("/blobs/").then_some(Fault::Status(503))));
     let bundle = bundle_for(dir.path(), &registry, &proxy.host, None);
     let out = dir.path().join("app.tgz");
     let o = ferry(
@@ -102,4 +103,67 @@ fn export_gives_up_with_a_clear_error_when_the_registry_keeps_failing() {
     // One first try and four retries per blob, not more.
     let tries = proxy.count("/blobs/");
     assert!((5..=5 * 4).contains(&tries), "{tries} blob requests");
+}
+
+#[test]
+fn credentials_come_from_the_docker_config_and_credential_helpers() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = TestRegistry::start_with_password("operator", "s3cret");
+    let bundle = bundle_for(dir.path(), &registry, &registry.host, Some("operator:s3cret"));
+    let export = |config: &Path, path: Option<&Path>, name: &str| {
+        let out = dir.path().join(name);
+        let o = ferry(
+            &["--insecure-registry", &registry.host, "export", bundle.to_str().unwrap(), "-o", out.to_str().unwrap()],
+            dir.path(),
+            config,
+            path,
+        );
+        (o, out)
+    };
+
+    // No credentials: refused, saying so.
+    let (o, out) = export(&dir.path().join("empty"), None, "none.tgz");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o.stderr).to_lowercase().contains("authoriz"), "{}", text(&o.stderr));
+    assert!(!out.exists());
+
+    // `auths` in config.json.
+    let basic = dir.path().join("basic");
+    std::fs::create_dir_all(&basic).unwrap();
+    let auth = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode("operator:s3cret")
+    };
+    std::fs::write(
+        basic.join("config.json"),
+        json!({ "auths": { registry.host.clone(): { "auth": auth } } }).to_string(),
+    )
+    .unwrap();
+    let (o, out) = export(&basic, None, "basic.tgz");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(out.exists());
+
+    // A credential helper named in `credHelpers`.
+    let helper_dir = dir.path().join("bin");
+    std::fs::create_dir_all(&helper_dir).unwrap();
+    let helper = helper_dir.join("docker-credential-ferrytest");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\nread server\n[ \"$server\" = \"{}\" ] || {{ echo 'credentials not found in native keychain'; exit 1; }}\necho '{{\"Username\":\"operator\",\"Secret\":\"s3cret\"}}'\n",
+            registry.host
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let helped = dir.path().join("helped");
+    std::fs::create_dir_all(&helped).unwrap();
+    std::fs::write(
+        helped.join("config.json"),
+        json!({ "credHelpers": { registry.host.clone(): "ferrytest" } }).to_string(),
+    )
+    .unwrap();
+    let (o, out) = export(&helped, Some(&helper_dir), "helped.tgz");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(out.exists());
 }

@@ -106,6 +106,23 @@ pub struct TestRegistry {
 
 impl TestRegistry {
     pub fn start() -> Self {
+        Self::start_with("")
+    }
+
+    /// A registry that wants `user` and `password` (htpasswd auth) for everything.
+    pub fn start_with_password(user: &str, password: &str) -> Self {
+        let out = std::process::Command::new("python3")
+            .args(["-c", "import bcrypt, sys; print(sys.argv[1] + ':' + bcrypt.hashpw(sys.argv[2].encode(), bcrypt.gensalt(4)).decode())"])
+            .args([user, password])
+            .output()
+            .expect("python3 with bcrypt (scripts/setup installs it)");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let file = tempfile::NamedTempFile::new().unwrap().into_temp_path().keep().unwrap();
+        std::fs::write(&file, &out.stdout).unwrap();
+        Self::start_with(&format!("auth:\n  htpasswd:\n    realm: ferry-test\n    path: {}\n", file.display()))
+    }
+
+    fn start_with(extra_config: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let host = format!("127.0.0.1:{port}");
@@ -113,7 +130,7 @@ impl TestRegistry {
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {host}\n",
+                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {host}\n{extra_config}",
                 dir.path().join("data").display()
             ),
         )

@@ -46,7 +46,12 @@ impl FaultyProxy {
     }
 }
 
-fn serve(client: TcpStream, upstream: &str, plan: &Plan, log: &Mutex<Vec<(String, Option<Fault>)>>) -> std::io::Result<()> {
+fn serve(
+    client: TcpStream,
+    upstream: &str,
+    plan: &Plan,
+    log: &Mutex<Vec<(String, Option<Fault>)>>,
+) -> std::io::Result<()> {
     let mut reader = BufReader::new(client.try_clone()?);
     let mut client = client;
     loop {
@@ -95,7 +100,10 @@ fn serve(client: TcpStream, upstream: &str, plan: &Plan, log: &Mutex<Vec<(String
             return Ok(());
         }
         client.write_all(&response)?;
-        if String::from_utf8_lossy(&response[..response.len().min(2048)]).to_ascii_lowercase().contains("connection: close") {
+        if String::from_utf8_lossy(&response[..response.len().min(2048)])
+            .to_ascii_lowercase()
+            .contains("connection: close")
+        {
             return Ok(());
         }
     }
