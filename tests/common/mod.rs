@@ -63,32 +63,62 @@ fn descriptor_json(d: &Descriptor) -> serde_json::Value {
 /// Writes a two-platform image (an index over two manifests that share their base layer) into
 /// `layout` under `name`; returns the index's descriptor and every blob digest it refers to.
 pub fn write_multiarch_image(layout: &Layout, name: &str, seed: u8) -> (Descriptor, Vec<Digest>) {
-    let base = put(layout, "application/vnd.oci.image.layer.v1.tar+gzip", &vec![seed; 300_000]);
+    write_image_with(layout, name, seed, &OCI_TYPES)
+}
+
+/// The same, with Docker's media types: a manifest list over schema2 manifests.
+pub fn write_docker_image(layout: &Layout, name: &str, seed: u8) -> (Descriptor, Vec<Digest>) {
+    write_image_with(layout, name, seed, &DOCKER_TYPES)
+}
+
+struct MediaTypes {
+    index: &'static str,
+    manifest: &'static str,
+    config: &'static str,
+    layer: &'static str,
+}
+
+const OCI_TYPES: MediaTypes = MediaTypes {
+    index: OCI_INDEX,
+    manifest: OCI_MANIFEST,
+    config: "application/vnd.oci.image.config.v1+json",
+    layer: "application/vnd.oci.image.layer.v1.tar+gzip",
+};
+
+const DOCKER_TYPES: MediaTypes = MediaTypes {
+    index: "application/vnd.docker.distribution.manifest.list.v2+json",
+    manifest: "application/vnd.docker.distribution.manifest.v2+json",
+    config: "application/vnd.docker.container.image.v1+json",
+    layer: "application/vnd.docker.image.rootfs.diff.tar.gzip",
+};
+
+fn write_image_with(layout: &Layout, name: &str, seed: u8, types: &MediaTypes) -> (Descriptor, Vec<Digest>) {
+    let base = put(layout, types.layer, &vec![seed; 300_000]);
     let mut blobs = vec![base.digest.clone()];
     let mut manifests = Vec::new();
     for (arch, fill) in [("amd64", seed.wrapping_add(1)), ("arm64", seed.wrapping_add(2))] {
-        let top = put(layout, "application/vnd.oci.image.layer.v1.tar+gzip", &vec![fill; 70_000]);
+        let top = put(layout, types.layer, &vec![fill; 70_000]);
         let config = put(
             layout,
-            "application/vnd.oci.image.config.v1+json",
+            types.config,
             serde_json::json!({ "os": "linux", "architecture": arch, "rootfs": { "type": "layers" } })
                 .to_string()
                 .as_bytes(),
         );
         let manifest = serde_json::json!({
             "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
+            "mediaType": types.manifest,
             "config": descriptor_json(&config),
             "layers": [descriptor_json(&base), descriptor_json(&top)],
         });
-        let manifest = put(layout, OCI_MANIFEST, manifest.to_string().as_bytes());
+        let manifest = put(layout, types.manifest, manifest.to_string().as_bytes());
         blobs.extend([top.digest.clone(), config.digest.clone(), manifest.digest.clone()]);
         let mut entry = descriptor_json(&manifest);
         entry["platform"] = serde_json::json!({ "os": "linux", "architecture": arch });
         manifests.push(entry);
     }
-    let index = serde_json::json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests });
-    let mut root = put(layout, OCI_INDEX, index.to_string().as_bytes());
+    let index = serde_json::json!({ "schemaVersion": 2, "mediaType": types.index, "manifests": manifests });
+    let mut root = put(layout, types.index, index.to_string().as_bytes());
     blobs.push(root.digest.clone());
     let mut named = root.clone();
     named.annotations.insert(REF_NAME.into(), name.into());
@@ -159,6 +189,19 @@ impl TestRegistry {
             .status()
             .expect("skopeo (scripts/setup installs it)");
         assert!(status.success(), "skopeo push of {name} failed");
+    }
+
+    /// Pushes image `name` byte for byte over the distribution API, Docker media types included
+    /// (skopeo's oci: transport does not read those from a layout).
+    pub fn push_as_stored(&self, layout: &Path, name: &str, repository_and_tag: &str) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/push-layout.py");
+        let status = std::process::Command::new("python3")
+            .arg(script)
+            .arg(layout)
+            .args([name, &self.host, repository_and_tag])
+            .status()
+            .unwrap();
+        assert!(status.success(), "pushing {name} failed");
     }
 }
 
