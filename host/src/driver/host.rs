@@ -358,12 +358,18 @@ impl host::HostStore for HostState {
         self.check_deadline()?;
         let expected = digest.as_deref().map(parse_digest).transpose()?;
         let layout = self.table.get(&st)?.layout.clone();
-        if let Some(d) = &expected {
-            // Stored already, for another image of the bundle; the store only holds checked blobs.
-            if let Ok(size) = layout.blob_size(d) {
-                return Ok(to_wit(&oci::Descriptor::new(media_type, d.clone(), size)));
-            }
-        }
+        // Stored already (or by now, by another image of the bundle fetched in parallel): the
+        // store only holds checked blobs.
+        let _claim = match &expected {
+            Some(d) => match layout.claim(d) {
+                Some(claim) => Some(claim),
+                None => {
+                    let size = layout.blob_size(d).map_err(HostError::failed)?;
+                    return Ok(to_wit(&oci::Descriptor::new(media_type, d.clone(), size)));
+                }
+            },
+            None => None,
+        };
         let stored = match (self.table.get(&s)?, &expected) {
             (SourceHandle::Registry { registry, reference }, Some(d)) => {
                 let (registry, reference) = (registry.clone(), reference.clone());

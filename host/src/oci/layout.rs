@@ -2,9 +2,11 @@ use super::{Descriptor, Digest, HashingWriter, MAX_DOCUMENT, REF_NAME, children,
 use anyhow::{Context, Result, bail};
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
+use std::collections::HashSet;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
 
 const OCI_LAYOUT: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
 const BLOBS: &str = "blobs/sha256";
@@ -15,6 +17,9 @@ const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
 pub struct Layout {
     dir: Dir,
     path: PathBuf,
+    /// Blobs being written now, so that two images sharing a layer fetch it once.
+    claims: Mutex<HashSet<Digest>>,
+    released: Condvar,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -41,7 +46,25 @@ impl Layout {
             parent.create_dir_all(relative).with_context(|| format!("creating {}", display.display()))?;
             parent.open_dir(relative).with_context(|| format!("opening {}", display.display()))?
         };
-        Self::init(Layout { dir, path: display })
+        Self::init(Layout::new(dir, display))
+    }
+
+    fn new(dir: Dir, path: PathBuf) -> Self {
+        Layout { dir, path, claims: Mutex::default(), released: Condvar::new() }
+    }
+
+    /// Claims the right to write blob `digest`: `None` when it is stored already (possibly
+    /// after waiting for another writer); otherwise a guard that releases the claim on drop.
+    pub fn claim(&self, digest: &Digest) -> Option<Claim<'_>> {
+        let mut claims = self.claims.lock().unwrap();
+        while claims.contains(digest) {
+            claims = self.released.wait(claims).unwrap();
+        }
+        if self.has_blob(digest) {
+            return None;
+        }
+        claims.insert(digest.clone());
+        Some(Claim { layout: self, digest: digest.clone() })
     }
 
     fn init(layout: Layout) -> Result<Self> {
@@ -67,7 +90,7 @@ impl Layout {
     fn open_dir(path: &Path) -> Result<Self> {
         let dir =
             Dir::open_ambient_dir(path, ambient_authority()).with_context(|| format!("opening {}", path.display()))?;
-        Ok(Layout { dir, path: path.to_owned() })
+        Ok(Layout::new(dir, path.to_owned()))
     }
 
     pub fn path(&self) -> &Path {
@@ -200,6 +223,19 @@ impl Layout {
     }
 }
 
+/// The right to write one blob; see [`Layout::claim`].
+pub struct Claim<'a> {
+    layout: &'a Layout,
+    digest: Digest,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        self.layout.claims.lock().unwrap().remove(&self.digest);
+        self.layout.released.notify_all();
+    }
+}
+
 /// A blob being written: hashed on the way, and stored under its digest by [`BlobWriter::commit`].
 pub struct BlobWriter {
     hashing: HashingWriter<BufWriter<std::fs::File>>,
@@ -278,6 +314,27 @@ mod tests {
         assert_eq!(size, 7);
         assert_eq!(layout.read_blob(&digest, 7).unwrap(), b"content");
         assert!(layout.read_blob(&digest, 6).is_err());
+    }
+
+    #[test]
+    fn a_claimed_blob_is_written_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let layout = Layout::create(tmp.path()).unwrap();
+        let digest = Digest::of(b"shared layer");
+        let writes = AtomicU64::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    if let Some(_claim) = layout.claim(&digest) {
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                        layout.put_verified(&mut &b"shared layer"[..], Some(&digest)).unwrap();
+                        writes.fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+            }
+        });
+        assert_eq!(writes.into_inner(), 1);
+        assert!(layout.has_blob(&digest));
     }
 
     #[test]
