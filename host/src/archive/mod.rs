@@ -7,11 +7,14 @@
 //! Read: entries are streamed; absolute names, `..`, links, devices, duplicates and oversized
 //! JSON documents are refused, and nothing is ever written to disk.
 
+mod stored_gzip;
+
 use crate::oci::{Digest, HashingWriter, Layout, MAX_DOCUMENT};
 use anyhow::{Context, Result, bail};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::Path;
+use stored_gzip::StoredGzip;
 
 pub const BUNDLE_JSON: &str = "bundle.json";
 pub const RELOCATION_MAPPING: &str = "relocation-mapping.json";
@@ -99,6 +102,11 @@ pub fn write(
     let counted = match compression {
         Compression::None => {
             let mut w = write_tar(counting, bundle_json, mapping, store)?;
+            w.flush()?;
+            w.count
+        }
+        Compression::Gzip(0) => {
+            let mut w = write_tar(StoredGzip::new(counting)?, bundle_json, mapping, store)?.finish()?;
             w.flush()?;
             w.count
         }
