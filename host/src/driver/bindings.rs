@@ -10,7 +10,7 @@ pub mod since_v0_1_0 {
         with: {
             "ferry:driver/host.source": crate::driver::host::SourceHandle,
             "ferry:driver/host.store": crate::driver::host::StoreHandle,
-            "ferry:driver/host.destination": crate::driver::host::DestinationHandle,
+            "ferry:driver/host.destination": crate::driver::destination::DestinationHandle,
         },
     });
 }

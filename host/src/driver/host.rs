@@ -8,7 +8,7 @@ use crate::registry::{Registry, RegistryError, RegistryErrorKind};
 use oci_client::Reference;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::component::{Resource, ResourceTableError};
@@ -39,38 +39,6 @@ pub enum SourceHandle {
 pub struct StoreHandle {
     pub(super) layout: Arc<Layout>,
     pub(super) name: String,
-}
-
-/// A destination inside the operator's grant.
-pub struct DestinationHandle {
-    layout: Layout,
-}
-
-/// Where the operator allows a relocation to write.
-#[derive(Clone, Debug)]
-pub enum DestinationGrant {
-    /// A directory; destinations are OCI layouts in it or below it.
-    Directory(PathBuf),
-}
-
-impl DestinationGrant {
-    /// Opens `relative` (empty: the grant itself) as a destination, refusing anything outside.
-    pub(super) fn open(&self, relative: &str) -> Result<DestinationHandle, HostError> {
-        let DestinationGrant::Directory(root) = self;
-        let path = Path::new(relative);
-        if !path.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)) {
-            return Err(HostError::denied(format!(
-                "destination {relative:?} is outside the granted directory {}",
-                root.display()
-            )));
-        }
-        std::fs::create_dir_all(root).map_err(HostError::failed)?;
-        let dir = cap_std::fs::Dir::open_ambient_dir(root, cap_std::ambient_authority()).map_err(HostError::failed)?;
-        let display = if relative.is_empty() { root.clone() } else { root.join(path) };
-        let layout = Layout::create_beneath(&dir, path, display)
-            .map_err(|e| HostError::denied(format!("destination {relative:?}: {e:#}")))?;
-        Ok(DestinationHandle { layout })
-    }
 }
 
 /// What a host import returns when it fails: an error the guest sees, or a trap that ends it.
@@ -109,7 +77,7 @@ impl From<RegistryError> for HostError {
 }
 
 /// The same repository, at `digest`.
-fn at_digest(reference: &Reference, digest: &Digest) -> Reference {
+pub(super) fn at_digest(reference: &Reference, digest: &Digest) -> Reference {
     Reference::with_digest(reference.registry().to_owned(), reference.repository().to_owned(), digest.to_string())
 }
 
@@ -119,13 +87,13 @@ impl From<ResourceTableError> for HostError {
     }
 }
 
-type HostResult<T> = Result<T, HostError>;
+pub(super) type HostResult<T> = Result<T, HostError>;
 
-fn parse_digest(s: &str) -> HostResult<Digest> {
+pub(super) fn parse_digest(s: &str) -> HostResult<Digest> {
     s.parse().map_err(HostError::invalid)
 }
 
-fn to_wit(d: &oci::Descriptor) -> types::Descriptor {
+pub(super) fn to_wit(d: &oci::Descriptor) -> types::Descriptor {
     types::Descriptor {
         media_type: d.media_type.clone(),
         digest: d.digest.to_string(),
@@ -145,7 +113,7 @@ pub(super) fn from_wit(d: &types::Descriptor) -> HostResult<oci::Descriptor> {
 impl HostState {
     /// Fails the call, and the operation, once the wall-clock limit has passed: the epoch
     /// interrupt only reaches code running in the guest, not the host's own waits.
-    fn check_deadline(&mut self) -> HostResult<()> {
+    pub(super) fn check_deadline(&mut self) -> HostResult<()> {
         if Instant::now() >= self.deadline {
             self.hit = Some(LimitHit::Timeout);
             return Err(HostError::Trap(wasmtime::Error::msg("the driver's time limit passed")));
@@ -153,7 +121,7 @@ impl HostState {
         Ok(())
     }
 
-    fn check_call_bytes(&mut self, call: &'static str, bytes: usize) -> HostResult<()> {
+    pub(super) fn check_call_bytes(&mut self, call: &'static str, bytes: usize) -> HostResult<()> {
         let bytes = bytes as u64;
         if bytes > self.limits.call_bytes {
             self.hit = Some(LimitHit::CallBytes { call, bytes });
@@ -176,7 +144,7 @@ impl HostState {
     }
 
     /// Copies `len` bytes in chunks, checking the deadline between them.
-    fn copy_file(&mut self, from: &mut std::fs::File, to: &mut std::fs::File) -> HostResult<u64> {
+    pub(super) fn copy_file(&mut self, from: &mut std::fs::File, to: &mut std::fs::File) -> HostResult<u64> {
         const CHUNK: u64 = 64 << 20;
         let mut total = 0;
         loop {
@@ -196,35 +164,6 @@ impl types::Host for HostState {
             HostError::Guest(e) => Ok(e),
             HostError::Trap(e) => Err(e),
         }
-    }
-}
-
-impl host::Host for HostState {
-    fn log(&mut self, level: host::Level, message: String) -> wasmtime::Result<()> {
-        const MAX_LINE: usize = 4096;
-        let mut end = message.len().min(MAX_LINE);
-        while !message.is_char_boundary(end) {
-            end -= 1;
-        }
-        self.events.log(&self.driver, level.into(), &message[..end]);
-        Ok(())
-    }
-
-    fn progress(&mut self, done: u64, total: Option<u64>) -> wasmtime::Result<()> {
-        self.events.progress(&self.driver, done, total);
-        Ok(())
-    }
-
-    fn open_destination(&mut self, location: String) -> HostResult<Resource<DestinationHandle>> {
-        self.check_deadline()?;
-        let Some(grant) = &self.grant else {
-            return Err(HostError::denied(format!(
-                "destination {location:?}: this operation was granted no destination"
-            )));
-        };
-        let handle = grant.open(&location)?;
-        self.take_handle()?;
-        Ok(self.table.push(handle)?)
     }
 }
 
@@ -429,161 +368,6 @@ impl host::HostStore for HostState {
         self.handles = self.handles.saturating_sub(1);
         Ok(())
     }
-}
-
-impl DestinationHandle {
-    fn reference(&self, tag: Option<&str>, digest: &Digest) -> String {
-        match tag {
-            Some(tag) => format!("{}:{tag}@{digest}", self.layout.path().display()),
-            None => format!("{}@{digest}", self.layout.path().display()),
-        }
-    }
-
-    fn tag(&self, tag: &Option<String>, root: &mut oci::Descriptor) -> HostResult<()> {
-        if let Some(tag) = tag {
-            if tag.is_empty() || tag.len() > 128 || !tag.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-            {
-                return Err(HostError::invalid(format!("{tag:?} is not a valid tag")));
-            }
-            root.annotations.insert(REF_NAME.into(), tag.clone());
-        }
-        Ok(())
-    }
-}
-
-fn stored_layout(source: &SourceHandle) -> HostResult<&Arc<Layout>> {
-    match source {
-        SourceHandle::Layout { layout, .. } => Ok(layout),
-        SourceHandle::File { .. } | SourceHandle::Registry { .. } => {
-            Err(HostError::unsupported("only stored images are copied to a destination"))
-        }
-    }
-}
-
-impl host::HostDestination for HostState {
-    fn kind(&mut self, _d: Resource<DestinationHandle>) -> wasmtime::Result<host::DestinationKind> {
-        Ok(host::DestinationKind::Directory)
-    }
-
-    fn location(&mut self, d: Resource<DestinationHandle>) -> wasmtime::Result<String> {
-        Ok(self.table.get(&d)?.layout.path().display().to_string())
-    }
-
-    fn has_blob(&mut self, d: Resource<DestinationHandle>, digest: String) -> HostResult<bool> {
-        let digest = parse_digest(&digest)?;
-        Ok(self.table.get(&d)?.layout.has_blob(&digest))
-    }
-
-    fn copy_blob(
-        &mut self,
-        d: Resource<DestinationHandle>,
-        s: Resource<SourceHandle>,
-        blob: types::Descriptor,
-    ) -> HostResult<types::Transfer> {
-        self.check_deadline()?;
-        let blob = from_wit(&blob)?;
-        let mut from = stored_layout(self.table.get(&s)?)?
-            .open_blob(&blob.digest)
-            .map_err(|_| HostError::not_found(format!("blob {} is not in the store", blob.digest)))?;
-        let copied = copy_trusted(self, &d, &blob, &mut from)?;
-        Ok(if copied { types::Transfer::Copied } else { types::Transfer::Present })
-    }
-
-    fn copy_artifact(
-        &mut self,
-        d: Resource<DestinationHandle>,
-        s: Resource<SourceHandle>,
-        root: types::Descriptor,
-        tag: Option<String>,
-    ) -> HostResult<String> {
-        self.check_deadline()?;
-        let mut root = from_wit(&root)?;
-        let source = stored_layout(self.table.get(&s)?)?.clone();
-        let graph = source.graph(&root).map_err(HostError::invalid)?;
-        for blob in &graph {
-            let mut from = source.open_blob(&blob.digest).map_err(HostError::failed)?;
-            copy_trusted(self, &d, blob, &mut from)?;
-        }
-        let destination = self.table.get(&d)?;
-        destination.tag(&tag, &mut root)?;
-        let reference = destination.reference(tag.as_deref(), &root.digest);
-        destination.layout.add_to_index(root).map_err(HostError::failed)?;
-        Ok(reference)
-    }
-
-    fn put_document(
-        &mut self,
-        d: Resource<DestinationHandle>,
-        media_type: String,
-        bytes: Vec<u8>,
-        tag: Option<String>,
-    ) -> HostResult<String> {
-        self.check_deadline()?;
-        self.check_call_bytes("destination.put-document", bytes.len())?;
-        let destination = self.table.get(&d)?;
-        let digest = destination.layout.put_bytes(&bytes).map_err(HostError::failed)?;
-        let mut root = oci::Descriptor::new(media_type, digest.clone(), bytes.len() as u64);
-        destination.tag(&tag, &mut root)?;
-        let reference = destination.reference(tag.as_deref(), &digest);
-        destination.layout.add_to_index(root).map_err(HostError::failed)?;
-        Ok(reference)
-    }
-
-    fn write_file(
-        &mut self,
-        d: Resource<DestinationHandle>,
-        s: Resource<SourceHandle>,
-        blob: types::Descriptor,
-        name: String,
-    ) -> HostResult<String> {
-        self.check_deadline()?;
-        let blob = from_wit(&blob)?;
-        let path = Path::new(&name);
-        if name.is_empty() || !path.components().all(|c| matches!(c, Component::Normal(_))) {
-            return Err(HostError::denied(format!("file name {name:?} is outside the destination")));
-        }
-        let mut from = stored_layout(self.table.get(&s)?)?
-            .open_blob(&blob.digest)
-            .map_err(|_| HostError::not_found(format!("blob {} is not in the store", blob.digest)))?;
-        let parent = path.parent().unwrap_or(Path::new(""));
-        let mut pending = self.table.get(&d)?.layout.pending(parent).map_err(HostError::denied)?;
-        self.copy_file(&mut from, pending.file())?;
-        pending.persist_as(path).map_err(HostError::denied)?;
-        Ok(self.table.get(&d)?.layout.path().join(path).display().to_string())
-    }
-
-    fn drop(&mut self, d: Resource<DestinationHandle>) -> wasmtime::Result<()> {
-        self.table.delete(d)?;
-        self.handles = self.handles.saturating_sub(1);
-        Ok(())
-    }
-}
-
-/// Copies a stored blob to the destination unless it is there. The store's digests were checked
-/// when it was written (and by `ferry verify`), so the copy is the kernel's, not re-hashed; the
-/// size is still checked.
-fn copy_trusted(
-    state: &mut HostState,
-    d: &Resource<DestinationHandle>,
-    blob: &oci::Descriptor,
-    from: &mut std::fs::File,
-) -> HostResult<bool> {
-    let size = from.metadata().map_err(HostError::failed)?.len();
-    if size != blob.size {
-        return Err(HostError::invalid(format!(
-            "blob {} is {size} bytes, its descriptor says {}",
-            blob.digest, blob.size
-        )));
-    }
-    let destination = state.table.get(d)?;
-    if destination.layout.has_blob(&blob.digest) {
-        return Ok(false);
-    }
-    let mut pending = destination.layout.pending_blob().map_err(HostError::failed)?;
-    state.copy_file(from, pending.file())?;
-    pending.persist_as(Layout::blob_name(&blob.digest)).map_err(HostError::failed)?;
-    state.events.transferred(blob.size);
-    Ok(true)
 }
 
 impl From<host::Level> for super::Level {

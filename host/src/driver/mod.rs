@@ -10,6 +10,7 @@ mod bindings;
 mod builtin;
 mod cache;
 mod component;
+mod destination;
 mod engine;
 mod error;
 mod host;
@@ -19,8 +20,8 @@ mod sandbox;
 pub use bindings::INTERFACE;
 pub use builtin::builtin_components;
 pub use component::VerifiedComponent;
+pub use destination::DestinationGrant;
 pub use error::{DriverError, ErrorKind, Operation};
-pub use host::DestinationGrant;
 
 use crate::config::Limits;
 use crate::oci::{Digest, Layout};

@@ -1,7 +1,7 @@
 //! One driver operation's sandbox: the store data, the memory budget, and captured output.
 
 use super::Events;
-use super::host::DestinationGrant;
+use super::destination::DestinationGrant;
 use crate::config::Limits;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;

@@ -99,6 +99,8 @@ impl Registry {
             } else {
                 ClientProtocol::HttpsExcept(options.insecure.clone())
             },
+            // One PUT per blob: three round trips instead of a chunked upload's five.
+            use_monolithic_push: true,
             connect_timeout: Some(Duration::from_secs(15)),
             read_timeout: Some(Duration::from_secs(60)),
             ..Default::default()
@@ -130,16 +132,19 @@ impl Registry {
     }
 
     fn authenticate(&self, reference: &Reference) -> Result<(), RegistryError> {
-        let auth = self.credentials.lookup(reference.resolve_registry()).map_err(|e| {
-            RegistryError::new(
-                RegistryErrorKind::Denied,
-                format!("credentials for {}: {e:#}", reference.resolve_registry()),
-            )
-        })?;
+        self.authenticate_for(reference, RegistryOperation::Pull)
+    }
+
+    fn authenticate_for(&self, reference: &Reference, operation: RegistryOperation) -> Result<(), RegistryError> {
+        let registry = reference.resolve_registry();
+        let auth = self
+            .credentials
+            .lookup(registry)
+            .map_err(|e| RegistryError::new(RegistryErrorKind::Denied, format!("credentials for {registry}: {e:#}")))?;
         self.runtime
-            .block_on(self.client.auth(reference, &auth, RegistryOperation::Pull))
+            .block_on(self.client.auth(reference, &auth, operation))
             .map(|_| ())
-            .map_err(|e| RegistryError::from_oci(&format!("authenticating to {}", reference.resolve_registry()), e))
+            .map_err(|e| RegistryError::from_oci(&format!("authenticating to {registry}"), e))
     }
 
     /// The manifest or index `reference` names: its exact bytes and media type.
@@ -242,4 +247,105 @@ impl Registry {
             })
         })
     }
+}
+
+/// A stored blob to upload.
+pub struct Upload {
+    pub digest: Digest,
+    pub size: u64,
+    pub file: std::fs::File,
+}
+
+impl Registry {
+    /// Whether `target`'s repository holds blob `digest`.
+    pub fn has_blob(&self, target: &Reference, digest: &Digest) -> Result<bool, RegistryError> {
+        self.retry(|| {
+            self.authenticate_for(target, RegistryOperation::Push)?;
+            self.runtime
+                .block_on(self.client.blob_exists(target, &digest.to_string()))
+                .map_err(|e| RegistryError::from_oci(&format!("checking blob {digest} in {}", target.repository()), e))
+        })
+    }
+
+    /// Uploads the blobs `target`'s repository lacks, `jobs` at a time, each retried with
+    /// backoff; returns, in order, whether each was uploaded (false: it was there already).
+    pub fn push_blobs(
+        &self,
+        target: &Reference,
+        uploads: Vec<Upload>,
+        jobs: usize,
+    ) -> Result<Vec<bool>, RegistryError> {
+        use futures_util::stream::{self, StreamExt, TryStreamExt};
+        self.authenticate_for(target, RegistryOperation::Push)?;
+        self.runtime.block_on(
+            stream::iter(uploads.into_iter().map(|upload| self.push_blob(target, upload)))
+                .buffered(jobs.max(1))
+                .try_collect(),
+        )
+    }
+
+    async fn push_blob(&self, target: &Reference, upload: Upload) -> Result<bool, RegistryError> {
+        let what = || format!("blob {} to {}", upload.digest, target.repository());
+        let mut delays = BACKOFF.iter();
+        loop {
+            let attempt = async {
+                if self
+                    .client
+                    .blob_exists(target, &upload.digest.to_string())
+                    .await
+                    .map_err(|e| RegistryError::from_oci(&what(), e))?
+                {
+                    return Ok::<_, RegistryError>(false);
+                }
+                let file = upload
+                    .file
+                    .try_clone()
+                    .map_err(|e| RegistryError::new(RegistryErrorKind::Failed, format!("{}: {e}", what())))?;
+                self.client
+                    .push_blob_stream(target, file_stream(file), &upload.digest.to_string(), Some(upload.size))
+                    .await
+                    .map_err(|e| RegistryError::from_oci(&what(), e))?;
+                Ok(true)
+            };
+            match attempt.await {
+                Err(e) if e.kind == RegistryErrorKind::Transient => match delays.next() {
+                    Some(delay) => tokio::time::sleep(*delay).await,
+                    None => return Err(e),
+                },
+                other => return other,
+            }
+        }
+    }
+
+    /// Pushes a manifest or index under `target`'s tag or digest.
+    pub fn push_manifest(&self, target: &Reference, bytes: &[u8], media_type: &str) -> Result<(), RegistryError> {
+        let content_type = http::HeaderValue::from_str(media_type).map_err(|_| {
+            RegistryError::new(RegistryErrorKind::Failed, format!("media type {media_type:?} is not a header value"))
+        })?;
+        self.retry(|| {
+            self.authenticate_for(target, RegistryOperation::Push)?;
+            self.runtime
+                .block_on(self.client.push_manifest_raw(target, bytes.to_vec(), content_type.clone()))
+                .map(|_| ())
+                .map_err(|e| RegistryError::from_oci(&format!("manifest {target}"), e))
+        })
+    }
+}
+
+/// A file as a stream of 1 MiB chunks, read from the page cache as the upload goes.
+fn file_stream(
+    file: std::fs::File,
+) -> impl futures_util::Stream<Item = oci_client::errors::Result<bytes::Bytes>> + Send + 'static {
+    use std::io::Read;
+    futures_util::stream::unfold(file, |mut file| async move {
+        let mut chunk = vec![0; 1 << 20];
+        match file.read(&mut chunk) {
+            Ok(0) => None,
+            Ok(n) => {
+                chunk.truncate(n);
+                Some((Ok(bytes::Bytes::from(chunk)), file))
+            }
+            Err(e) => Some((Err(OciDistributionError::IoError(e)), file)),
+        }
+    })
 }

@@ -1,0 +1,341 @@
+//! Destinations a driver relocates into: the `ferry:driver/host.destination` resource. The
+//! operator grants a directory or a registry prefix; every destination a driver opens must lie
+//! inside that grant.
+
+use super::bindings::since_v0_1_0::ferry::driver::{host, types};
+use super::host::{HostError, HostResult, SourceHandle, from_wit, parse_digest};
+use super::sandbox::HostState;
+use crate::oci::{self, Digest, Layout, MAX_DOCUMENT, REF_NAME, is_document};
+use crate::registry::{Registry, Upload};
+use oci_client::Reference;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use wasmtime::component::Resource;
+
+/// Where the operator allows a relocation to write.
+#[derive(Clone)]
+pub enum DestinationGrant {
+    /// A directory; destinations are OCI layouts in it or below it.
+    Directory(PathBuf),
+    /// Repositories under `prefix` (`host[:port][/path]`) of a registry; `jobs` uploads at once.
+    Registry { registry: Arc<Registry>, prefix: String, jobs: usize },
+}
+
+/// A destination inside the operator's grant.
+pub enum DestinationHandle {
+    Directory(Layout),
+    Registry { registry: Arc<Registry>, target: Reference, jobs: usize },
+}
+
+/// A repository path: lowercase alphanumerics separated by `.`, `_`, `__`, `-` and `/`.
+fn valid_repository(path: &str) -> bool {
+    !path.is_empty()
+        && path.split('/').all(|part| {
+            !part.is_empty()
+                && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+                && part.as_bytes()[0].is_ascii_alphanumeric()
+        })
+}
+
+impl DestinationGrant {
+    /// Opens `relative` (empty: the grant itself) as a destination, refusing anything outside.
+    pub(super) fn open(&self, relative: &str) -> HostResult<DestinationHandle> {
+        match self {
+            DestinationGrant::Directory(root) => {
+                let path = Path::new(relative);
+                if !path.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)) {
+                    return Err(HostError::denied(format!(
+                        "destination {relative:?} is outside the granted directory {}",
+                        root.display()
+                    )));
+                }
+                std::fs::create_dir_all(root).map_err(HostError::failed)?;
+                let dir = cap_std::fs::Dir::open_ambient_dir(root, cap_std::ambient_authority())
+                    .map_err(HostError::failed)?;
+                let display = if relative.is_empty() { root.clone() } else { root.join(path) };
+                let layout = Layout::create_beneath(&dir, path, display)
+                    .map_err(|e| HostError::denied(format!("destination {relative:?}: {e:#}")))?;
+                Ok(DestinationHandle::Directory(layout))
+            }
+            DestinationGrant::Registry { registry, prefix, jobs } => {
+                if !valid_repository(relative) {
+                    return Err(HostError::denied(format!(
+                        "destination {relative:?} is not a repository under the granted prefix {prefix}"
+                    )));
+                }
+                let (host, path) = prefix.split_once('/').unwrap_or((prefix.as_str(), ""));
+                let repository = if path.is_empty() { relative.to_owned() } else { format!("{path}/{relative}") };
+                let target = Reference::with_tag(host.to_owned(), repository, "latest".to_owned());
+                Ok(DestinationHandle::Registry { registry: registry.clone(), target, jobs: *jobs })
+            }
+        }
+    }
+}
+
+impl DestinationHandle {
+    fn location(&self) -> String {
+        match self {
+            DestinationHandle::Directory(layout) => layout.path().display().to_string(),
+            DestinationHandle::Registry { target, .. } => format!("{}/{}", target.registry(), target.repository()),
+        }
+    }
+
+    fn reference(&self, tag: Option<&str>, digest: &Digest) -> String {
+        match tag {
+            Some(tag) => format!("{}:{tag}@{digest}", self.location()),
+            None => format!("{}@{digest}", self.location()),
+        }
+    }
+
+    fn at(&self, tag: Option<&str>, digest: &Digest) -> Reference {
+        let DestinationHandle::Registry { target, .. } = self else { unreachable!("registry destinations only") };
+        match tag {
+            Some(tag) => Reference::with_tag(target.registry().into(), target.repository().into(), tag.into()),
+            None => super::host::at_digest(target, digest),
+        }
+    }
+}
+
+fn check_tag(tag: &Option<String>) -> HostResult<()> {
+    match tag {
+        Some(t)
+            if t.is_empty() || t.len() > 128 || !t.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) =>
+        {
+            Err(HostError::invalid(format!("{t:?} is not a valid tag")))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn stored_layout(source: &SourceHandle) -> HostResult<&Arc<Layout>> {
+    match source {
+        SourceHandle::Layout { layout, .. } => Ok(layout),
+        SourceHandle::File { .. } | SourceHandle::Registry { .. } => {
+            Err(HostError::unsupported("only stored images are copied to a destination"))
+        }
+    }
+}
+
+impl host::Host for HostState {
+    fn log(&mut self, level: host::Level, message: String) -> wasmtime::Result<()> {
+        const MAX_LINE: usize = 4096;
+        let mut end = message.len().min(MAX_LINE);
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.events.log(&self.driver, level.into(), &message[..end]);
+        Ok(())
+    }
+
+    fn progress(&mut self, done: u64, total: Option<u64>) -> wasmtime::Result<()> {
+        self.events.progress(&self.driver, done, total);
+        Ok(())
+    }
+
+    fn open_destination(&mut self, location: String) -> HostResult<Resource<DestinationHandle>> {
+        self.check_deadline()?;
+        let Some(grant) = &self.grant else {
+            return Err(HostError::denied(format!(
+                "destination {location:?}: this operation was granted no destination"
+            )));
+        };
+        let handle = grant.open(&location)?;
+        self.take_handle()?;
+        Ok(self.table.push(handle)?)
+    }
+}
+
+impl HostState {
+    /// Copies stored blobs that the destination lacks; returns how many were copied.
+    fn copy_blobs(
+        &mut self,
+        d: &Resource<DestinationHandle>,
+        source: &Layout,
+        blobs: &[oci::Descriptor],
+    ) -> HostResult<usize> {
+        for blob in blobs {
+            let size = source
+                .blob_size(&blob.digest)
+                .map_err(|_| HostError::not_found(format!("blob {} is not in the store", blob.digest)))?;
+            if size != blob.size {
+                return Err(HostError::invalid(format!(
+                    "blob {} is {size} bytes, its descriptor says {}",
+                    blob.digest, blob.size
+                )));
+            }
+        }
+        let copied = match self.table.get(d)? {
+            DestinationHandle::Registry { registry, target, jobs } => {
+                let (registry, target, jobs) = (registry.clone(), target.clone(), *jobs);
+                let uploads = blobs
+                    .iter()
+                    .map(|b| {
+                        Ok(Upload {
+                            digest: b.digest.clone(),
+                            size: b.size,
+                            file: source.open_blob(&b.digest).map_err(HostError::failed)?,
+                        })
+                    })
+                    .collect::<HostResult<Vec<_>>>()?;
+                let pushed = registry.push_blobs(&target, uploads, jobs)?;
+                let bytes: u64 = blobs.iter().zip(&pushed).filter(|(_, p)| **p).map(|(b, _)| b.size).sum();
+                self.events.transferred(bytes);
+                pushed.iter().filter(|p| **p).count()
+            }
+            DestinationHandle::Directory(_) => {
+                let mut copied = 0;
+                for blob in blobs {
+                    let DestinationHandle::Directory(layout) = self.table.get(d)? else { unreachable!() };
+                    if layout.has_blob(&blob.digest) {
+                        continue;
+                    }
+                    // The store's digests were checked when it was written (and by `ferry
+                    // verify`): the copy is the kernel's, not hashed again.
+                    let mut pending = layout.pending_blob().map_err(HostError::failed)?;
+                    let mut from = source.open_blob(&blob.digest).map_err(HostError::failed)?;
+                    self.copy_file(&mut from, pending.file())?;
+                    pending.persist_as(Layout::blob_name(&blob.digest)).map_err(HostError::failed)?;
+                    self.events.transferred(blob.size);
+                    copied += 1;
+                }
+                copied
+            }
+        };
+        self.check_deadline()?;
+        Ok(copied)
+    }
+
+    /// Stores a document; with `tag`, names it so. Returns the new reference.
+    fn put_root(
+        &mut self,
+        d: &Resource<DestinationHandle>,
+        root: &oci::Descriptor,
+        bytes: &[u8],
+        tag: Option<&str>,
+    ) -> HostResult<String> {
+        let destination = self.table.get(d)?;
+        match destination {
+            DestinationHandle::Directory(layout) => {
+                layout.put_bytes(bytes).map_err(HostError::failed)?;
+                let mut entry = root.clone();
+                if let Some(tag) = tag {
+                    entry.annotations.insert(REF_NAME.into(), tag.to_owned());
+                }
+                layout.add_to_index(entry).map_err(HostError::failed)?;
+            }
+            DestinationHandle::Registry { registry, .. } => {
+                registry.push_manifest(&destination.at(tag, &root.digest), bytes, &root.media_type)?;
+            }
+        }
+        Ok(destination.reference(tag, &root.digest))
+    }
+}
+
+impl host::HostDestination for HostState {
+    fn kind(&mut self, d: Resource<DestinationHandle>) -> wasmtime::Result<host::DestinationKind> {
+        Ok(match self.table.get(&d)? {
+            DestinationHandle::Directory(_) => host::DestinationKind::Directory,
+            DestinationHandle::Registry { .. } => host::DestinationKind::Registry,
+        })
+    }
+
+    fn location(&mut self, d: Resource<DestinationHandle>) -> wasmtime::Result<String> {
+        Ok(self.table.get(&d)?.location())
+    }
+
+    fn has_blob(&mut self, d: Resource<DestinationHandle>, digest: String) -> HostResult<bool> {
+        let digest = parse_digest(&digest)?;
+        match self.table.get(&d)? {
+            DestinationHandle::Directory(layout) => Ok(layout.has_blob(&digest)),
+            DestinationHandle::Registry { registry, target, .. } => Ok(registry.has_blob(target, &digest)?),
+        }
+    }
+
+    fn copy_blob(
+        &mut self,
+        d: Resource<DestinationHandle>,
+        s: Resource<SourceHandle>,
+        blob: types::Descriptor,
+    ) -> HostResult<types::Transfer> {
+        self.check_deadline()?;
+        let blob = from_wit(&blob)?;
+        let source = stored_layout(self.table.get(&s)?)?.clone();
+        let copied = self.copy_blobs(&d, &source, &[blob])?;
+        Ok(if copied == 1 { types::Transfer::Copied } else { types::Transfer::Present })
+    }
+
+    fn copy_artifact(
+        &mut self,
+        d: Resource<DestinationHandle>,
+        s: Resource<SourceHandle>,
+        root: types::Descriptor,
+        tag: Option<String>,
+    ) -> HostResult<String> {
+        self.check_deadline()?;
+        check_tag(&tag)?;
+        let root = from_wit(&root)?;
+        let source = stored_layout(self.table.get(&s)?)?.clone();
+        let graph = source.graph(&root).map_err(HostError::invalid)?;
+        let (documents, blobs): (Vec<_>, Vec<_>) = graph.into_iter().partition(|d| is_document(&d.media_type));
+        self.copy_blobs(&d, &source, &blobs)?;
+        let mut reference = String::new();
+        // Children before the documents that name them; the root, last, under its tag.
+        for document in &documents {
+            let bytes = source.read_blob(&document.digest, MAX_DOCUMENT).map_err(HostError::invalid)?;
+            let is_root = document.digest == root.digest;
+            let tag = if is_root { tag.as_deref() } else { None };
+            let stored = oci::Descriptor { annotations: Default::default(), ..document.clone() };
+            let named = self.put_root(&d, &stored, &bytes, tag)?;
+            if is_root {
+                reference = named;
+            }
+        }
+        Ok(reference)
+    }
+
+    fn put_document(
+        &mut self,
+        d: Resource<DestinationHandle>,
+        media_type: String,
+        bytes: Vec<u8>,
+        tag: Option<String>,
+    ) -> HostResult<String> {
+        self.check_deadline()?;
+        self.check_call_bytes("destination.put-document", bytes.len())?;
+        check_tag(&tag)?;
+        let root = oci::Descriptor::new(media_type, Digest::of(&bytes), bytes.len() as u64);
+        self.put_root(&d, &root, &bytes, tag.as_deref())
+    }
+
+    fn write_file(
+        &mut self,
+        d: Resource<DestinationHandle>,
+        s: Resource<SourceHandle>,
+        blob: types::Descriptor,
+        name: String,
+    ) -> HostResult<String> {
+        self.check_deadline()?;
+        let blob = from_wit(&blob)?;
+        let path = Path::new(&name);
+        if name.is_empty() || !path.components().all(|c| matches!(c, Component::Normal(_))) {
+            return Err(HostError::denied(format!("file name {name:?} is outside the destination")));
+        }
+        let mut from = stored_layout(self.table.get(&s)?)?
+            .open_blob(&blob.digest)
+            .map_err(|_| HostError::not_found(format!("blob {} is not in the store", blob.digest)))?;
+        let DestinationHandle::Directory(layout) = self.table.get(&d)? else {
+            return Err(HostError::unsupported("write-file needs a directory destination"));
+        };
+        let parent = path.parent().unwrap_or(Path::new(""));
+        let mut pending = layout.pending(parent).map_err(HostError::denied)?;
+        self.copy_file(&mut from, pending.file())?;
+        pending.persist_as(path).map_err(HostError::denied)?;
+        Ok(self.table.get(&d)?.location() + "/" + &name)
+    }
+
+    fn drop(&mut self, d: Resource<DestinationHandle>) -> wasmtime::Result<()> {
+        self.table.delete(d)?;
+        self.handles = self.handles.saturating_sub(1);
+        Ok(())
+    }
+}
