@@ -6,6 +6,7 @@ use ferry::config::{self, LimitOverrides, Limits};
 use ferry::driver::{self, Driver, Drivers, Runtime, Settings, VerifiedComponent};
 use ferry::export::{self, ExportOptions};
 use ferry::registry::{Registry, RegistryOptions};
+use ferry::relocate::{self, RelocateOptions};
 use ferry::thick;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -89,6 +90,20 @@ enum Command {
         /// A thick bundle
         bundle: PathBuf,
     },
+    /// Push a thick bundle's images into a registry and write the CNAB relocation mapping
+    Relocate {
+        /// A thick bundle
+        bundle: PathBuf,
+        /// REGISTRY[/PREFIX] to push the images under
+        #[arg(long)]
+        to: String,
+        /// Where to write relocation-mapping.json; without it, the mapping is printed
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Blob uploads at once
+        #[arg(long, default_value_t = 4)]
+        jobs: usize,
+    },
     /// Image-type drivers: list the built-in ones, inspect a component
     #[command(subcommand)]
     Driver(DriverCommand),
@@ -145,6 +160,24 @@ pub fn run() -> Result<ExitCode> {
                         println!("{:<24} {:<8} {}", image.key, image.image_type, image.digest);
                     }
                     println!("wrote {} ({} bytes)", report.output.display(), report.bytes);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Relocate { bundle, to, output, jobs } => {
+            let drivers = Drivers::builtin(&runtime)?;
+            let registry = Arc::new(Registry::new(&RegistryOptions {
+                insecure: cli.global.insecure_registries.clone(),
+                docker_config: None,
+            })?);
+            terminal.start(format!("relocating {} to {to}", bundle.display()));
+            let result =
+                relocate::relocate(&bundle, &drivers, &registry, &RelocateOptions { to, jobs, output: output.clone() });
+            terminal.finish();
+            let relocated = result?;
+            if output.is_some() {
+                for r in &relocated {
+                    eprintln!("{:<24} {}", r.key, r.relocated);
                 }
             }
             Ok(ExitCode::SUCCESS)

@@ -10,4 +10,5 @@ pub mod driver;
 pub mod export;
 pub mod oci;
 pub mod registry;
+pub mod relocate;
 pub mod thick;

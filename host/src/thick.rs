@@ -40,15 +40,13 @@ fn index(contents: &Contents) -> Result<Vec<Descriptor>> {
 
 /// The layout entry for an image: by its reference (ferry, duffle), by where the relocation
 /// mapping says it went (porter), or by its pinned digest.
-fn find_root<'a>(
+pub(crate) fn find_root<'a>(
     index: &'a [Descriptor],
-    contents: &Contents,
+    relocation_mapping: Option<&[u8]>,
     reference: &str,
     pinned: Option<&str>,
 ) -> Option<&'a Descriptor> {
-    let mapped: Option<String> = contents
-        .relocation_mapping
-        .as_ref()
+    let mapped: Option<String> = relocation_mapping
         .and_then(|m| serde_json::from_slice::<std::collections::BTreeMap<String, String>>(m).ok())
         .and_then(|m| m.get(reference).cloned());
     let named = |name: &str| index.iter().find(|d| d.annotations.get(REF_NAME).is_some_and(|n| n == name));
@@ -118,7 +116,8 @@ pub fn inspect(path: &Path, drivers: &Drivers) -> Result<Inspection> {
         .into_iter()
         .map(|(key, spec)| {
             let image_type = spec.image_type();
-            let root = find_root(&index, &contents, &spec.image, spec.content_digest.as_deref());
+            let root =
+                find_root(&index, contents.relocation_mapping.as_deref(), &spec.image, spec.content_digest.as_deref());
             let walked = root.map(|r| walk(&contents, r));
             ImageReport {
                 key,
@@ -158,7 +157,9 @@ pub fn verify(path: &Path) -> Result<Vec<String>> {
     let index = index(&contents)?;
     for (key, spec) in bundle.all_images() {
         let at = format!("image {key} ({})", spec.image);
-        let Some(root) = find_root(&index, &contents, &spec.image, spec.content_digest.as_deref()) else {
+        let Some(root) =
+            find_root(&index, contents.relocation_mapping.as_deref(), &spec.image, spec.content_digest.as_deref())
+        else {
             problems.push(format!("{at}: not in artifacts/layout/index.json"));
             continue;
         };

@@ -235,17 +235,15 @@ pub fn read(path: &Path, hash: bool) -> Result<Contents> {
     read_inner(path, hash).map_err(at)
 }
 
-fn read_inner(path: &Path, hash: bool) -> Result<Contents> {
+/// Streams every file entry of a thick bundle to `visit(name, size, bytes)`, with `./` prefixes
+/// removed, after refusing anything unsafe: absolute names, `..`, links, devices, duplicates.
+fn each_file(path: &Path, mut visit: impl FnMut(&str, u64, &mut dyn Read) -> Result<()>) -> Result<()> {
     let mut archive = open(path)?;
-    let mut contents = Contents::default();
     let mut seen = BTreeSet::new();
-    let mut kept = 0u64;
-    let blob_prefix = format!("{LAYOUT}/blobs/sha256/");
     for entry in archive.entries()? {
         let mut entry = entry?;
         let name = entry_name(&entry.path_bytes())?;
-        let kind = entry.header().entry_type();
-        match kind {
+        match entry.header().entry_type() {
             tar::EntryType::Directory => continue,
             tar::EntryType::Regular | tar::EntryType::Continuous => {}
             other => bail!("entry {name:?} is a {other:?}; a bundle holds only files and directories"),
@@ -254,32 +252,48 @@ fn read_inner(path: &Path, hash: bool) -> Result<Contents> {
             bail!("entry {name:?} appears twice");
         }
         let size = entry.size();
+        visit(&name, size, &mut entry)?;
+    }
+    Ok(())
+}
+
+/// The digest a blob entry's name gives, if it is one.
+fn blob_digest(name: &str) -> Result<Option<Digest>> {
+    match name.strip_prefix(LAYOUT).and_then(|n| n.strip_prefix("/blobs/sha256/")) {
+        Some(hex) => Ok(Some(format!("sha256:{hex}").parse().with_context(|| format!("entry {name:?}"))?)),
+        None => Ok(None),
+    }
+}
+
+fn read_inner(path: &Path, hash: bool) -> Result<Contents> {
+    let mut contents = Contents::default();
+    let mut kept = 0u64;
+    each_file(path, |name, size, entry| {
         if name == BUNDLE_JSON {
-            contents.bundle_json = read_capped(&mut entry, size, MAX_JSON, &name)?;
+            contents.bundle_json = read_capped(entry, size, MAX_JSON, name)?;
         } else if name == RELOCATION_MAPPING {
-            contents.relocation_mapping = Some(read_capped(&mut entry, size, MAX_JSON, &name)?);
+            contents.relocation_mapping = Some(read_capped(entry, size, MAX_JSON, name)?);
         } else if name == format!("{LAYOUT}/index.json") {
-            contents.index = Some(read_capped(&mut entry, size, MAX_JSON, &name)?);
+            contents.index = Some(read_capped(entry, size, MAX_JSON, name)?);
         } else if name == format!("{LAYOUT}/oci-layout") {
             contents.has_oci_layout = true;
-        } else if let Some(hex) = name.strip_prefix(&blob_prefix) {
-            let digest: Digest = format!("sha256:{hex}").parse().with_context(|| format!("entry {name:?}"))?;
+        } else if let Some(digest) = blob_digest(name)? {
             let mut head = [0u8; 1];
             let mut document = Vec::new();
-            let keep = size <= MAX_DOCUMENT;
             let mut hashing = HashingWriter::new(io::sink());
             let n = entry.read(&mut head)?;
-            if keep && n == 1 && head[0] == b'{' {
+            if size <= MAX_DOCUMENT && n == 1 && head[0] == b'{' {
                 document.push(b'{');
                 entry.read_to_end(&mut document)?;
                 hashing.write_all(&document)?;
             } else {
                 hashing.write_all(&head[..n])?;
                 if hash {
-                    io::copy(&mut entry, &mut hashing)?;
+                    io::copy(entry, &mut hashing)?;
                 }
             }
             let (actual, _, _) = hashing.finish();
+            let hashed = hash || !document.is_empty();
             if !document.is_empty() {
                 kept += document.len() as u64;
                 if kept > MAX_DOCUMENTS_TOTAL {
@@ -287,12 +301,44 @@ fn read_inner(path: &Path, hash: bool) -> Result<Contents> {
                 }
                 contents.documents.insert(digest.clone(), document);
             }
-            let hashed = hash || contents.documents.contains_key(&digest);
             contents.blobs.insert(digest, Blob { size, actual: hashed.then_some(actual) });
         }
-    }
+        Ok(())
+    })?;
     if contents.bundle_json.is_empty() {
         bail!("no bundle.json at the root: not a thick bundle");
     }
     Ok(contents)
+}
+
+/// What [`unpack`] gives back besides the layout.
+pub struct Unpacked {
+    pub bundle_json: Vec<u8>,
+    pub relocation_mapping: Option<Vec<u8>>,
+}
+
+/// Unpacks a thick bundle's layout into `into`, hashing every blob on the way: a blob whose
+/// bytes do not match its name stops the unpacking. Nothing but the layout is written.
+pub fn unpack(path: &Path, into: &Layout) -> Result<Unpacked> {
+    let mut unpacked = Unpacked { bundle_json: Vec::new(), relocation_mapping: None };
+    let mut index = None;
+    each_file(path, |name, size, entry| {
+        if name == BUNDLE_JSON {
+            unpacked.bundle_json = read_capped(entry, size, MAX_JSON, name)?;
+        } else if name == RELOCATION_MAPPING {
+            unpacked.relocation_mapping = Some(read_capped(entry, size, MAX_JSON, name)?);
+        } else if name == format!("{LAYOUT}/index.json") {
+            index = Some(read_capped(entry, size, MAX_JSON, name)?);
+        } else if let Some(digest) = blob_digest(name)? {
+            into.put_verified(entry, Some(&digest)).with_context(|| format!("entry {name:?}"))?;
+        }
+        Ok(())
+    })
+    .map_err(|e| e.context(format!("{}", path.display())))?;
+    if unpacked.bundle_json.is_empty() {
+        bail!("{}: no bundle.json at the root: not a thick bundle", path.display());
+    }
+    let index = index.with_context(|| format!("{}: no {LAYOUT}/index.json", path.display()))?;
+    into.replace_index(&index)?;
+    Ok(unpacked)
 }

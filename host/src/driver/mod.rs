@@ -250,11 +250,18 @@ impl<'rt> Driver<'rt> {
         })
     }
 
-    /// Stored image → a destination inside `grant`; returns the relocated reference.
-    pub fn relocate(&self, image: &Image, stored: &Origin, grant: &DestinationGrant) -> Result<String, DriverError> {
+    /// Stored image → destination `target` (a repository or directory relative to `grant`);
+    /// returns the relocated reference.
+    pub fn relocate(
+        &self,
+        image: &Image,
+        stored: &Origin,
+        grant: &DestinationGrant,
+        target: &str,
+    ) -> Result<String, DriverError> {
         self.call(Operation::Relocate, Some(image), Some(grant.clone()), |s, d| {
             let stored = push_source(s, stored)?;
-            let destination = grant.open("").map_err(host_error)?;
+            let destination = grant.open(target).map_err(host_error)?;
             let destination = push(s, destination)?;
             d.ferry_driver_driver().call_relocate(s, &image.to_wit(), stored, destination)
         })

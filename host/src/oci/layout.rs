@@ -215,6 +215,12 @@ impl Layout {
         self.write_index(manifests)
     }
 
+    /// Replaces the index with `bytes`, which must be an OCI index.
+    pub fn replace_index(&self, bytes: &[u8]) -> Result<()> {
+        let index: Index = serde_json::from_slice(bytes).context("not an OCI index")?;
+        self.write_index(index.manifests)
+    }
+
     fn write_index(&self, manifests: Vec<Descriptor>) -> Result<()> {
         let index = Index { schema_version: 2, media_type: Some(INDEX_MEDIA_TYPE.into()), manifests };
         let mut pending = self.pending(Path::new(""))?;

@@ -1,0 +1,178 @@
+//! `ferry relocate` from a thick bundle into a second real registry, watched through a proxy.
+
+mod common;
+
+use common::proxy::FaultyProxy;
+use common::*;
+use ferry::oci::{Digest, Layout};
+use serde_json::{Value, json};
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn ferry(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(args)
+        .env("FERRY_CACHE_DIR", dir.join("cache"))
+        .env("XDG_CONFIG_HOME", dir.join("no-config"))
+        .env("DOCKER_CONFIG", dir.join("no-docker-config"))
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn relocate_pushes_every_image_and_writes_a_valid_mapping_then_a_rerun_sends_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = TestRegistry::start();
+    let layout_path = dir.path().join("images");
+    let layout = Layout::create(&layout_path).unwrap();
+    let (app_root, _) = write_multiarch_image(&layout, "app", 30);
+    let (web_root, _) = write_docker_image(&layout, "web", 40);
+    source.push(&layout_path, "app", "team/app:1.2");
+    source.push_as_stored(&layout_path, "web", "team/web:2");
+    let app = format!("{}/team/app:1.2", source.host);
+    let web = format!("{}/team/web", source.host);
+    let bundle = dir.path().join("bundle.json");
+    std::fs::write(
+        &bundle,
+        json!({
+            "schemaVersion": "v1.2.0", "name": "shop", "version": "1.0.0",
+            "invocationImages": [{ "image": app, "contentDigest": app_root.digest.to_string() }],
+            "images": { "web": { "image": format!("{web}@{}", web_root.digest), "imageType": "docker" } }
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let tar = dir.path().join("shop.tar");
+    let o = ferry(
+        &["--insecure-registry", &source.host, "export", bundle.to_str().unwrap(), "-o", tar.to_str().unwrap()],
+        dir.path(),
+    );
+    assert!(o.status.success(), "export: {}", text(&o.stderr));
+
+    let site = TestRegistry::start();
+    let proxy = FaultyProxy::start(&site.host, Box::new(|_, _| None));
+    let mapping_path = dir.path().join("relocation-mapping.json");
+    let relocate = || {
+        ferry(
+            &[
+                "--insecure-registry",
+                &proxy.host,
+                "relocate",
+                tar.to_str().unwrap(),
+                "--to",
+                &format!("{}/site", proxy.host),
+                "-o",
+                mapping_path.to_str().unwrap(),
+            ],
+            dir.path(),
+        )
+    };
+    let o = relocate();
+    assert!(o.status.success(), "relocate: {}", text(&o.stderr));
+    let uploads = proxy.count("POST /v2/site/");
+    assert!(uploads > 0);
+
+    let mapping: Value = serde_json::from_slice(&std::fs::read(&mapping_path).unwrap()).unwrap();
+    let app_to = format!("{}/site/team/app@{}", proxy.host, app_root.digest);
+    let web_to = format!("{}/site/team/web@{}", proxy.host, web_root.digest);
+    assert_eq!(
+        mapping,
+        json!({ app.clone(): app_to, format!("{web}@{}", web_root.digest): web_to }),
+        "every image of bundle.json, pinned by digest"
+    );
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/cnab-schema/relocation-mapping.schema.json");
+    let check = Command::new("python3")
+        .args(["-c", "import json,sys,jsonschema; jsonschema.validate(json.load(open(sys.argv[2])), json.load(open(sys.argv[1])))"])
+        .arg(&schema)
+        .arg(&mapping_path)
+        .status()
+        .unwrap();
+    assert!(check.success(), "the mapping does not validate against the CNAB schema");
+
+    // The destination serves the images with the bundle's digests, the tag kept.
+    for (reference, digest) in [
+        (format!("{}/site/team/app:1.2", site.host), &app_root.digest),
+        (format!("{}/site/team/web@{}", site.host, web_root.digest), &web_root.digest),
+    ] {
+        let o = Command::new("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false"])
+            .arg(format!("docker://{reference}"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "skopeo {reference}: {}", text(&o.stderr));
+        assert_eq!(Digest::of(&o.stdout), *digest, "{reference}");
+    }
+
+    // Again: everything is there, so no blob is uploaded.
+    let before = proxy.count("POST /v2/site/");
+    let o = relocate();
+    assert!(o.status.success(), "rerun: {}", text(&o.stderr));
+    assert_eq!(proxy.count("POST /v2/site/"), before, "the rerun uploaded blobs again");
+}
+
+#[test]
+fn relocate_refuses_two_images_landing_on_one_name_before_pushing_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let (one, two) = (TestRegistry::start(), TestRegistry::start());
+    let layout_path = dir.path().join("images");
+    let layout = Layout::create(&layout_path).unwrap();
+    let (a, _) = write_multiarch_image(&layout, "a", 50);
+    let (b, _) = write_multiarch_image(&layout, "b", 60);
+    one.push(&layout_path, "a", "team/app:1");
+    two.push(&layout_path, "b", "team/app:1");
+    let bundle = dir.path().join("bundle.json");
+    std::fs::write(
+        &bundle,
+        json!({
+            "schemaVersion": "v1.2.0", "name": "clash", "version": "1.0.0",
+            "invocationImages": [{ "image": format!("{}/team/app:1", one.host), "contentDigest": a.digest.to_string() }],
+            "images": { "other": { "image": format!("{}/team/app:1", two.host), "contentDigest": b.digest.to_string() } }
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let tar = dir.path().join("clash.tar");
+    let o = ferry(
+        &[
+            "--insecure-registry",
+            &one.host,
+            "--insecure-registry",
+            &two.host,
+            "export",
+            bundle.to_str().unwrap(),
+            "-o",
+            tar.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "export: {}", text(&o.stderr));
+
+    let site = TestRegistry::start();
+    let proxy = FaultyProxy::start(&site.host, Box::new(|_, _| None));
+    let mapping = dir.path().join("mapping.json");
+    let o = ferry(
+        &[
+            "--insecure-registry",
+            &proxy.host,
+            "relocate",
+            tar.to_str().unwrap(),
+            "--to",
+            &proxy.host,
+            "-o",
+            mapping.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let stderr = text(&o.stderr);
+    assert!(
+        stderr.contains("invocationImages[0]") && stderr.contains("other") && stderr.contains("team/app:1"),
+        "{stderr}"
+    );
+    assert_eq!(proxy.seen.lock().unwrap().len(), 0, "something was sent before the clash was found");
+    assert!(!mapping.exists());
+}
