@@ -6,7 +6,7 @@ use super::bindings::since_v0_1_0::ferry::driver::{host, types};
 use super::host::{HostError, HostResult, SourceHandle, from_wit, parse_digest};
 use super::sandbox::HostState;
 use crate::oci::{self, Digest, Layout, MAX_DOCUMENT, REF_NAME, is_document};
-use crate::registry::{Registry, Upload};
+use crate::registry::{Pushed, Registry, Upload};
 use oci_client::Reference;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
@@ -178,9 +178,10 @@ impl HostState {
                     })
                     .collect::<HostResult<Vec<_>>>()?;
                 let pushed = registry.push_blobs(&target, uploads, jobs)?;
-                let bytes: u64 = blobs.iter().zip(&pushed).filter(|(_, p)| **p).map(|(b, _)| b.size).sum();
+                let moved = |p: &Pushed| *p != Pushed::Present;
+                let bytes: u64 = blobs.iter().zip(&pushed).filter(|(_, p)| moved(*p)).map(|(b, _)| b.size).sum();
                 self.events.transferred(bytes);
-                pushed.iter().filter(|p| **p).count()
+                pushed.iter().filter(|p| moved(p)).count()
             }
             DestinationHandle::Directory(_) => {
                 let mut copied = 0;

@@ -85,6 +85,9 @@ pub struct Registry {
     client: Client,
     runtime: tokio::runtime::Runtime,
     credentials: Credentials,
+    /// A repository known to hold each blob, per registry: the source of cross-repository
+    /// mounts, so a layer shared by many images is uploaded once.
+    holders: std::sync::Mutex<std::collections::HashMap<(String, Digest), String>>,
 }
 
 /// Delays before each retry.
@@ -114,6 +117,7 @@ impl Registry {
             client: Client::new(config),
             runtime,
             credentials: Credentials::load(options.docker_config.clone())?,
+            holders: Default::default(),
         })
     }
 
@@ -249,6 +253,14 @@ impl Registry {
     }
 }
 
+/// What a blob push did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pushed {
+    Present,
+    Mounted,
+    Uploaded,
+}
+
 /// A stored blob to upload.
 pub struct Upload {
     pub digest: Digest,
@@ -274,7 +286,7 @@ impl Registry {
         target: &Reference,
         uploads: Vec<Upload>,
         jobs: usize,
-    ) -> Result<Vec<bool>, RegistryError> {
+    ) -> Result<Vec<Pushed>, RegistryError> {
         use futures_util::stream::{self, StreamExt, TryStreamExt};
         self.authenticate_for(target, RegistryOperation::Push)?;
         self.runtime.block_on(
@@ -284,28 +296,48 @@ impl Registry {
         )
     }
 
-    async fn push_blob(&self, target: &Reference, upload: Upload) -> Result<bool, RegistryError> {
+    async fn push_blob(&self, target: &Reference, upload: Upload) -> Result<Pushed, RegistryError> {
+        let pushed = self.push_blob_once(target, &upload).await?;
+        let key = (target.resolve_registry().to_owned(), upload.digest.clone());
+        self.holders.lock().unwrap().entry(key).or_insert_with(|| target.repository().to_owned());
+        Ok(pushed)
+    }
+
+    async fn push_blob_once(&self, target: &Reference, upload: &Upload) -> Result<Pushed, RegistryError> {
         let what = || format!("blob {} to {}", upload.digest, target.repository());
+        let digest = upload.digest.to_string();
+        let holder = self
+            .holders
+            .lock()
+            .unwrap()
+            .get(&(target.resolve_registry().to_owned(), upload.digest.clone()))
+            .filter(|repository| *repository != target.repository())
+            .cloned();
         let mut delays = BACKOFF.iter();
         loop {
             let attempt = async {
-                if self
-                    .client
-                    .blob_exists(target, &upload.digest.to_string())
-                    .await
-                    .map_err(|e| RegistryError::from_oci(&what(), e))?
-                {
-                    return Ok::<_, RegistryError>(false);
+                if self.client.blob_exists(target, &digest).await.map_err(|e| RegistryError::from_oci(&what(), e))? {
+                    return Ok::<_, RegistryError>(Pushed::Present);
+                }
+                if let Some(repository) = &holder {
+                    let from = Reference::with_digest(target.registry().to_owned(), repository.clone(), digest.clone());
+                    // A registry may decline (202): then the blob is uploaded after all.
+                    if self.client.mount_blob(target, &from, &digest).await.is_ok() {
+                        return Ok(Pushed::Mounted);
+                    }
                 }
                 let file = upload
                     .file
                     .try_clone()
                     .map_err(|e| RegistryError::new(RegistryErrorKind::Failed, format!("{}: {e}", what())))?;
+                let mut file = file;
+                std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0))
+                    .map_err(|e| RegistryError::new(RegistryErrorKind::Failed, format!("{}: {e}", what())))?;
                 self.client
-                    .push_blob_stream(target, file_stream(file), &upload.digest.to_string(), Some(upload.size))
+                    .push_blob_stream(target, file_stream(file), &digest, Some(upload.size))
                     .await
                     .map_err(|e| RegistryError::from_oci(&what(), e))?;
-                Ok(true)
+                Ok(Pushed::Uploaded)
             };
             match attempt.await {
                 Err(e) if e.kind == RegistryErrorKind::Transient => match delays.next() {
