@@ -2,20 +2,7 @@
 
 mod common;
 
-use std::process::{Command, Output};
-
-fn ferry(args: &[&str], cache: &std::path::Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(args)
-        .env("FERRY_CACHE_DIR", cache)
-        .env("XDG_CONFIG_HOME", cache.join("no-config"))
-        .output()
-        .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use common::{ferry, text};
 
 #[test]
 fn driver_list_names_the_built_in_drivers() {

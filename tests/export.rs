@@ -7,21 +7,7 @@ use common::*;
 use ferry::oci::{Descriptor, Layout};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn ferry(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(args)
-        .env("FERRY_CACHE_DIR", dir.join("cache"))
-        .env("XDG_CONFIG_HOME", dir.join("no-config"))
-        .env("DOCKER_CONFIG", dir.join("no-docker-config"))
-        .output()
-        .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use std::process::Command;
 
 struct Setup {
     dir: tempfile::TempDir,

@@ -10,21 +10,13 @@ use serde_json::json;
 use std::path::Path;
 use std::process::{Command, Output};
 
-fn ferry(args: &[&str], dir: &Path, docker_config: &Path, path_prefix: Option<&Path>) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
-    command
-        .args(args)
-        .env("FERRY_CACHE_DIR", dir.join("cache"))
-        .env("XDG_CONFIG_HOME", dir.join("no-config"))
-        .env("DOCKER_CONFIG", docker_config);
+fn ferry_with(args: &[&str], dir: &Path, docker_config: &Path, path_prefix: Option<&Path>) -> Output {
+    let mut command = ferry_command(dir);
+    command.args(args).env("DOCKER_CONFIG", docker_config);
     if let Some(prefix) = path_prefix {
         command.env("PATH", format!("{}:{}", prefix.display(), std::env::var("PATH").unwrap()));
     }
     command.output().unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 /// Pushes one image to `host` and writes a bundle.json naming it (as seen through `via`).
@@ -69,14 +61,14 @@ fn export_retries_through_server_errors_and_dropped_connections() {
     );
     let bundle = bundle_for(dir.path(), &registry, &proxy.host, None);
     let out = dir.path().join("app.tgz");
-    let o = ferry(
+    let o = ferry_with(
         &["--insecure-registry", &proxy.host, "export", bundle.to_str().unwrap(), "-o", out.to_str().unwrap()],
         dir.path(),
         &dir.path().join("none"),
         None,
     );
     assert!(o.status.success(), "{}", text(&o.stderr));
-    let o = ferry(&["verify", out.to_str().unwrap()], dir.path(), &dir.path().join("none"), None);
+    let o = ferry_with(&["verify", out.to_str().unwrap()], dir.path(), &dir.path().join("none"), None);
     assert!(o.status.success(), "{}", text(&o.stderr));
     let faults = proxy.seen.lock().unwrap().iter().filter(|(_, f)| f.is_some()).count();
     assert!(faults >= 3 * 5, "only {faults} faults were injected");
@@ -90,7 +82,7 @@ fn export_gives_up_with_a_clear_error_when_the_registry_keeps_failing() {
         FaultyProxy::start(&registry.host, Box::new(|_, line| line.contains("/blobs/").then_some(Fault::Status(503))));
     let bundle = bundle_for(dir.path(), &registry, &proxy.host, None);
     let out = dir.path().join("app.tgz");
-    let o = ferry(
+    let o = ferry_with(
         &["--insecure-registry", &proxy.host, "export", bundle.to_str().unwrap(), "-o", out.to_str().unwrap()],
         dir.path(),
         &dir.path().join("none"),
@@ -112,7 +104,7 @@ fn credentials_come_from_the_docker_config_and_credential_helpers() {
     let bundle = bundle_for(dir.path(), &registry, &registry.host, Some("operator:s3cret"));
     let export = |config: &Path, path: Option<&Path>, name: &str| {
         let out = dir.path().join(name);
-        let o = ferry(
+        let o = ferry_with(
             &["--insecure-registry", &registry.host, "export", bundle.to_str().unwrap(), "-o", out.to_str().unwrap()],
             dir.path(),
             config,

@@ -7,21 +7,7 @@ use common::*;
 use ferry::oci::{Digest, Layout};
 use serde_json::{Value, json};
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn ferry(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(args)
-        .env("FERRY_CACHE_DIR", dir.join("cache"))
-        .env("XDG_CONFIG_HOME", dir.join("no-config"))
-        .env("DOCKER_CONFIG", dir.join("no-docker-config"))
-        .output()
-        .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use std::process::Command;
 
 #[test]
 fn relocate_pushes_every_image_and_writes_a_valid_mapping_then_a_rerun_sends_nothing() {

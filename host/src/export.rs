@@ -11,8 +11,7 @@ use crate::oci::{Descriptor, Layout};
 use crate::registry::Registry;
 use anyhow::{Context, Result, bail};
 use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 pub struct ExportOptions {
     pub output: PathBuf,
@@ -90,7 +89,9 @@ pub fn export(
     let staging = tempfile::Builder::new().prefix(".ferry-export-").tempdir_in(out_dir)?;
     let store = Arc::new(Layout::create(&staging.path().join("layout"))?);
 
-    let roots = fetch_all(&work, &store, options.jobs.max(1))?;
+    let roots = crate::parallel::try_map(&work, options.jobs, |(key, spec, driver, origin)| {
+        Ok(driver.fetch(&driver_image(key, spec), origin, &store)?)
+    })?;
     let mut images = Vec::new();
     for ((key, spec, driver, _), root) in work.iter().zip(roots) {
         check_pinned(key, spec, &root)?;
@@ -105,38 +106,6 @@ pub fn export(
 
     let bytes = archive::write(&options.output, compression, bundle.bytes(), b"{}", &store)?;
     Ok(ExportReport { output: options.output.clone(), images, bytes })
-}
-
-/// Fetches every image with up to `jobs` at once; the first failure stops the rest.
-fn fetch_all(
-    work: &[(String, &ImageSpec, &Driver, Origin)],
-    store: &Arc<Layout>,
-    jobs: usize,
-) -> Result<Vec<Descriptor>> {
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let results: Mutex<Vec<Option<Result<Descriptor>>>> = Mutex::new(work.iter().map(|_| None).collect());
-    std::thread::scope(|scope| {
-        for _ in 0..jobs.min(work.len()) {
-            scope.spawn(|| {
-                while !failed.load(Ordering::Relaxed) {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((key, spec, driver, origin)) = work.get(i) else { break };
-                    let result = driver.fetch(&driver_image(key, spec), origin, store).map_err(anyhow::Error::from);
-                    if result.is_err() {
-                        failed.store(true, Ordering::Relaxed);
-                    }
-                    results.lock().unwrap()[i] = Some(result);
-                }
-            });
-        }
-    });
-    let results = results.into_inner().unwrap();
-    if let Some(Err(_)) = results.iter().flatten().find(|r| r.is_err()) {
-        let e = results.into_iter().flatten().find_map(Result::err).expect("found above");
-        return Err(e);
-    }
-    Ok(results.into_iter().map(|r| r.expect("every image fetched").expect("no failure")).collect())
 }
 
 /// bundle.json's `contentDigest` and `size` must describe what was fetched.

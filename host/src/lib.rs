@@ -9,6 +9,7 @@ pub mod config;
 pub mod driver;
 pub mod export;
 pub mod oci;
+pub mod parallel;
 pub mod registry;
 pub mod relocate;
 pub mod thick;

@@ -91,17 +91,16 @@ pub fn relocate(
 
     let grant =
         DestinationGrant::Registry { registry: registry.clone(), prefix: prefix.to_owned(), jobs: options.jobs };
-    let mut relocated = Vec::new();
-    for (key, spec, driver, name, repository) in plan {
-        let stored = Origin::Layout { layout: layout.clone(), name };
-        let reference = driver.relocate(&driver_image(&key, spec), &stored, &grant, &repository)?;
+    let relocated = crate::parallel::try_map(&plan, options.jobs, |(key, spec, driver, name, repository)| {
+        let stored = Origin::Layout { layout: layout.clone(), name: name.clone() };
+        let reference = driver.relocate(&driver_image(key, spec), &stored, &grant, repository)?;
         // The mapping pins by digest; a tag, if any, was pushed too.
         let pinned = match reference.split_once('@') {
             Some((name, digest)) => format!("{}@{digest}", strip_tag(name)),
             None => reference,
         };
-        relocated.push(Relocated { key, original: spec.image.clone(), relocated: pinned });
-    }
+        Ok(Relocated { key: key.clone(), original: spec.image.clone(), relocated: pinned })
+    })?;
 
     let mapping: BTreeMap<&str, &str> = relocated.iter().map(|r| (r.original.as_str(), r.relocated.as_str())).collect();
     let json = serde_json::to_vec_pretty(&mapping)?;

@@ -127,6 +127,25 @@ fn write_image_with(layout: &Layout, name: &str, seed: u8, types: &MediaTypes) -
     (root, blobs)
 }
 
+/// The `ferry` binary, with its cache in `dir` and no config or Docker credentials of the user's.
+pub fn ferry_command(dir: &Path) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"));
+    command
+        .env("FERRY_CACHE_DIR", dir.join("cache"))
+        .env("XDG_CONFIG_HOME", dir.join("no-config"))
+        .env("DOCKER_CONFIG", dir.join("no-docker-config"));
+    command
+}
+
+/// Runs `ferry ARGS` as [`ferry_command`] sets it up.
+pub fn ferry(args: &[&str], dir: &Path) -> std::process::Output {
+    ferry_command(dir).args(args).output().unwrap()
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
 /// A real registry (Debian's docker-registry) on a free loopback port, stopped on drop.
 pub struct TestRegistry {
     pub host: String,

@@ -20,6 +20,8 @@ pub struct Layout {
     /// Blobs being written now, so that two images sharing a layer fetch it once.
     claims: Mutex<HashSet<Digest>>,
     released: Condvar,
+    /// index.json is read, changed and written whole: one writer at a time.
+    index_lock: Mutex<()>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -50,7 +52,7 @@ impl Layout {
     }
 
     fn new(dir: Dir, path: PathBuf) -> Self {
-        Layout { dir, path, claims: Mutex::default(), released: Condvar::new() }
+        Layout { dir, path, claims: Mutex::default(), released: Condvar::new(), index_lock: Mutex::default() }
     }
 
     /// Claims the right to write blob `digest`: `None` when it is stored already (possibly
@@ -207,6 +209,7 @@ impl Layout {
     /// Adds `descriptor` to the index, replacing an entry with the same ref.name. Entries stay
     /// sorted by name so that the same content always gives the same index.
     pub fn add_to_index(&self, descriptor: Descriptor) -> Result<()> {
+        let _writer = self.index_lock.lock().unwrap();
         let name = descriptor.annotations.get(REF_NAME).cloned();
         let mut manifests = self.index()?;
         manifests.retain(|d| name.is_none() || d.annotations.get(REF_NAME) != name.as_ref());
@@ -341,6 +344,23 @@ mod tests {
         });
         assert_eq!(writes.into_inner(), 1);
         assert!(layout.has_blob(&digest));
+    }
+
+    #[test]
+    fn concurrent_index_updates_are_all_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let layout = Layout::create(tmp.path()).unwrap();
+        std::thread::scope(|scope| {
+            for i in 0..8 {
+                let layout = &layout;
+                scope.spawn(move || {
+                    let mut d = Descriptor::new("application/vnd.oci.image.manifest.v1+json", Digest::of(&[i]), 1);
+                    d.annotations.insert(REF_NAME.into(), format!("image-{i}"));
+                    layout.add_to_index(d).unwrap();
+                });
+            }
+        });
+        assert_eq!(layout.index().unwrap().len(), 8);
     }
 
     #[test]
