@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::proxy::FaultyProxy;
+use common::proxy::{Fault, FaultyProxy};
 use common::*;
 use ferry::oci::{Digest, Layout};
 use serde_json::{Value, json};
@@ -161,4 +161,109 @@ fn relocate_refuses_two_images_landing_on_one_name_before_pushing_anything() {
     );
     assert_eq!(proxy.seen.lock().unwrap().len(), 0, "something was sent before the clash was found");
     assert!(!mapping.exists());
+}
+
+/// A bundle of two images exported from a registry of its own, as a .tar in `dir`.
+fn exported_bundle(dir: &Path) -> (std::path::PathBuf, TestRegistry) {
+    let source = TestRegistry::start();
+    let layout_path = dir.join("images");
+    let layout = Layout::create(&layout_path).unwrap();
+    let (a, _) = write_multiarch_image(&layout, "a", 70);
+    let (b, _) = write_multiarch_image(&layout, "b", 80);
+    source.push(&layout_path, "a", "team/a:1");
+    source.push(&layout_path, "b", "team/b:1");
+    let bundle = dir.join("bundle.json");
+    std::fs::write(
+        &bundle,
+        json!({
+            "schemaVersion": "v1.2.0", "name": "faults", "version": "1.0.0",
+            "invocationImages": [{ "image": format!("{}/team/a:1", source.host), "contentDigest": a.digest.to_string() }],
+            "images": { "b": { "image": format!("{}/team/b:1", source.host), "contentDigest": b.digest.to_string() } }
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let tar = dir.join("bundle.tar");
+    let o = ferry(
+        &["--insecure-registry", &source.host, "export", bundle.to_str().unwrap(), "-o", tar.to_str().unwrap()],
+        dir,
+    );
+    assert!(o.status.success(), "export: {}", text(&o.stderr));
+    (tar, source)
+}
+
+fn relocate_via(proxy: &FaultyProxy, tar: &Path, mapping: &Path, dir: &Path) -> std::process::Output {
+    ferry(
+        &[
+            "--insecure-registry",
+            &proxy.host,
+            "relocate",
+            tar.to_str().unwrap(),
+            "--to",
+            &proxy.host,
+            "-o",
+            mapping.to_str().unwrap(),
+        ],
+        dir,
+    )
+}
+
+#[test]
+fn relocation_completes_through_faults_at_the_destination() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tar, _source) = exported_bundle(dir.path());
+    let site = TestRegistry::start();
+    // Upload URLs are unique per attempt, so faults are counted across all uploads: the first
+    // upload meets a 500, the second a 429, the first manifest a dropped connection.
+    let uploads = std::sync::atomic::AtomicUsize::new(0);
+    let manifests = std::sync::atomic::AtomicUsize::new(0);
+    let proxy = FaultyProxy::start(
+        &site.host,
+        Box::new(move |_, line| {
+            use std::sync::atomic::Ordering::SeqCst;
+            if line.starts_with("PUT /v2/") && line.contains("/blobs/uploads/") {
+                match uploads.fetch_add(1, SeqCst) {
+                    0 => Some(Fault::Status(500)),
+                    1 => Some(Fault::Status(429)),
+                    _ => None,
+                }
+            } else if line.starts_with("PUT /v2/") && line.contains("/manifests/") {
+                (manifests.fetch_add(1, SeqCst) == 0).then_some(Fault::Drop)
+            } else {
+                None
+            }
+        }),
+    );
+    let mapping = dir.path().join("mapping.json");
+    let o = relocate_via(&proxy, &tar, &mapping, dir.path());
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(mapping.exists());
+    let injected = proxy.seen.lock().unwrap().iter().filter(|(_, f)| f.is_some()).count();
+    assert!(injected >= 3, "only {injected} faults were injected");
+}
+
+#[test]
+fn an_interrupted_relocation_writes_no_mapping_and_a_rerun_sends_only_what_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tar, _source) = exported_bundle(dir.path());
+    let site = TestRegistry::start();
+    // Image b's blobs can never be uploaded: the first run fails part way.
+    let broken = FaultyProxy::start(
+        &site.host,
+        Box::new(|_, line| (line.contains("/team/b/blobs/uploads/")).then_some(Fault::Status(500))),
+    );
+    let mapping = dir.path().join("mapping.json");
+    let o = relocate_via(&broken, &tar, &mapping, dir.path());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o.stderr).contains("team/b"), "{}", text(&o.stderr));
+    assert!(!mapping.exists(), "a mapping was written for a failed relocation");
+    let first_uploads = broken.count("POST /v2/team/a/blobs/uploads/");
+    assert!(first_uploads > 0, "image a was not uploaded in the first run");
+
+    let healthy = FaultyProxy::start(&site.host, Box::new(|_, _| None));
+    let o = relocate_via(&healthy, &tar, &mapping, dir.path());
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(mapping.exists());
+    assert_eq!(healthy.count("POST /v2/team/a/blobs/uploads/"), 0, "image a's blobs were sent again");
+    assert!(healthy.count("POST /v2/team/b/blobs/uploads/") > 0);
 }

@@ -15,6 +15,7 @@ use oci_client::errors::OciDistributionError;
 use oci_client::{Client, Reference, RegistryOperation};
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub const MANIFEST_TYPES: &[&str] = &[
@@ -85,9 +86,10 @@ pub struct Registry {
     client: Client,
     runtime: tokio::runtime::Runtime,
     credentials: Credentials,
-    /// A repository known to hold each blob, per registry: the source of cross-repository
-    /// mounts, so a layer shared by many images is uploaded once.
-    holders: std::sync::Mutex<std::collections::HashMap<(String, Digest), String>>,
+    /// Per blob and registry, a repository known to hold it: the source of cross-repository
+    /// mounts, so a layer shared by many images is uploaded once. Pushes of one blob take its
+    /// lock in turn, so the second finds the first's repository and mounts from it.
+    holders: std::sync::Mutex<std::collections::HashMap<(String, Digest), Arc<tokio::sync::Mutex<Option<String>>>>>,
 }
 
 /// Delays before each retry.
@@ -297,22 +299,23 @@ impl Registry {
     }
 
     async fn push_blob(&self, target: &Reference, upload: Upload) -> Result<Pushed, RegistryError> {
-        let pushed = self.push_blob_once(target, &upload).await?;
         let key = (target.resolve_registry().to_owned(), upload.digest.clone());
-        self.holders.lock().unwrap().entry(key).or_insert_with(|| target.repository().to_owned());
+        let holder = self.holders.lock().unwrap().entry(key).or_default().clone();
+        let mut holder = holder.lock().await;
+        let from = holder.clone().filter(|repository| repository != target.repository());
+        let pushed = self.push_blob_once(target, &upload, from).await?;
+        holder.get_or_insert_with(|| target.repository().to_owned());
         Ok(pushed)
     }
 
-    async fn push_blob_once(&self, target: &Reference, upload: &Upload) -> Result<Pushed, RegistryError> {
+    async fn push_blob_once(
+        &self,
+        target: &Reference,
+        upload: &Upload,
+        holder: Option<String>,
+    ) -> Result<Pushed, RegistryError> {
         let what = || format!("blob {} to {}", upload.digest, target.repository());
         let digest = upload.digest.to_string();
-        let holder = self
-            .holders
-            .lock()
-            .unwrap()
-            .get(&(target.resolve_registry().to_owned(), upload.digest.clone()))
-            .filter(|repository| *repository != target.repository())
-            .cloned();
         let mut delays = BACKOFF.iter();
         loop {
             let attempt = async {
