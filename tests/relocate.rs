@@ -267,3 +267,101 @@ fn an_interrupted_relocation_writes_no_mapping_and_a_rerun_sends_only_what_is_mi
     assert_eq!(healthy.count("POST /v2/team/a/blobs/uploads/"), 0, "image a's blobs were sent again");
     assert!(healthy.count("POST /v2/team/b/blobs/uploads/") > 0);
 }
+
+#[test]
+fn a_dry_run_reports_the_plan_and_sends_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tar, _source) = exported_bundle(dir.path());
+    let site = TestRegistry::start();
+    let proxy = FaultyProxy::start(&site.host, Box::new(|_, _| None));
+    let dry_run = || {
+        let o = ferry(
+            &[
+                "--insecure-registry",
+                &proxy.host,
+                "relocate",
+                tar.to_str().unwrap(),
+                "--to",
+                &format!("{}/dc1", proxy.host),
+                "--dry-run",
+                "--format",
+                "json",
+            ],
+            dir.path(),
+        );
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        serde_json::from_slice::<Value>(&o.stdout).unwrap()
+    };
+    let plan = dry_run();
+    let images = plan.as_array().unwrap();
+    assert_eq!(images.len(), 2);
+    for image in images {
+        assert!(image["destination"].as_str().unwrap().starts_with(&format!("{}/dc1/team/", proxy.host)), "{image}");
+        assert_eq!(image["present"], 0);
+        assert!(image["bytes_to_send"].as_u64().unwrap() > 300_000, "{image}");
+    }
+    let sent: Vec<String> = proxy
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(l, _)| l.clone())
+        .filter(|l| !l.starts_with("HEAD") && !l.starts_with("GET"))
+        .collect();
+    assert!(sent.is_empty(), "a dry run sent {sent:?}");
+
+    let mapping = dir.path().join("mapping.json");
+    let o = ferry(
+        &[
+            "--insecure-registry",
+            &proxy.host,
+            "relocate",
+            tar.to_str().unwrap(),
+            "--to",
+            &format!("{}/dc1", proxy.host),
+            "-o",
+            mapping.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    for image in dry_run().as_array().unwrap() {
+        assert_eq!(image["present"], image["blobs"], "{image}");
+        assert_eq!(image["bytes_to_send"], 0, "{image}");
+    }
+}
+
+#[test]
+fn keep_going_relocates_the_other_images_and_still_writes_no_mapping() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tar, _source) = exported_bundle(dir.path());
+    let site = TestRegistry::start();
+    let broken = FaultyProxy::start(
+        &site.host,
+        Box::new(|_, line| line.contains("/team/a/blobs/uploads/").then_some(Fault::Status(500))),
+    );
+    let mapping = dir.path().join("mapping.json");
+    let o = ferry(
+        &[
+            "--insecure-registry",
+            &broken.host,
+            "relocate",
+            tar.to_str().unwrap(),
+            "--to",
+            &broken.host,
+            "-o",
+            mapping.to_str().unwrap(),
+            "--keep-going",
+            "--jobs",
+            "1",
+        ],
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let stderr = text(&o.stderr);
+    assert!(stderr.contains("1 of 2 images were not relocated") && stderr.contains("team/a"), "{stderr}");
+    // The invocation image comes first and fails; with one job at a time, b runs only because
+    // of --keep-going.
+    assert!(broken.count("PUT /v2/team/b/manifests/") > 0, "image b was not relocated");
+    assert!(!mapping.exists());
+}

@@ -100,9 +100,17 @@ enum Command {
         /// Where to write relocation-mapping.json; without it, the mapping is printed
         #[arg(short, long)]
         output: Option<PathBuf>,
-        /// Blob uploads at once
+        /// Images relocated at once, and blob uploads at once per image
         #[arg(long, default_value_t = 4)]
         jobs: usize,
+        /// Print what would go where, and how much would be sent; send and write nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Relocate the other images when one fails (exit status 1, no mapping written)
+        #[arg(long)]
+        keep_going: bool,
+        #[arg(long = "format", value_enum, default_value_t = Output::Text)]
+        format: Output,
     },
     /// Image-type drivers: list the built-in ones, inspect a component
     #[command(subcommand)]
@@ -164,21 +172,40 @@ pub fn run() -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Relocate { bundle, to, output, jobs } => {
+        Command::Relocate { bundle, to, output, jobs, dry_run, keep_going, format } => {
             let drivers = Drivers::builtin(&runtime)?;
             let registry = Arc::new(Registry::new(&RegistryOptions {
                 insecure: cli.global.insecure_registries.clone(),
                 docker_config: None,
             })?);
-            terminal.start(format!("relocating {} to {to}", bundle.display()));
-            let result =
-                relocate::relocate(&bundle, &drivers, &registry, &RelocateOptions { to, jobs, output: output.clone() });
+            let options = RelocateOptions { to, jobs, output: output.clone(), keep_going };
+            if dry_run {
+                let plan = relocate::dry_run(&bundle, &drivers, &registry, &options)?;
+                match format {
+                    Output::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
+                    Output::Text => {
+                        for p in &plan {
+                            println!(
+                                "{:<22} {} -> {}\n{:<22} {} blobs, {} present, {} bytes to send",
+                                p.key, p.original, p.destination, "", p.blobs, p.present, p.bytes_to_send
+                            );
+                        }
+                    }
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            terminal.start(format!("relocating {} to {}", bundle.display(), options.to));
+            let result = relocate::relocate(&bundle, &drivers, &registry, &options);
             terminal.finish();
             let relocated = result?;
-            if output.is_some() {
-                for r in &relocated {
-                    eprintln!("{:<24} {}", r.key, r.relocated);
+            match format {
+                Output::Json if output.is_some() => println!("{}", serde_json::to_string_pretty(&relocated)?),
+                Output::Text if output.is_some() => {
+                    for r in &relocated {
+                        println!("{:<24} {}", r.key, r.relocated);
+                    }
                 }
+                _ => {}
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -6,10 +6,10 @@
 //! different content are refused before anything is pushed.
 
 use crate::archive;
-use crate::bundle::Bundle;
-use crate::driver::{DestinationGrant, Drivers, Origin};
+use crate::bundle::{Bundle, ImageSpec};
+use crate::driver::{DestinationGrant, Drivers, Origin, repository_under};
 use crate::export::driver_image;
-use crate::oci::{Layout, REF_NAME};
+use crate::oci::{Layout, REF_NAME, is_document};
 use crate::registry::Registry;
 use crate::thick::find_root;
 use anyhow::{Context, Result, bail};
@@ -26,6 +26,21 @@ pub struct RelocateOptions {
     pub jobs: usize,
     /// Where to write the mapping; `None` prints it.
     pub output: Option<PathBuf>,
+    /// Relocate the other images when one fails (the mapping is still written only when all
+    /// succeed).
+    pub keep_going: bool,
+}
+
+/// What `--dry-run` reports for an image.
+#[derive(Debug, serde::Serialize)]
+pub struct Planned {
+    pub key: String,
+    pub original: String,
+    pub destination: String,
+    pub blobs: usize,
+    pub present: usize,
+    /// Bytes of the blobs the destination lacks.
+    pub bytes_to_send: u64,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -41,12 +56,26 @@ pub fn target_for(reference: &str) -> Result<(String, Option<String>)> {
     Ok((parsed.repository().to_owned(), parsed.tag().map(str::to_owned)))
 }
 
-pub fn relocate(
-    bundle_path: &Path,
-    drivers: &Drivers,
-    registry: &Arc<Registry>,
-    options: &RelocateOptions,
-) -> Result<Vec<Relocated>> {
+/// The bundle unpacked and every image matched to its driver, stored root and destination.
+struct Prepared<'d> {
+    _staging: tempfile::TempDir,
+    layout: Arc<Layout>,
+    bundle: Bundle,
+    plan: Vec<Step<'d>>,
+    prefix: String,
+    staging_parent: PathBuf,
+}
+
+struct Step<'d> {
+    key: String,
+    driver: &'d crate::driver::Driver<'d>,
+    name: String,
+    root: crate::oci::Descriptor,
+    repository: String,
+    tag: Option<String>,
+}
+
+fn prepare<'d>(bundle_path: &Path, drivers: &'d Drivers<'d>, options: &RelocateOptions) -> Result<Prepared<'d>> {
     let prefix = options.to.trim_end_matches('/');
     if prefix.is_empty() || prefix.contains("://") {
         bail!("--to {:?}: give REGISTRY[/PREFIX], such as registry.example:5000/site", options.to);
@@ -86,27 +115,95 @@ pub fn relocate(
             }
         }
         names.insert(full, (key.clone(), root.digest.to_string()));
-        plan.push((key.clone(), spec, driver, name, repository));
+        plan.push(Step { key: key.clone(), driver, name, root: root.clone(), repository, tag });
     }
+    Ok(Prepared {
+        _staging: staging,
+        layout,
+        bundle,
+        plan,
+        prefix: prefix.to_owned(),
+        staging_parent: staging_parent.to_owned(),
+    })
+}
 
-    let grant =
-        DestinationGrant::Registry { registry: registry.clone(), prefix: prefix.to_owned(), jobs: options.jobs };
-    let relocated = crate::parallel::try_map(&plan, options.jobs, |(key, spec, driver, name, repository)| {
-        let stored = Origin::Layout { layout: layout.clone(), name: name.clone() };
-        let reference = driver.relocate(&driver_image(key, spec), &stored, &grant, repository)?;
-        // The mapping pins by digest; a tag, if any, was pushed too.
-        let pinned = match reference.split_once('@') {
-            Some((name, digest)) => format!("{}@{digest}", strip_tag(name)),
-            None => reference,
-        };
-        Ok(Relocated { key: key.clone(), original: spec.image.clone(), relocated: pinned })
+/// What a relocation would send, and where, without sending it.
+pub fn dry_run(
+    bundle_path: &Path,
+    drivers: &Drivers,
+    registry: &Registry,
+    options: &RelocateOptions,
+) -> Result<Vec<Planned>> {
+    let prepared = prepare(bundle_path, drivers, options)?;
+    let specs: BTreeMap<String, &ImageSpec> = prepared.bundle.all_images().into_iter().collect();
+    prepared
+        .plan
+        .iter()
+        .map(|step| {
+            let target = repository_under(&prepared.prefix, &step.repository);
+            let blobs: Vec<_> =
+                prepared.layout.graph(&step.root)?.into_iter().filter(|d| !is_document(&d.media_type)).collect();
+            let mut present = 0;
+            let mut bytes_to_send = 0;
+            for blob in &blobs {
+                if registry.has_blob(&target, &blob.digest)? {
+                    present += 1;
+                } else {
+                    bytes_to_send += blob.size;
+                }
+            }
+            let tag = step.tag.as_deref().map(|t| format!(":{t}")).unwrap_or_default();
+            Ok(Planned {
+                key: step.key.clone(),
+                original: specs[&step.key].image.clone(),
+                destination: format!("{}/{}{tag}@{}", target.registry(), target.repository(), step.root.digest),
+                blobs: blobs.len(),
+                present,
+                bytes_to_send,
+            })
+        })
+        .collect()
+}
+
+pub fn relocate(
+    bundle_path: &Path,
+    drivers: &Drivers,
+    registry: &Arc<Registry>,
+    options: &RelocateOptions,
+) -> Result<Vec<Relocated>> {
+    let Prepared { layout, bundle, plan, prefix, staging_parent, _staging } = prepare(bundle_path, drivers, options)?;
+    let specs: BTreeMap<String, &ImageSpec> = bundle.all_images().into_iter().collect();
+
+    let grant = DestinationGrant::Registry { registry: registry.clone(), prefix, jobs: options.jobs };
+    // With --keep-going a failure is kept as a message and the other images go on.
+    let outcomes = crate::parallel::try_map(&plan, options.jobs, |step| {
+        let spec = specs[&step.key];
+        let stored = Origin::Layout { layout: layout.clone(), name: step.name.clone() };
+        match step.driver.relocate(&driver_image(&step.key, spec), &stored, &grant, &step.repository) {
+            Ok(reference) => {
+                Ok(Ok(Relocated { key: step.key.clone(), original: spec.image.clone(), relocated: pin(&reference) }))
+            }
+            Err(e) if options.keep_going => Ok(Err(e.to_string())),
+            Err(e) => Err(e.into()),
+        }
     })?;
+    let failures: Vec<&String> = outcomes.iter().filter_map(|o| o.as_ref().err()).collect();
+    if !failures.is_empty() {
+        let list: Vec<String> = failures.iter().map(|f| format!("  {f}")).collect();
+        bail!(
+            "{} of {} images were not relocated; no relocation mapping was written:\n{}",
+            failures.len(),
+            outcomes.len(),
+            list.join("\n")
+        );
+    }
+    let relocated: Vec<Relocated> = outcomes.into_iter().filter_map(Result::ok).collect();
 
     let mapping: BTreeMap<&str, &str> = relocated.iter().map(|r| (r.original.as_str(), r.relocated.as_str())).collect();
     let json = serde_json::to_vec_pretty(&mapping)?;
     match &options.output {
         Some(path) => {
-            let mut tmp = tempfile::NamedTempFile::new_in(staging_parent)?;
+            let mut tmp = tempfile::NamedTempFile::new_in(&staging_parent)?;
             tmp.write_all(&json)?;
             tmp.write_all(b"\n")?;
             tmp.persist(path).with_context(|| format!("writing {}", path.display()))?;
@@ -114,6 +211,15 @@ pub fn relocate(
         None => println!("{}", String::from_utf8_lossy(&json)),
     }
     Ok(relocated)
+}
+
+/// The mapping pins by digest: `host/repo:tag@digest` → `host/repo@digest` (the tag, if any,
+/// was pushed too).
+fn pin(reference: &str) -> String {
+    match reference.split_once('@') {
+        Some((name, digest)) => format!("{}@{digest}", strip_tag(name)),
+        None => reference.to_owned(),
+    }
 }
 
 /// `host:port/repo:tag` → `host:port/repo` (a colon in the last path segment is a tag).

@@ -37,6 +37,13 @@ fn valid_repository(path: &str) -> bool {
         })
 }
 
+/// Repository `relative` under `prefix` (`host[:port][/path]`).
+pub fn repository_under(prefix: &str, relative: &str) -> Reference {
+    let (host, path) = prefix.split_once('/').unwrap_or((prefix, ""));
+    let repository = if path.is_empty() { relative.to_owned() } else { format!("{path}/{relative}") };
+    Reference::with_tag(host.to_owned(), repository, "latest".to_owned())
+}
+
 impl DestinationGrant {
     /// Opens `relative` (empty: the grant itself) as a destination, refusing anything outside.
     pub(super) fn open(&self, relative: &str) -> HostResult<DestinationHandle> {
@@ -63,9 +70,7 @@ impl DestinationGrant {
                         "destination {relative:?} is not a repository under the granted prefix {prefix}"
                     )));
                 }
-                let (host, path) = prefix.split_once('/').unwrap_or((prefix.as_str(), ""));
-                let repository = if path.is_empty() { relative.to_owned() } else { format!("{path}/{relative}") };
-                let target = Reference::with_tag(host.to_owned(), repository, "latest".to_owned());
+                let target = repository_under(prefix, relative);
                 Ok(DestinationHandle::Registry { registry: registry.clone(), target, jobs: *jobs })
             }
         }

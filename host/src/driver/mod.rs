@@ -20,7 +20,7 @@ mod sandbox;
 pub use bindings::INTERFACE;
 pub use builtin::builtin_components;
 pub use component::VerifiedComponent;
-pub use destination::DestinationGrant;
+pub use destination::{DestinationGrant, repository_under};
 pub use error::{DriverError, ErrorKind, Operation};
 
 use crate::config::Limits;
