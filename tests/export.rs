@@ -283,4 +283,23 @@ fn a_porter_style_archive_is_inspected_and_verified() {
         assert!(image["digest"].is_string(), "{image}");
         assert!(image["size"].as_u64().unwrap() > 300_000, "{image}");
     }
+
+    let site = TestRegistry::start();
+    let mapping = s.dir.path().join("porter-mapping.json");
+    let o = ferry(
+        &[
+            "--insecure-registry",
+            &site.host,
+            "relocate",
+            archive.to_str().unwrap(),
+            "--to",
+            &site.host,
+            "-o",
+            mapping.to_str().unwrap(),
+        ],
+        s.dir.path(),
+    );
+    assert!(o.status.success(), "relocate: {}", text(&o.stderr));
+    let written: Value = serde_json::from_slice(&std::fs::read(&mapping).unwrap()).unwrap();
+    assert_eq!(written[&s.app.0], format!("{}/team/app@{}", site.host, s.app.1.digest));
 }

@@ -365,3 +365,47 @@ fn keep_going_relocates_the_other_images_and_still_writes_no_mapping() {
     assert!(broken.count("PUT /v2/team/b/manifests/") > 0, "image b was not relocated");
     assert!(!mapping.exists());
 }
+
+#[test]
+fn a_map_sends_named_images_elsewhere_and_refuses_names_it_does_not_know() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tar, source) = exported_bundle(dir.path());
+    let site = TestRegistry::start();
+    let map = dir.path().join("map.json");
+    std::fs::write(&map, json!({ "b": format!("{}/elsewhere/bee", site.host) }).to_string()).unwrap();
+    let mapping = dir.path().join("mapping.json");
+    let args = |map: &Path| {
+        vec![
+            "--insecure-registry".to_owned(),
+            site.host.clone(),
+            "relocate".into(),
+            tar.to_str().unwrap().into(),
+            "--to".into(),
+            format!("{}/site", site.host),
+            "--map".into(),
+            map.to_str().unwrap().into(),
+            "-o".into(),
+            mapping.to_str().unwrap().into(),
+        ]
+    };
+    let o = ferry(&args(&map).iter().map(String::as_str).collect::<Vec<_>>(), dir.path());
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let written: Value = serde_json::from_slice(&std::fs::read(&mapping).unwrap()).unwrap();
+    let a = written[format!("{}/team/a:1", source.host)].as_str().unwrap();
+    let b = written[format!("{}/team/b:1", source.host)].as_str().unwrap();
+    assert!(a.starts_with(&format!("{}/site/team/a@sha256:", site.host)), "{a}");
+    assert!(b.starts_with(&format!("{}/elsewhere/bee@sha256:", site.host)), "{b}");
+    let o = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{}/elsewhere/bee:1", site.host))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "the tag was not kept: {}", text(&o.stderr));
+
+    std::fs::write(&map, json!({ "nginx": format!("{}/x/y", site.host) }).to_string()).unwrap();
+    std::fs::remove_file(&mapping).unwrap();
+    let o = ferry(&args(&map).iter().map(String::as_str).collect::<Vec<_>>(), dir.path());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o.stderr).contains("\"nginx\""), "{}", text(&o.stderr));
+    assert!(!mapping.exists());
+}

@@ -95,8 +95,11 @@ enum Command {
         /// A thick bundle
         bundle: PathBuf,
         /// REGISTRY[/PREFIX] to push the images under
-        #[arg(long)]
-        to: String,
+        #[arg(long, required_unless_present = "map")]
+        to: Option<String>,
+        /// JSON file: image reference or key -> REGISTRY/REPOSITORY, overriding --to
+        #[arg(long, value_name = "FILE")]
+        map: Option<PathBuf>,
         /// Where to write relocation-mapping.json; without it, the mapping is printed
         #[arg(short, long)]
         output: Option<PathBuf>,
@@ -172,13 +175,14 @@ pub fn run() -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Relocate { bundle, to, output, jobs, dry_run, keep_going, format } => {
+        Command::Relocate { bundle, to, map, output, jobs, dry_run, keep_going, format } => {
+            let map = map.as_deref().map(relocate::read_map).transpose()?.unwrap_or_default();
             let drivers = Drivers::builtin(&runtime)?;
             let registry = Arc::new(Registry::new(&RegistryOptions {
                 insecure: cli.global.insecure_registries.clone(),
                 docker_config: None,
             })?);
-            let options = RelocateOptions { to, jobs, output: output.clone(), keep_going };
+            let options = RelocateOptions { to, map, jobs, output: output.clone(), keep_going };
             if dry_run {
                 let plan = relocate::dry_run(&bundle, &drivers, &registry, &options)?;
                 match format {
@@ -194,7 +198,7 @@ pub fn run() -> Result<ExitCode> {
                 }
                 return Ok(ExitCode::SUCCESS);
             }
-            terminal.start(format!("relocating {} to {}", bundle.display(), options.to));
+            terminal.start(format!("relocating {}", bundle.display()));
             let result = relocate::relocate(&bundle, &drivers, &registry, &options);
             terminal.finish();
             let relocated = result?;

@@ -20,8 +20,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub struct RelocateOptions {
-    /// `REGISTRY[/PREFIX]`.
-    pub to: String,
+    /// `REGISTRY[/PREFIX]` for every image `map` does not name.
+    pub to: Option<String>,
+    /// Per-image destinations, `REGISTRY/REPOSITORY`, by original reference or image key.
+    pub map: BTreeMap<String, String>,
     /// Blob uploads at once.
     pub jobs: usize,
     /// Where to write the mapping; `None` prints it.
@@ -62,7 +64,6 @@ struct Prepared<'d> {
     layout: Arc<Layout>,
     bundle: Bundle,
     plan: Vec<Step<'d>>,
-    prefix: String,
     staging_parent: PathBuf,
 }
 
@@ -71,15 +72,31 @@ struct Step<'d> {
     driver: &'d crate::driver::Driver<'d>,
     name: String,
     root: crate::oci::Descriptor,
+    /// The registry (and path) granted for this image, and the repository under it.
+    prefix: String,
     repository: String,
     tag: Option<String>,
 }
 
-fn prepare<'d>(bundle_path: &Path, drivers: &'d Drivers<'d>, options: &RelocateOptions) -> Result<Prepared<'d>> {
-    let prefix = options.to.trim_end_matches('/');
+/// Reads a `--map` file: a JSON object from original reference or image key to destination.
+pub fn read_map(path: &Path) -> Result<BTreeMap<String, String>> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_slice(&bytes).with_context(|| {
+        format!("{}: expected a JSON object from image reference or key to REGISTRY/REPOSITORY", path.display())
+    })
+}
+
+/// `--to` checked: `REGISTRY[/PREFIX]`, no scheme, no trailing slash.
+fn registry_prefix(to: &str, flag: &str) -> Result<String> {
+    let prefix = to.trim_end_matches('/');
     if prefix.is_empty() || prefix.contains("://") {
-        bail!("--to {:?}: give REGISTRY[/PREFIX], such as registry.example:5000/site", options.to);
+        bail!("{flag} {to:?}: give REGISTRY[/PREFIX], such as registry.example:5000/site");
     }
+    Ok(prefix.to_owned())
+}
+
+fn prepare<'d>(bundle_path: &Path, drivers: &'d Drivers<'d>, options: &RelocateOptions) -> Result<Prepared<'d>> {
+    let to = options.to.as_deref().map(|to| registry_prefix(to, "--to")).transpose()?;
     let staging_parent = options
         .output
         .as_deref()
@@ -107,7 +124,20 @@ fn prepare<'d>(bundle_path: &Path, drivers: &'d Drivers<'d>, options: &RelocateO
             root.annotations.get(REF_NAME).cloned().with_context(|| {
                 format!("image {key}: its layout entry {} has no {REF_NAME} annotation", root.digest)
             })?;
-        let (repository, tag) = target_for(&spec.image)?;
+        let (original_repository, tag) = target_for(&spec.image)?;
+        let (prefix, repository) = match options.map.get(&spec.image).or_else(|| options.map.get(&key)) {
+            Some(destination) => {
+                let destination = registry_prefix(destination, "--map destination")?;
+                match destination.split_once('/') {
+                    Some((registry, repository)) => (registry.to_owned(), repository.to_owned()),
+                    None => bail!("--map: {destination:?} for image {key} names no repository (REGISTRY/REPOSITORY)"),
+                }
+            }
+            None => match &to {
+                Some(prefix) => (prefix.clone(), original_repository),
+                None => bail!("image {key} ({}) is not in --map, and there is no --to", spec.image),
+            },
+        };
         let full = format!("{prefix}/{repository}:{}", tag.as_deref().unwrap_or(&root.digest.to_string()));
         if let Some((other, digest)) = names.get(&full) {
             if *digest != root.digest.to_string() {
@@ -115,16 +145,14 @@ fn prepare<'d>(bundle_path: &Path, drivers: &'d Drivers<'d>, options: &RelocateO
             }
         }
         names.insert(full, (key.clone(), root.digest.to_string()));
-        plan.push(Step { key: key.clone(), driver, name, root: root.clone(), repository, tag });
+        plan.push(Step { key: key.clone(), driver, name, root: root.clone(), prefix, repository, tag });
     }
-    Ok(Prepared {
-        _staging: staging,
-        layout,
-        bundle,
-        plan,
-        prefix: prefix.to_owned(),
-        staging_parent: staging_parent.to_owned(),
-    })
+    let images = bundle.all_images();
+    if let Some(unknown) = options.map.keys().find(|k| !images.iter().any(|(key, spec)| key == *k || spec.image == **k))
+    {
+        bail!("--map names {unknown:?}, which is neither an image reference nor an image key of the bundle");
+    }
+    Ok(Prepared { _staging: staging, layout, bundle, plan, staging_parent: staging_parent.to_owned() })
 }
 
 /// What a relocation would send, and where, without sending it.
@@ -140,7 +168,7 @@ pub fn dry_run(
         .plan
         .iter()
         .map(|step| {
-            let target = repository_under(&prepared.prefix, &step.repository);
+            let target = repository_under(&step.prefix, &step.repository);
             let blobs: Vec<_> =
                 prepared.layout.graph(&step.root)?.into_iter().filter(|d| !is_document(&d.media_type)).collect();
             let mut present = 0;
@@ -171,14 +199,15 @@ pub fn relocate(
     registry: &Arc<Registry>,
     options: &RelocateOptions,
 ) -> Result<Vec<Relocated>> {
-    let Prepared { layout, bundle, plan, prefix, staging_parent, _staging } = prepare(bundle_path, drivers, options)?;
+    let Prepared { layout, bundle, plan, staging_parent, _staging } = prepare(bundle_path, drivers, options)?;
     let specs: BTreeMap<String, &ImageSpec> = bundle.all_images().into_iter().collect();
 
-    let grant = DestinationGrant::Registry { registry: registry.clone(), prefix, jobs: options.jobs };
     // With --keep-going a failure is kept as a message and the other images go on.
     let outcomes = crate::parallel::try_map(&plan, options.jobs, |step| {
         let spec = specs[&step.key];
         let stored = Origin::Layout { layout: layout.clone(), name: step.name.clone() };
+        let grant =
+            DestinationGrant::Registry { registry: registry.clone(), prefix: step.prefix.clone(), jobs: options.jobs };
         match step.driver.relocate(&driver_image(&step.key, spec), &stored, &grant, &step.repository) {
             Ok(reference) => {
                 Ok(Ok(Relocated { key: step.key.clone(), original: spec.image.clone(), relocated: pin(&reference) }))
