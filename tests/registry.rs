@@ -159,3 +159,26 @@ fn credentials_come_from_the_docker_config_and_credential_helpers() {
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(out.exists());
 }
+
+#[test]
+fn ranged_reads_and_streamed_copies_return_the_blobs_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = TestRegistry::start();
+    let layout_path = dir.path().join("images");
+    let layout = Layout::create(&layout_path).unwrap();
+    let (_, blobs) = write_multiarch_image(&layout, "app", 9);
+    registry.push(&layout_path, "app", "team/app:1");
+    let client = ferry::registry::Registry::new(&ferry::registry::RegistryOptions {
+        insecure: vec![registry.host.clone()],
+        docker_config: Some(dir.path().join("none.json")),
+    })
+    .unwrap();
+    let reference: oci_client::Reference = format!("{}/team/app:1", registry.host).parse().unwrap();
+    let base = &blobs[0];
+    let bytes = layout.read_blob(base, 1 << 20).unwrap();
+    assert_eq!(client.read(&reference, base, 1000, 64).unwrap(), bytes[1000..1064]);
+    assert_eq!(client.read(&reference, base, bytes.len() as u64 - 10, 64).unwrap(), bytes[bytes.len() - 10..]);
+    let mut copied = Vec::new();
+    assert_eq!(client.copy_blob(&reference, base, &mut copied).unwrap(), bytes.len() as u64);
+    assert_eq!(copied, bytes);
+}

@@ -189,28 +189,7 @@ impl Registry {
     /// retried here: the caller starts the blob over, with a fresh `out`.
     pub fn copy_blob(&self, reference: &Reference, digest: &Digest, out: &mut dyn Write) -> Result<u64, RegistryError> {
         self.authenticate(reference)?;
-        let what = || format!("blob {digest} of {}", reference.repository());
-        let descriptor = oci_client::manifest::OciDescriptor { digest: digest.to_string(), ..Default::default() };
-        self.runtime.block_on(async {
-            // A ranged request from 0: the host hashes the bytes itself, so the client need not.
-            let response = self
-                .client
-                .pull_blob_stream_partial(reference, &descriptor, 0, None)
-                .await
-                .map_err(|e| RegistryError::from_oci(&what(), e))?;
-            let mut stream = match response {
-                BlobResponse::Full(s) | BlobResponse::Partial(s) => s.stream,
-            };
-            let mut written = 0u64;
-            while let Some(chunk) = stream.next().await {
-                let chunk =
-                    chunk.map_err(|e| RegistryError::new(RegistryErrorKind::Transient, format!("{}: {e}", what())))?;
-                out.write_all(&chunk)
-                    .map_err(|e| RegistryError::new(RegistryErrorKind::Failed, format!("{}: {e}", what())))?;
-                written += chunk.len() as u64;
-            }
-            Ok(written)
-        })
+        self.stream_blob(reference, digest, 0, None, &mut |chunk| out.write_all(chunk))
     }
 
     /// At most `len` bytes of blob `digest` from `offset`.
@@ -223,34 +202,54 @@ impl Registry {
     ) -> Result<Vec<u8>, RegistryError> {
         self.retry(|| {
             self.authenticate(reference)?;
-            let what = || format!("blob {digest} of {}", reference.repository());
-            let descriptor = oci_client::manifest::OciDescriptor { digest: digest.to_string(), ..Default::default() };
-            self.runtime.block_on(async {
-                let response = self
-                    .client
-                    .pull_blob_stream_partial(reference, &descriptor, offset, Some(len))
-                    .await
-                    .map_err(|e| RegistryError::from_oci(&what(), e))?;
-                let (mut stream, skip) = match response {
-                    BlobResponse::Partial(s) => (s.stream, 0),
-                    // The registry ignored the range: skip to the offset ourselves.
-                    BlobResponse::Full(s) => (s.stream, offset),
-                };
-                let mut skip = skip;
-                let mut bytes = Vec::new();
-                while let Some(chunk) = stream.next().await {
-                    let chunk = chunk
-                        .map_err(|e| RegistryError::new(RegistryErrorKind::Transient, format!("{}: {e}", what())))?;
-                    let start = (skip.min(chunk.len() as u64)) as usize;
-                    skip -= start as u64;
-                    let room = len as usize - bytes.len();
-                    bytes.extend_from_slice(&chunk[start..chunk.len().min(start + room)]);
-                    if bytes.len() as u64 >= len {
-                        break;
-                    }
-                }
-                Ok(bytes)
-            })
+            let mut bytes = Vec::new();
+            self.stream_blob(reference, digest, offset, Some(len), &mut |chunk| {
+                bytes.extend_from_slice(chunk);
+                Ok(())
+            })?;
+            Ok(bytes)
+        })
+    }
+
+    /// Passes the bytes of blob `digest` from `offset` (at most `len` of them) to `sink` as they
+    /// arrive; returns how many. The request is a ranged one even from 0, so that oci-client
+    /// does not hash what the host hashes anyway; a registry that ignores the range is skipped
+    /// through here.
+    fn stream_blob(
+        &self,
+        reference: &Reference,
+        digest: &Digest,
+        offset: u64,
+        len: Option<u64>,
+        sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> Result<u64, RegistryError> {
+        let what = || format!("blob {digest} of {}", reference.repository());
+        let descriptor = oci_client::manifest::OciDescriptor { digest: digest.to_string(), ..Default::default() };
+        self.runtime.block_on(async {
+            let response = self
+                .client
+                .pull_blob_stream_partial(reference, &descriptor, offset, len)
+                .await
+                .map_err(|e| RegistryError::from_oci(&what(), e))?;
+            let (mut stream, mut skip) = match response {
+                BlobResponse::Partial(s) => (s.stream, 0),
+                BlobResponse::Full(s) => (s.stream, offset),
+            };
+            let mut left = len.unwrap_or(u64::MAX);
+            let mut passed = 0u64;
+            while left > 0 {
+                let Some(chunk) = stream.next().await else { break };
+                let chunk =
+                    chunk.map_err(|e| RegistryError::new(RegistryErrorKind::Transient, format!("{}: {e}", what())))?;
+                let start = skip.min(chunk.len() as u64) as usize;
+                skip -= start as u64;
+                let end = chunk.len().min(start.saturating_add(usize::try_from(left).unwrap_or(usize::MAX)));
+                sink(&chunk[start..end])
+                    .map_err(|e| RegistryError::new(RegistryErrorKind::Failed, format!("{}: {e}", what())))?;
+                left -= (end - start) as u64;
+                passed += (end - start) as u64;
+            }
+            Ok(passed)
         })
     }
 }
