@@ -140,19 +140,7 @@ fn relocate_refuses_two_images_landing_on_one_name_before_pushing_anything() {
     let site = TestRegistry::start();
     let proxy = FaultyProxy::start(&site.host, Box::new(|_, _| None));
     let mapping = dir.path().join("mapping.json");
-    let o = ferry(
-        &[
-            "--insecure-registry",
-            &proxy.host,
-            "relocate",
-            tar.to_str().unwrap(),
-            "--to",
-            &proxy.host,
-            "-o",
-            mapping.to_str().unwrap(),
-        ],
-        dir.path(),
-    );
+    let o = relocate_via(&proxy, &tar, &mapping, dir.path(), &[]);
     assert_eq!(o.status.code(), Some(1));
     let stderr = text(&o.stderr);
     assert!(
@@ -192,20 +180,12 @@ fn exported_bundle(dir: &Path) -> (std::path::PathBuf, TestRegistry) {
     (tar, source)
 }
 
-fn relocate_via(proxy: &FaultyProxy, tar: &Path, mapping: &Path, dir: &Path) -> std::process::Output {
-    ferry(
-        &[
-            "--insecure-registry",
-            &proxy.host,
-            "relocate",
-            tar.to_str().unwrap(),
-            "--to",
-            &proxy.host,
-            "-o",
-            mapping.to_str().unwrap(),
-        ],
-        dir,
-    )
+/// `ferry relocate TAR --to PROXY -o MAPPING EXTRA...` through `proxy`.
+fn relocate_via(proxy: &FaultyProxy, tar: &Path, mapping: &Path, dir: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["--insecure-registry", &proxy.host, "relocate", tar.to_str().unwrap(), "--to", &proxy.host];
+    args.extend(["-o", mapping.to_str().unwrap()]);
+    args.extend(extra);
+    ferry(&args, dir)
 }
 
 #[test]
@@ -235,7 +215,7 @@ fn relocation_completes_through_faults_at_the_destination() {
         }),
     );
     let mapping = dir.path().join("mapping.json");
-    let o = relocate_via(&proxy, &tar, &mapping, dir.path());
+    let o = relocate_via(&proxy, &tar, &mapping, dir.path(), &[]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(mapping.exists());
     let injected = proxy.seen.lock().unwrap().iter().filter(|(_, f)| f.is_some()).count();
@@ -253,7 +233,7 @@ fn an_interrupted_relocation_writes_no_mapping_and_a_rerun_sends_only_what_is_mi
         Box::new(|_, line| (line.contains("/team/b/blobs/uploads/")).then_some(Fault::Status(500))),
     );
     let mapping = dir.path().join("mapping.json");
-    let o = relocate_via(&broken, &tar, &mapping, dir.path());
+    let o = relocate_via(&broken, &tar, &mapping, dir.path(), &[]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o.stderr).contains("team/b"), "{}", text(&o.stderr));
     assert!(!mapping.exists(), "a mapping was written for a failed relocation");
@@ -261,7 +241,7 @@ fn an_interrupted_relocation_writes_no_mapping_and_a_rerun_sends_only_what_is_mi
     assert!(first_uploads > 0, "image a was not uploaded in the first run");
 
     let healthy = FaultyProxy::start(&site.host, Box::new(|_, _| None));
-    let o = relocate_via(&healthy, &tar, &mapping, dir.path());
+    let o = relocate_via(&healthy, &tar, &mapping, dir.path(), &[]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(mapping.exists());
     assert_eq!(healthy.count("POST /v2/team/a/blobs/uploads/"), 0, "image a's blobs were sent again");
@@ -341,22 +321,7 @@ fn keep_going_relocates_the_other_images_and_still_writes_no_mapping() {
         Box::new(|_, line| line.contains("/team/a/blobs/uploads/").then_some(Fault::Status(500))),
     );
     let mapping = dir.path().join("mapping.json");
-    let o = ferry(
-        &[
-            "--insecure-registry",
-            &broken.host,
-            "relocate",
-            tar.to_str().unwrap(),
-            "--to",
-            &broken.host,
-            "-o",
-            mapping.to_str().unwrap(),
-            "--keep-going",
-            "--jobs",
-            "1",
-        ],
-        dir.path(),
-    );
+    let o = relocate_via(&broken, &tar, &mapping, dir.path(), &["--keep-going", "--jobs", "1"]);
     assert_eq!(o.status.code(), Some(1));
     let stderr = text(&o.stderr);
     assert!(stderr.contains("1 of 2 images were not relocated") && stderr.contains("team/a"), "{stderr}");

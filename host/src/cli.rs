@@ -155,10 +155,7 @@ pub fn run() -> Result<ExitCode> {
         Command::Validate { .. } | Command::Verify { .. } => unreachable!("handled above"),
         Command::Export { bundle, output, jobs, compression_level, format } => {
             let drivers = Drivers::builtin(&runtime)?;
-            let registry = Arc::new(Registry::new(&RegistryOptions {
-                insecure: cli.global.insecure_registries.clone(),
-                docker_config: None,
-            })?);
+            let registry = registry(&cli.global)?;
             let options = ExportOptions { output, jobs, level: compression_level };
             terminal.start(format!("exporting {}", bundle.display()));
             let report = export::export(&bundle, &drivers, &registry, &options);
@@ -178,10 +175,7 @@ pub fn run() -> Result<ExitCode> {
         Command::Relocate { bundle, to, map, output, jobs, dry_run, keep_going, format } => {
             let map = map.as_deref().map(relocate::read_map).transpose()?.unwrap_or_default();
             let drivers = Drivers::builtin(&runtime)?;
-            let registry = Arc::new(Registry::new(&RegistryOptions {
-                insecure: cli.global.insecure_registries.clone(),
-                docker_config: None,
-            })?);
+            let registry = registry(&cli.global)?;
             let options = RelocateOptions { to, map, jobs, output: output.clone(), keep_going };
             if dry_run {
                 let plan = relocate::dry_run(&bundle, &drivers, &registry, &options)?;
@@ -244,6 +238,11 @@ pub fn run() -> Result<ExitCode> {
         Command::Driver(DriverCommand::List { output }) => driver_list(&runtime, output),
         Command::Driver(DriverCommand::Inspect { file, output }) => driver_inspect(&runtime, &file, output),
     }
+}
+
+fn registry(global: &Global) -> Result<Arc<Registry>> {
+    let options = RegistryOptions { insecure: global.insecure_registries.clone(), docker_config: None };
+    Ok(Arc::new(Registry::new(&options)?))
 }
 
 fn runtime(global: &Global, events: Arc<Terminal>) -> Result<Runtime> {
