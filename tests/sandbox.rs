@@ -37,7 +37,7 @@ fn limits() -> Limits {
 }
 
 fn relocate(driver: &Driver, f: &Fixture, key: &str) -> Result<String, DriverError> {
-    driver.relocate(&image(key, "example.com/app:1", "hostile"), &f.stored, &f.grant, "")
+    driver.relocate(&image(key, "example.com/app:1", "hostile"), &f.stored, &f.grant, "", &[])
 }
 
 /// The misbehaviour fails with `kind`, and the next operation on the same driver succeeds.

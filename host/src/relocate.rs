@@ -208,7 +208,7 @@ pub fn relocate(
         let stored = Origin::Layout { layout: layout.clone(), name: step.name.clone() };
         let grant =
             DestinationGrant::Registry { registry: registry.clone(), prefix: step.prefix.clone(), jobs: options.jobs };
-        match step.driver.relocate(&driver_image(&step.key, spec), &stored, &grant, &step.repository) {
+        match step.driver.relocate(&driver_image(&step.key, spec), &stored, &grant, &step.repository, &[]) {
             Ok(reference) => {
                 Ok(Ok(Relocated { key: step.key.clone(), original: spec.image.clone(), relocated: pin(&reference) }))
             }

@@ -22,6 +22,7 @@ impl Driver for FileDriver {
             name: "example-file".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             image_types: vec!["example-file".into()],
+            reads_mapping: false,
         }
     }
 
@@ -63,7 +64,12 @@ impl Driver for FileDriver {
         Ok(())
     }
 
-    fn relocate(image: Image, stored: &Source, destination: &Destination) -> Result<String> {
+    fn relocate(
+        image: Image,
+        stored: &Source,
+        destination: &Destination,
+        _mapping: Vec<(String, String)>,
+    ) -> Result<String> {
         let root = stored.manifest(None)?.descriptor();
         let name = image.reference.rsplit('/').next().unwrap_or(&image.key);
         destination.copy_artifact(stored, &root, Some(&tag_for(name)))

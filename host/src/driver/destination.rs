@@ -339,6 +339,35 @@ impl host::HostDestination for HostState {
         Ok(self.table.get(&d)?.location() + "/" + &name)
     }
 
+    fn put_blob(
+        &mut self,
+        _d: Resource<DestinationHandle>,
+        _media_type: String,
+        _bytes: Vec<u8>,
+    ) -> HostResult<types::Descriptor> {
+        Err(HostError::unsupported("destination.put-blob is not implemented yet"))
+    }
+
+    fn copy_blob_as_tar(
+        &mut self,
+        _d: Resource<DestinationHandle>,
+        _s: Resource<SourceHandle>,
+        _blob: types::Descriptor,
+        _file: types::TarFile,
+    ) -> HostResult<types::Descriptor> {
+        Err(HostError::unsupported("destination.copy-blob-as-tar is not implemented yet"))
+    }
+
+    fn extract_tar(
+        &mut self,
+        _d: Resource<DestinationHandle>,
+        _s: Resource<SourceHandle>,
+        _blob: types::Descriptor,
+        _name: String,
+    ) -> HostResult<String> {
+        Err(HostError::unsupported("destination.extract-tar is not implemented yet"))
+    }
+
     fn drop(&mut self, d: Resource<DestinationHandle>) -> wasmtime::Result<()> {
         self.table.delete(d)?;
         self.handles = self.handles.saturating_sub(1);

@@ -267,6 +267,19 @@ impl host::HostSource for HostState {
         Ok(buf)
     }
 
+    fn tar_entries(&mut self, _s: Resource<SourceHandle>, _digest: Option<String>) -> HostResult<Vec<types::TarEntry>> {
+        Err(HostError::unsupported("source.tar-entries is not implemented yet"))
+    }
+
+    fn tar_entry(
+        &mut self,
+        _s: Resource<SourceHandle>,
+        _digest: Option<String>,
+        _name: String,
+    ) -> HostResult<Resource<SourceHandle>> {
+        Err(HostError::unsupported("source.tar-entry is not implemented yet"))
+    }
+
     fn drop(&mut self, s: Resource<SourceHandle>) -> wasmtime::Result<()> {
         self.table.delete(s)?;
         self.handles = self.handles.saturating_sub(1);

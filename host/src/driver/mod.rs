@@ -85,6 +85,8 @@ pub struct DriverInfo {
     pub name: String,
     pub version: String,
     pub image_types: Vec<String>,
+    /// Relocated after the bundle's other images, with their mapping.
+    pub reads_mapping: bool,
 }
 
 /// What `inspect` reports about a stored image.
@@ -164,7 +166,12 @@ impl Runtime {
         let mut driver = Driver {
             runtime: self,
             pre,
-            info: DriverInfo { name: component.digest().to_string(), version: String::new(), image_types: Vec::new() },
+            info: DriverInfo {
+                name: component.digest().to_string(),
+                version: String::new(),
+                image_types: Vec::new(),
+                reads_mapping: false,
+            },
             digest: component.digest().clone(),
             imports: shape.imports,
         };
@@ -174,6 +181,7 @@ impl Runtime {
             name: info.name,
             version: info.version,
             image_types: info.image_types.into_iter().map(|t| t.to_ascii_lowercase()).collect(),
+            reads_mapping: info.reads_mapping,
         };
         Ok(driver)
     }
@@ -251,19 +259,22 @@ impl<'rt> Driver<'rt> {
     }
 
     /// Stored image → destination `target` (a repository or directory relative to `grant`);
-    /// returns the relocated reference.
+    /// returns the relocated reference. `mapping` (original → relocated) is handed over only to
+    /// drivers that read it.
     pub fn relocate(
         &self,
         image: &Image,
         stored: &Origin,
         grant: &DestinationGrant,
         target: &str,
+        mapping: &[(String, String)],
     ) -> Result<String, DriverError> {
+        let mapping = if self.info.reads_mapping { mapping.to_vec() } else { Vec::new() };
         self.call(Operation::Relocate, Some(image), Some(grant.clone()), |s, d| {
             let stored = push_source(s, stored)?;
             let destination = grant.open(target).map_err(host_error)?;
             let destination = push(s, destination)?;
-            d.ferry_driver_driver().call_relocate(s, &image.to_wit(), stored, destination)
+            d.ferry_driver_driver().call_relocate(s, &image.to_wit(), stored, destination, &mapping)
         })
     }
 

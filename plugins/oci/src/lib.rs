@@ -27,6 +27,7 @@ impl Driver for OciDriver {
             name: "oci".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             image_types: vec!["oci".into(), "docker".into()],
+            reads_mapping: false,
         }
     }
 
@@ -69,7 +70,12 @@ impl Driver for OciDriver {
         Ok(())
     }
 
-    fn relocate(image: Image, stored: &Source, destination: &Destination) -> Result<String> {
+    fn relocate(
+        image: Image,
+        stored: &Source,
+        destination: &Destination,
+        _mapping: Vec<(String, String)>,
+    ) -> Result<String> {
         let root = stored.manifest(None)?;
         check_content_digest(&image, &root)?;
         destination.copy_artifact(stored, &root.descriptor(), tag_of(&image.reference))

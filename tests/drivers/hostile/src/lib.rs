@@ -10,7 +10,12 @@ struct Hostile;
 
 impl Driver for Hostile {
     fn info() -> DriverInfo {
-        DriverInfo { name: "hostile".into(), version: "0.0.1".into(), image_types: vec!["hostile".into()] }
+        DriverInfo {
+            name: "hostile".into(),
+            version: "0.0.1".into(),
+            image_types: vec!["hostile".into()],
+            reads_mapping: false,
+        }
     }
 
     fn fetch(_image: Image, _origin: &Source, _store: &Store) -> Result<Descriptor> {
@@ -21,7 +26,12 @@ impl Driver for Hostile {
         Ok(())
     }
 
-    fn relocate(image: Image, stored: &Source, destination: &Destination) -> Result<String> {
+    fn relocate(
+        image: Image,
+        stored: &Source,
+        destination: &Destination,
+        _mapping: Vec<(String, String)>,
+    ) -> Result<String> {
         match image.key.as_str() {
             "spin" => loop {
                 std::hint::black_box(());

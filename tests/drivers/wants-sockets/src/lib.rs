@@ -9,7 +9,12 @@ struct WantsSockets;
 
 impl Driver for WantsSockets {
     fn info() -> DriverInfo {
-        DriverInfo { name: "wants-sockets".into(), version: "0.0.1".into(), image_types: vec!["net".into()] }
+        DriverInfo {
+            name: "wants-sockets".into(),
+            version: "0.0.1".into(),
+            image_types: vec!["net".into()],
+            reads_mapping: false,
+        }
     }
     fn fetch(_: Image, _: &Source, _: &Store) -> Result<Descriptor> {
         Err(Error::unsupported("no"))
@@ -17,7 +22,7 @@ impl Driver for WantsSockets {
     fn verify(_: Image, _: &Source) -> Result<()> {
         Ok(())
     }
-    fn relocate(image: Image, _: &Source, _: &Destination) -> Result<String> {
+    fn relocate(image: Image, _: &Source, _: &Destination, _mapping: Vec<(String, String)>) -> Result<String> {
         std::net::TcpStream::connect(image.reference.as_str()).map_err(Error::failed)?;
         Ok("connected".into())
     }
