@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use ferry::config::Limits;
 use ferry::driver::{DestinationGrant, ErrorKind, Origin, VerifiedComponent};
-use ferry::oci::{Digest, Layout, REF_NAME};
+use ferry::oci::{Digest, Layout, REF_NAME, Stored};
 use std::sync::Arc;
 
 #[test]

@@ -5,7 +5,7 @@ mod common;
 
 use common::proxy::{Fault, FaultyProxy};
 use common::*;
-use ferry::oci::Layout;
+use ferry::oci::{Layout, Stored};
 use serde_json::json;
 use std::path::Path;
 use std::process::{Command, Output};

@@ -93,11 +93,53 @@ fn relocate_pushes_every_image_and_writes_a_valid_mapping_then_a_rerun_sends_not
         assert_eq!(Digest::of(&o.stdout), *digest, "{reference}");
     }
 
-    // Again: everything is there, so no blob is uploaded.
-    let before = proxy.count("POST /v2/site/");
+    // Again: everything is there, which one manifest HEAD per image finds out.
+    let before = proxy.seen.lock().unwrap().len();
     let o = relocate();
     assert!(o.status.success(), "rerun: {}", text(&o.stderr));
-    assert_eq!(proxy.count("POST /v2/site/"), before, "the rerun uploaded blobs again");
+    let rerun: Vec<String> = proxy.seen.lock().unwrap()[before..].iter().map(|(line, _)| line.clone()).collect();
+    assert!(rerun.iter().all(|l| !l.contains("/blobs/")), "the rerun touched blobs: {rerun:#?}");
+    assert_eq!(rerun.iter().filter(|l| l.starts_with("HEAD") && l.contains("/manifests/")).count(), 2, "{rerun:#?}");
+    assert!(rerun.iter().all(|l| !l.starts_with("PUT")), "the rerun pushed again: {rerun:#?}");
+    // The .tar was read in place: nothing was unpacked or left beside it.
+    let mut left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    left.sort();
+    assert_eq!(left, ["bundle.json", "cache", "images", "relocation-mapping.json", "shop.tar"]);
+}
+
+#[test]
+fn a_corrupt_blob_read_in_place_is_refused_by_name_and_no_mapping_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tar, _source) = exported_bundle(dir.path());
+    // Flip one byte in the middle of the largest blob, a layer.
+    let (digest, offset, size) = {
+        let file = std::fs::File::open(&tar).unwrap();
+        let mut archive = tar::Archive::new(&file);
+        let mut blobs: Vec<(String, u64, u64)> = archive
+            .entries_with_seek()
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter_map(|e| {
+                let name = e.path().unwrap().to_string_lossy().into_owned();
+                let hex = name.strip_prefix("artifacts/layout/blobs/sha256/")?.to_owned();
+                Some((format!("sha256:{hex}"), e.raw_file_position(), e.size()))
+            })
+            .collect();
+        blobs.sort_by_key(|b| b.2);
+        blobs.pop().unwrap()
+    };
+    let mut bytes = std::fs::read(&tar).unwrap();
+    bytes[(offset + size / 2) as usize] ^= 0xff;
+    std::fs::write(&tar, bytes).unwrap();
+
+    let site = TestRegistry::start();
+    let proxy = FaultyProxy::start(&site.host, Box::new(|_, _| None));
+    let mapping = dir.path().join("mapping.json");
+    let o = relocate_via(&proxy, &tar, &mapping, dir.path(), &[]);
+    assert!(!o.status.success(), "a corrupt blob was relocated");
+    let stderr = text(&o.stderr);
+    assert!(stderr.contains(&digest), "the error does not name blob {digest}: {stderr}");
+    assert!(!mapping.exists(), "a mapping was written");
 }
 
 #[test]

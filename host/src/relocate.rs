@@ -5,11 +5,11 @@
 //! `PREFIX/PATH`, keeping its tag and digest. Two images that would land on the same name with
 //! different content are refused before anything is pushed.
 
-use crate::archive;
+use crate::archive::InPlace;
 use crate::bundle::{Bundle, ImageSpec};
 use crate::driver::{DestinationGrant, Drivers, Origin, repository_under};
 use crate::export::driver_image;
-use crate::oci::{Layout, REF_NAME, is_document};
+use crate::oci::{REF_NAME, Stored, is_document};
 use crate::registry::Registry;
 use crate::thick::find_root;
 use anyhow::{Context, Result, bail};
@@ -58,10 +58,10 @@ pub fn target_for(reference: &str) -> Result<(String, Option<String>)> {
     Ok((parsed.repository().to_owned(), parsed.tag().map(str::to_owned)))
 }
 
-/// The bundle unpacked and every image matched to its driver, stored root and destination.
+/// The bundle opened in place and every image matched to its driver, stored root and
+/// destination.
 struct Prepared<'d> {
-    _staging: tempfile::TempDir,
-    layout: Arc<Layout>,
+    layout: Arc<dyn Stored>,
     bundle: Bundle,
     plan: Vec<Step<'d>>,
     staging_parent: PathBuf,
@@ -103,11 +103,9 @@ fn prepare<'d>(bundle_path: &Path, drivers: &'d Drivers<'d>, options: &RelocateO
         .and_then(Path::parent)
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let staging = tempfile::Builder::new().prefix(".ferry-relocate-").tempdir_in(staging_parent)?;
-    let layout = Arc::new(Layout::create(staging.path())?);
-    let unpacked = archive::unpack(bundle_path, &layout)?;
-    let bundle = Bundle::from_bytes(unpacked.bundle_json, &format!("{}: bundle.json", bundle_path.display()))?;
-    let index = layout.index()?;
+    let in_place = InPlace::open(bundle_path, staging_parent)?;
+    let bundle = Bundle::from_bytes(in_place.bundle_json.clone(), &format!("{}: bundle.json", bundle_path.display()))?;
+    let index = in_place.entries()?;
 
     // The whole plan first: a driver for every image, its stored root, and a free target name.
     let mut plan = Vec::new();
@@ -118,7 +116,7 @@ fn prepare<'d>(bundle_path: &Path, drivers: &'d Drivers<'d>, options: &RelocateO
             format!("image {key} ({}) has imageType {image_type:?}, which no driver handles", spec.image)
         })?;
         let root =
-            find_root(&index, unpacked.relocation_mapping.as_deref(), &spec.image, spec.content_digest.as_deref())
+            find_root(&index, in_place.relocation_mapping.as_deref(), &spec.image, spec.content_digest.as_deref())
                 .with_context(|| format!("image {key} ({}) is not in the bundle's layout", spec.image))?;
         let name =
             root.annotations.get(REF_NAME).cloned().with_context(|| {
@@ -152,7 +150,7 @@ fn prepare<'d>(bundle_path: &Path, drivers: &'d Drivers<'d>, options: &RelocateO
     {
         bail!("--map names {unknown:?}, which is neither an image reference nor an image key of the bundle");
     }
-    Ok(Prepared { _staging: staging, layout, bundle, plan, staging_parent: staging_parent.to_owned() })
+    Ok(Prepared { layout: Arc::new(in_place), bundle, plan, staging_parent: staging_parent.to_owned() })
 }
 
 /// What a relocation would send, and where, without sending it.
@@ -199,7 +197,7 @@ pub fn relocate(
     registry: &Arc<Registry>,
     options: &RelocateOptions,
 ) -> Result<Vec<Relocated>> {
-    let Prepared { layout, bundle, plan, staging_parent, _staging } = prepare(bundle_path, drivers, options)?;
+    let Prepared { layout, bundle, plan, staging_parent } = prepare(bundle_path, drivers, options)?;
     let specs: BTreeMap<String, &ImageSpec> = bundle.all_images().into_iter().collect();
 
     // With --keep-going a failure is kept as a message and the other images go on.

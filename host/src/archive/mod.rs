@@ -4,16 +4,19 @@
 //! `oci-layout`, `index.json`, blobs sorted by digest), every header with mtime 0, uid/gid 0 and
 //! fixed modes, so the same inputs give the same bytes.
 //!
-//! Read: entries are streamed; absolute names, `..`, links, devices, duplicates and oversized
-//! JSON documents are refused, and nothing is ever written to disk.
+//! Read: entries are streamed, or an uncompressed bundle is indexed once and its blobs read in
+//! place; absolute names, `..`, links, devices, duplicates and oversized JSON documents are
+//! refused, and nothing is ever extracted.
 
 mod stored_gzip;
 
-use crate::oci::{Digest, HashingWriter, Layout, MAX_DOCUMENT};
+use crate::oci::{BlobFile, Descriptor, Digest, HashingWriter, Layout, MAX_DOCUMENT, Stored};
 use anyhow::{Context, Result, bail};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::Path;
+use std::sync::Arc;
 use stored_gzip::StoredGzip;
 
 pub const BUNDLE_JSON: &str = "bundle.json";
@@ -198,22 +201,31 @@ fn read_capped(entry: &mut dyn Read, size: u64, cap: u64, name: &str) -> Result<
 
 /// Opens a thick bundle, whatever its compression (told by its first bytes, not its name).
 pub fn open(path: &Path) -> Result<tar::Archive<Box<dyn Read>>> {
-    let mut file = BufReader::with_capacity(
-        1 << 20,
-        std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?,
-    );
-    let magic = {
-        use std::io::BufRead;
-        file.fill_buf()?.get(..4).map(<[u8]>::to_vec).unwrap_or_default()
-    };
-    let reader: Box<dyn Read> = if magic.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::bufread::MultiGzDecoder::new(file))
-    } else if magic == [0x28, 0xb5, 0x2f, 0xfd] {
-        Box::new(zstd::Decoder::with_buffer(file)?)
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    Ok(tar::Archive::new(decompressor(BufReader::with_capacity(1 << 20, file))?))
+}
+
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+fn is_compressed(file: &File) -> Result<bool> {
+    use std::os::unix::fs::FileExt;
+    let mut magic = [0u8; 4];
+    let n = file.read_at(&mut magic, 0)?;
+    Ok(magic[..n].starts_with(&GZIP_MAGIC) || magic[..n] == ZSTD_MAGIC)
+}
+
+/// The tar stream inside `input`: gunzipped, unzstd'ed or as it is, by its first bytes.
+fn decompressor(mut input: BufReader<File>) -> Result<Box<dyn Read>> {
+    use std::io::BufRead;
+    let magic = input.fill_buf()?.get(..4).map(<[u8]>::to_vec).unwrap_or_default();
+    Ok(if magic.starts_with(&GZIP_MAGIC) {
+        Box::new(flate2::bufread::MultiGzDecoder::new(input))
+    } else if magic == ZSTD_MAGIC {
+        Box::new(zstd::Decoder::with_buffer(input)?)
     } else {
-        Box::new(file)
-    };
-    Ok(tar::Archive::new(reader))
+        Box::new(input)
+    })
 }
 
 /// Only the bundle.json of a thick bundle, read up to where it is.
@@ -236,25 +248,32 @@ pub fn read(path: &Path, hash: bool) -> Result<Contents> {
 }
 
 /// Streams every file entry of a thick bundle to `visit(name, size, bytes)`, with `./` prefixes
-/// removed, after refusing anything unsafe: absolute names, `..`, links, devices, duplicates.
+/// removed, after refusing anything unsafe (see [`checked_name`]).
 fn each_file(path: &Path, mut visit: impl FnMut(&str, u64, &mut dyn Read) -> Result<()>) -> Result<()> {
     let mut archive = open(path)?;
     let mut seen = BTreeSet::new();
     for entry in archive.entries()? {
         let mut entry = entry?;
-        let name = entry_name(&entry.path_bytes())?;
-        match entry.header().entry_type() {
-            tar::EntryType::Directory => continue,
-            tar::EntryType::Regular | tar::EntryType::Continuous => {}
-            other => bail!("entry {name:?} is a {other:?}; a bundle holds only files and directories"),
-        }
-        if !seen.insert(name.clone()) {
-            bail!("entry {name:?} appears twice");
-        }
+        let Some(name) = checked_name(&entry, &mut seen)? else { continue };
         let size = entry.size();
         visit(&name, size, &mut entry)?;
     }
     Ok(())
+}
+
+/// A file entry's cleaned-up name, `None` for a directory; absolute names, `..`, links, devices
+/// and duplicates are refused.
+fn checked_name<R: Read>(entry: &tar::Entry<R>, seen: &mut BTreeSet<String>) -> Result<Option<String>> {
+    let name = entry_name(&entry.path_bytes())?;
+    match entry.header().entry_type() {
+        tar::EntryType::Directory => return Ok(None),
+        tar::EntryType::Regular | tar::EntryType::Continuous => {}
+        other => bail!("entry {name:?} is a {other:?}; a bundle holds only files and directories"),
+    }
+    if !seen.insert(name.clone()) {
+        bail!("entry {name:?} appears twice");
+    }
+    Ok(Some(name))
 }
 
 /// The digest a blob entry's name gives, if it is one.
@@ -311,34 +330,93 @@ fn read_inner(path: &Path, hash: bool) -> Result<Contents> {
     Ok(contents)
 }
 
-/// What [`unpack`] gives back besides the layout.
-pub struct Unpacked {
+/// A thick bundle read in place: its small files in memory, every blob a byte range of the
+/// uncompressed tar. A compressed bundle is decompressed once into a temporary file first,
+/// since a compressed stream cannot be read at random.
+pub struct InPlace {
+    file: Arc<File>,
+    location: String,
     pub bundle_json: Vec<u8>,
     pub relocation_mapping: Option<Vec<u8>>,
+    index: Vec<Descriptor>,
+    blobs: HashMap<Digest, (u64, u64)>,
+    _decompressed: Option<tempfile::NamedTempFile>,
 }
 
-/// Unpacks a thick bundle's layout into `into`, hashing every blob on the way: a blob whose
-/// bytes do not match its name stops the unpacking. Nothing but the layout is written.
-pub fn unpack(path: &Path, into: &Layout) -> Result<Unpacked> {
-    let mut unpacked = Unpacked { bundle_json: Vec::new(), relocation_mapping: None };
-    let mut index = None;
-    each_file(path, |name, size, entry| {
-        if name == BUNDLE_JSON {
-            unpacked.bundle_json = read_capped(entry, size, MAX_JSON, name)?;
-        } else if name == RELOCATION_MAPPING {
-            unpacked.relocation_mapping = Some(read_capped(entry, size, MAX_JSON, name)?);
-        } else if name == format!("{LAYOUT}/index.json") {
-            index = Some(read_capped(entry, size, MAX_JSON, name)?);
-        } else if let Some(digest) = blob_digest(name)? {
-            into.put_verified(entry, Some(&digest)).with_context(|| format!("entry {name:?}"))?;
-        }
-        Ok(())
-    })
-    .map_err(|e| e.context(format!("{}", path.display())))?;
-    if unpacked.bundle_json.is_empty() {
-        bail!("{}: no bundle.json at the root: not a thick bundle", path.display());
+impl InPlace {
+    /// Indexes the bundle at `path`; a compressed one is decompressed into a temporary file in
+    /// `scratch`, removed when this is dropped.
+    pub fn open(path: &Path, scratch: &Path) -> Result<Self> {
+        let at = |e: anyhow::Error| e.context(format!("{}", path.display()));
+        let file = File::open(path).with_context(|| format!("opening {}", path.display())).map_err(at)?;
+        let (file, decompressed) = if is_compressed(&file)? {
+            let mut tmp = tempfile::Builder::new().prefix(".ferry-bundle-").suffix(".tar").tempfile_in(scratch)?;
+            let mut reader = decompressor(BufReader::with_capacity(1 << 20, file))?;
+            io::copy(&mut reader, &mut BufWriter::with_capacity(1 << 20, tmp.as_file_mut()))
+                .with_context(|| format!("decompressing {}", path.display()))?;
+            (tmp.reopen()?, Some(tmp))
+        } else {
+            (file, None)
+        };
+        let mut bundle = InPlace {
+            file: Arc::new(file),
+            location: path.display().to_string(),
+            bundle_json: Vec::new(),
+            relocation_mapping: None,
+            index: Vec::new(),
+            blobs: HashMap::new(),
+            _decompressed: decompressed,
+        };
+        bundle.read_entries().map_err(at)?;
+        Ok(bundle)
     }
-    let index = index.with_context(|| format!("{}: no {LAYOUT}/index.json", path.display()))?;
-    into.replace_index(&index)?;
-    Ok(unpacked)
+
+    fn read_entries(&mut self) -> Result<()> {
+        let mut archive = tar::Archive::new(&*self.file);
+        let mut seen = BTreeSet::new();
+        let mut index = None;
+        for entry in archive.entries_with_seek()? {
+            let mut entry = entry?;
+            let Some(name) = checked_name(&entry, &mut seen)? else { continue };
+            let size = entry.size();
+            if name == BUNDLE_JSON {
+                self.bundle_json = read_capped(&mut entry, size, MAX_JSON, &name)?;
+            } else if name == RELOCATION_MAPPING {
+                self.relocation_mapping = Some(read_capped(&mut entry, size, MAX_JSON, &name)?);
+            } else if name == format!("{LAYOUT}/index.json") {
+                index = Some(read_capped(&mut entry, size, MAX_JSON, &name)?);
+            } else if let Some(digest) = blob_digest(&name)? {
+                self.blobs.insert(digest, (entry.raw_file_position(), size));
+            }
+        }
+        if self.bundle_json.is_empty() {
+            bail!("no bundle.json at the root: not a thick bundle");
+        }
+        #[derive(serde::Deserialize)]
+        struct Index {
+            manifests: Vec<Descriptor>,
+        }
+        let index = index.with_context(|| format!("no {LAYOUT}/index.json"))?;
+        self.index = serde_json::from_slice::<Index>(&index)
+            .with_context(|| format!("{LAYOUT}/index.json is not an OCI index"))?
+            .manifests;
+        Ok(())
+    }
+}
+
+impl Stored for InPlace {
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+
+    fn blob(&self, digest: &Digest) -> io::Result<BlobFile> {
+        match self.blobs.get(digest) {
+            Some(&(offset, size)) => Ok(BlobFile::new(self.file.clone(), offset, size)),
+            None => Err(io::Error::new(io::ErrorKind::NotFound, format!("blob {digest} is not in the bundle"))),
+        }
+    }
+
+    fn entries(&self) -> Result<Vec<Descriptor>> {
+        Ok(self.index.clone())
+    }
 }

@@ -5,7 +5,7 @@
 use super::bindings::since_v0_1_0::ferry::driver::{host, types};
 use super::host::{HostError, HostResult, SourceHandle, from_wit, parse_digest};
 use super::sandbox::HostState;
-use crate::oci::{self, Digest, Layout, MAX_DOCUMENT, REF_NAME, is_document};
+use crate::oci::{self, Digest, Layout, MAX_DOCUMENT, REF_NAME, Stored, is_document};
 use crate::registry::{Pushed, Registry, Upload};
 use oci_client::Reference;
 use std::path::{Component, Path, PathBuf};
@@ -112,7 +112,7 @@ fn check_tag(tag: &Option<String>) -> HostResult<()> {
     }
 }
 
-fn stored_layout(source: &SourceHandle) -> HostResult<&Arc<Layout>> {
+fn stored_layout(source: &SourceHandle) -> HostResult<&Arc<dyn Stored>> {
     match source {
         SourceHandle::Layout { layout, .. } => Ok(layout),
         SourceHandle::File { .. } | SourceHandle::Registry { .. } => {
@@ -155,12 +155,13 @@ impl HostState {
     fn copy_blobs(
         &mut self,
         d: &Resource<DestinationHandle>,
-        source: &Layout,
+        source: &dyn Stored,
         blobs: &[oci::Descriptor],
     ) -> HostResult<usize> {
         for blob in blobs {
             let size = source
-                .blob_size(&blob.digest)
+                .blob(&blob.digest)
+                .map(|b| b.size)
                 .map_err(|_| HostError::not_found(format!("blob {} is not in the store", blob.digest)))?;
             if size != blob.size {
                 return Err(HostError::invalid(format!(
@@ -178,7 +179,7 @@ impl HostState {
                         Ok(Upload {
                             digest: b.digest.clone(),
                             size: b.size,
-                            file: source.open_blob(&b.digest).map_err(HostError::failed)?,
+                            file: source.blob(&b.digest).map_err(HostError::failed)?,
                         })
                     })
                     .collect::<HostResult<Vec<_>>>()?;
@@ -195,11 +196,9 @@ impl HostState {
                     if layout.has_blob(&blob.digest) {
                         continue;
                     }
-                    // The store's digests were checked when it was written (and by `ferry
-                    // verify`): the copy is the kernel's, not hashed again.
                     let mut pending = layout.pending_blob().map_err(HostError::failed)?;
-                    let mut from = source.open_blob(&blob.digest).map_err(HostError::failed)?;
-                    self.copy_file(&mut from, pending.file())?;
+                    let from = source.blob(&blob.digest).map_err(HostError::failed)?;
+                    self.copy_verified(&from, &blob.digest, pending.file())?;
                     pending.persist_as(Layout::blob_name(&blob.digest)).map_err(HostError::failed)?;
                     self.events.transferred(blob.size);
                     copied += 1;
@@ -266,7 +265,7 @@ impl host::HostDestination for HostState {
         self.check_deadline()?;
         let blob = from_wit(&blob)?;
         let source = stored_layout(self.table.get(&s)?)?.clone();
-        let copied = self.copy_blobs(&d, &source, &[blob])?;
+        let copied = self.copy_blobs(&d, source.as_ref(), &[blob])?;
         Ok(if copied == 1 { types::Transfer::Copied } else { types::Transfer::Present })
     }
 
@@ -280,10 +279,18 @@ impl host::HostDestination for HostState {
         self.check_deadline()?;
         check_tag(&tag)?;
         let root = from_wit(&root)?;
+        // A registry holds a manifest only once everything it refers to is there: a rerun
+        // finds what the last run finished with one request per image.
+        if let DestinationHandle::Registry { registry, .. } = self.table.get(&d)? {
+            let destination = self.table.get(&d)?;
+            if registry.manifest_digest(&destination.at(tag.as_deref(), &root.digest))?.as_ref() == Some(&root.digest) {
+                return Ok(destination.reference(tag.as_deref(), &root.digest));
+            }
+        }
         let source = stored_layout(self.table.get(&s)?)?.clone();
         let graph = source.graph(&root).map_err(HostError::invalid)?;
         let (documents, blobs): (Vec<_>, Vec<_>) = graph.into_iter().partition(|d| is_document(&d.media_type));
-        self.copy_blobs(&d, &source, &blobs)?;
+        self.copy_blobs(&d, source.as_ref(), &blobs)?;
         let mut reference = String::new();
         // Children before the documents that name them; the root, last, under its tag.
         for document in &documents {
@@ -326,15 +333,15 @@ impl host::HostDestination for HostState {
         if name.is_empty() || !path.components().all(|c| matches!(c, Component::Normal(_))) {
             return Err(HostError::denied(format!("file name {name:?} is outside the destination")));
         }
-        let mut from = stored_layout(self.table.get(&s)?)?
-            .open_blob(&blob.digest)
+        let from = stored_layout(self.table.get(&s)?)?
+            .blob(&blob.digest)
             .map_err(|_| HostError::not_found(format!("blob {} is not in the store", blob.digest)))?;
         let DestinationHandle::Directory(layout) = self.table.get(&d)? else {
             return Err(HostError::unsupported("write-file needs a directory destination"));
         };
         let parent = path.parent().unwrap_or(Path::new(""));
         let mut pending = layout.pending(parent).map_err(HostError::denied)?;
-        self.copy_file(&mut from, pending.file())?;
+        self.copy_verified(&from, &blob.digest, pending.file())?;
         pending.persist_as(path).map_err(HostError::denied)?;
         Ok(self.table.get(&d)?.location() + "/" + &name)
     }

@@ -3,10 +3,10 @@
 
 use super::bindings::since_v0_1_0::ferry::driver::{host, types};
 use super::sandbox::{HostState, LimitHit};
-use crate::oci::{self, Digest, Layout, MAX_DOCUMENT, REF_NAME};
+use crate::oci::{self, BlobFile, Digest, HashingWriter, Layout, MAX_DOCUMENT, REF_NAME, Stored};
 use crate::registry::{Registry, RegistryError, RegistryErrorKind};
 use oci_client::Reference;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{BufWriter, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,7 +20,7 @@ pub const MAX_READ: u32 = 1 << 20;
 pub enum SourceHandle {
     /// An image stored in an OCI layout (a bundle's store), named by its root.
     Layout {
-        layout: Arc<Layout>,
+        layout: Arc<dyn Stored>,
         root: oci::Descriptor,
         location: String,
     },
@@ -143,18 +143,31 @@ impl HostState {
         Ok(())
     }
 
-    /// Copies `len` bytes in chunks, checking the deadline between them.
-    pub(super) fn copy_file(&mut self, from: &mut std::fs::File, to: &mut std::fs::File) -> HostResult<u64> {
+    /// Copies stored blob `digest` into `to` in chunks, checking the deadline between them and
+    /// hashing on the way (a bundle read in place was not hashed when it was opened): a blob
+    /// whose bytes do not match is refused.
+    pub(super) fn copy_verified(
+        &mut self,
+        from: &BlobFile,
+        digest: &Digest,
+        to: &mut std::fs::File,
+    ) -> HostResult<u64> {
         const CHUNK: u64 = 64 << 20;
-        let mut total = 0;
+        let mut reader = from.reader();
+        let mut hashing = HashingWriter::new(BufWriter::with_capacity(1 << 20, to));
         loop {
-            let n = std::io::copy(&mut from.take(CHUNK), to).map_err(HostError::failed)?;
-            total += n;
+            let n = std::io::copy(&mut (&mut reader).take(CHUNK), &mut hashing).map_err(HostError::failed)?;
             self.check_deadline()?;
             if n < CHUNK {
-                return Ok(total);
+                break;
             }
         }
+        let (actual, size, buffered) = hashing.finish();
+        buffered.into_inner().map_err(|e| HostError::failed(e.into_error()))?;
+        if actual != *digest {
+            return Err(HostError::invalid(format!("blob {digest} holds content with digest {actual}")));
+        }
+        Ok(size)
     }
 }
 
@@ -220,7 +233,10 @@ impl host::HostSource for HostState {
         match (self.table.get(&s)?, digest) {
             (SourceHandle::Layout { layout, .. }, Some(d)) => {
                 let d = parse_digest(&d)?;
-                layout.blob_size(&d).map_err(|_| HostError::not_found(format!("blob {d} is not in the store")))
+                layout
+                    .blob(&d)
+                    .map(|b| b.size)
+                    .map_err(|_| HostError::not_found(format!("blob {d} is not in the store")))
             }
             (SourceHandle::Layout { root, .. }, None) => Ok(root.size),
             (SourceHandle::File { file, .. }, None) => Ok(file.metadata().map_err(HostError::failed)?.len()),
@@ -244,9 +260,9 @@ impl host::HostSource for HostState {
         let n = match (self.table.get(&s)?, digest) {
             (SourceHandle::Layout { layout, .. }, Some(d)) => {
                 let d = parse_digest(&d)?;
-                let file =
-                    layout.open_blob(&d).map_err(|_| HostError::not_found(format!("blob {d} is not in the store")))?;
-                read_at(&file, &mut buf, offset)
+                let blob =
+                    layout.blob(&d).map_err(|_| HostError::not_found(format!("blob {d} is not in the store")))?;
+                blob.read_at(&mut buf, offset)
             }
             (SourceHandle::File { file, .. }, None) => read_at(file, &mut buf, offset),
             (SourceHandle::Layout { .. }, None) => {
@@ -339,9 +355,9 @@ impl host::HostStore for HostState {
                     })?
             }
             (SourceHandle::Layout { layout: source, .. }, Some(d)) => {
-                let mut reader =
-                    source.open_blob(d).map_err(|_| HostError::not_found(format!("blob {d} is not in the source")))?;
-                layout.put_verified(&mut reader, Some(d)).map_err(HostError::invalid)?
+                let blob =
+                    source.blob(d).map_err(|_| HostError::not_found(format!("blob {d} is not in the source")))?;
+                layout.put_verified(&mut blob.reader(), Some(d)).map_err(HostError::invalid)?
             }
             (SourceHandle::File { file, .. }, None) => {
                 let mut reader = file.try_clone().map_err(HostError::failed)?;

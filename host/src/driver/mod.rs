@@ -24,7 +24,7 @@ pub use destination::{DestinationGrant, repository_under};
 pub use error::{DriverError, ErrorKind, Operation};
 
 use crate::config::Limits;
-use crate::oci::{Digest, Layout};
+use crate::oci::{Digest, Layout, Stored};
 use bindings::since_v0_1_0::{ImageDriver, ImageDriverPre, ferry::driver::types};
 use cache::ComponentCache;
 use host::{SourceHandle, StoreHandle};
@@ -101,9 +101,9 @@ pub struct Summary {
 
 /// Where an operation reads an image from.
 pub enum Origin {
-    /// The image named `name` (its ref.name annotation) in an OCI layout.
+    /// The image named `name` (its ref.name annotation) in an OCI layout or a thick bundle.
     Layout {
-        layout: Arc<Layout>,
+        layout: Arc<dyn Stored>,
         name: String,
     },
     File(PathBuf),
@@ -340,8 +340,7 @@ impl std::error::Error for SetupError {}
 fn push_source(store: &mut Store<HostState>, origin: &Origin) -> wasmtime::Result<Resource<SourceHandle>> {
     let handle = match origin {
         Origin::Layout { layout, name } => {
-            let not_found =
-                || SetupError(types::Error::NotFound(format!("{name} is not in {}", layout.path().display())));
+            let not_found = || SetupError(types::Error::NotFound(format!("{name} is not in {}", layout.location())));
             let root = layout.find(name).ok().flatten().ok_or_else(not_found)?;
             SourceHandle::Layout { layout: layout.clone(), root, location: name.clone() }
         }

@@ -1,4 +1,4 @@
-use super::{Descriptor, Digest, HashingWriter, MAX_DOCUMENT, REF_NAME, children, is_document};
+use super::{BlobFile, Descriptor, Digest, HashingWriter, REF_NAME, Stored};
 use anyhow::{Context, Result, bail};
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
@@ -116,17 +116,6 @@ impl Layout {
         Ok(self.dir.open(Self::blob_name(digest))?.into_std())
     }
 
-    /// The whole blob, refused if it is larger than `cap` bytes.
-    pub fn read_blob(&self, digest: &Digest, cap: u64) -> Result<Vec<u8>> {
-        let size = self.blob_size(digest).with_context(|| format!("blob {digest}"))?;
-        if size > cap {
-            bail!("blob {digest} is {size} bytes, more than the {cap} bytes allowed here");
-        }
-        let mut bytes = Vec::with_capacity(size as usize);
-        self.open_blob(digest)?.take(cap).read_to_end(&mut bytes)?;
-        Ok(bytes)
-    }
-
     /// Streams `source` into the layout, hashing every byte; the blob appears under its digest
     /// only once it is complete and, when `expected` is given, only if it matches.
     pub fn put_verified(&self, source: &mut dyn Read, expected: Option<&Digest>) -> Result<(Digest, u64)> {
@@ -166,44 +155,12 @@ impl Layout {
         Ok(PendingFile { dir: self.dir.try_clone()?, name, file: file.into_std(), persisted: false })
     }
 
-    /// `root` and everything it refers to, each once, children before the documents that name
-    /// them: copied in this order, a destination never holds a manifest whose blobs are missing.
-    pub fn graph(&self, root: &Descriptor) -> Result<Vec<Descriptor>> {
-        const MAX_DEPTH: usize = 8;
-        fn visit(layout: &Layout, d: &Descriptor, depth: usize, seen: &mut Vec<Descriptor>) -> Result<()> {
-            if seen.iter().any(|s| s.digest == d.digest) {
-                return Ok(());
-            }
-            if depth > MAX_DEPTH {
-                bail!("{}: manifests nest deeper than {MAX_DEPTH}", d.digest);
-            }
-            if is_document(&d.media_type) {
-                let bytes = layout.read_blob(&d.digest, MAX_DOCUMENT)?;
-                for child in children(&bytes) {
-                    visit(layout, &child, depth + 1, seen)?;
-                }
-            } else if !layout.has_blob(&d.digest) {
-                bail!("blob {} is missing from {}", d.digest, layout.path.display());
-            }
-            seen.push(d.clone());
-            Ok(())
-        }
-        let mut seen = Vec::new();
-        visit(self, root, 0, &mut seen)?;
-        Ok(seen)
-    }
-
     /// The index's descriptors, in order.
     pub fn index(&self) -> Result<Vec<Descriptor>> {
         let bytes = self.dir.read("index.json").with_context(|| format!("{}/index.json", self.path.display()))?;
         let index: Index = serde_json::from_slice(&bytes)
             .with_context(|| format!("{}/index.json is not an OCI index", self.path.display()))?;
         Ok(index.manifests)
-    }
-
-    /// The index entry whose ref.name annotation is `name`.
-    pub fn find(&self, name: &str) -> Result<Option<Descriptor>> {
-        Ok(self.index()?.into_iter().find(|d| d.annotations.get(REF_NAME).is_some_and(|n| n == name)))
     }
 
     /// Adds `descriptor` to the index, replacing an entry with the same ref.name. Entries stay
@@ -218,17 +175,29 @@ impl Layout {
         self.write_index(manifests)
     }
 
-    /// Replaces the index with `bytes`, which must be an OCI index.
-    pub fn replace_index(&self, bytes: &[u8]) -> Result<()> {
-        let index: Index = serde_json::from_slice(bytes).context("not an OCI index")?;
-        self.write_index(index.manifests)
-    }
-
     fn write_index(&self, manifests: Vec<Descriptor>) -> Result<()> {
         let index = Index { schema_version: 2, media_type: Some(INDEX_MEDIA_TYPE.into()), manifests };
         let mut pending = self.pending(Path::new(""))?;
         pending.file().write_all(&serde_json::to_vec(&index)?)?;
         pending.persist_as("index.json")
+    }
+}
+
+impl Stored for Layout {
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn blob(&self, digest: &Digest) -> io::Result<BlobFile> {
+        BlobFile::whole(self.open_blob(digest)?)
+    }
+
+    fn entries(&self) -> Result<Vec<Descriptor>> {
+        self.index()
+    }
+
+    fn has_blob(&self, digest: &Digest) -> bool {
+        Layout::has_blob(self, digest)
     }
 }
 

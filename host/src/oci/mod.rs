@@ -1,9 +1,12 @@
-//! OCI content: digests, descriptors and manifests, and image layouts on disk.
+//! OCI content: digests, descriptors and manifests, and image layouts on disk or
+//! inside a thick bundle.
 
 mod descriptor;
 mod digest;
 mod layout;
+mod stored;
 
 pub use descriptor::{Descriptor, MAX_DOCUMENT, REF_NAME, children, is_document, media_type_of};
 pub use digest::{Digest, DigestError, HashingWriter};
 pub use layout::{BlobWriter, Layout, PendingFile};
+pub use stored::{BlobFile, BlobReader, Stored};

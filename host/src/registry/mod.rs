@@ -8,7 +8,7 @@ mod auth;
 
 pub use auth::Credentials;
 
-use crate::oci::{self, Digest};
+use crate::oci::{self, BlobFile, BlobReader, Digest};
 use futures_util::StreamExt;
 use oci_client::client::{BlobResponse, ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
@@ -185,6 +185,23 @@ impl Registry {
         })
     }
 
+    /// The digest of the manifest `target` (a tag or digest) names, `None` when it names none.
+    pub fn manifest_digest(&self, target: &Reference) -> Result<Option<Digest>, RegistryError> {
+        self.retry(|| {
+            self.authenticate_for(target, RegistryOperation::Push)?;
+            let found = self
+                .runtime
+                .block_on(self.client.fetch_manifest_digest(target, &oci_client::secrets::RegistryAuth::Anonymous));
+            match found.map_err(|e| RegistryError::from_oci(&format!("manifest {target}"), e)) {
+                Ok(digest) => digest.parse().map(Some).map_err(|_| {
+                    RegistryError::new(RegistryErrorKind::Failed, format!("manifest {target}: digest {digest:?}"))
+                }),
+                Err(e) if e.kind == RegistryErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
     /// Streams blob `digest` of `reference`'s repository into `out`; returns its size. Not
     /// retried here: the caller starts the blob over, with a fresh `out`.
     pub fn copy_blob(&self, reference: &Reference, digest: &Digest, out: &mut dyn Write) -> Result<u64, RegistryError> {
@@ -266,7 +283,7 @@ pub enum Pushed {
 pub struct Upload {
     pub digest: Digest,
     pub size: u64,
-    pub file: std::fs::File,
+    pub file: BlobFile,
 }
 
 impl Registry {
@@ -328,15 +345,8 @@ impl Registry {
                         return Ok(Pushed::Mounted);
                     }
                 }
-                let file = upload
-                    .file
-                    .try_clone()
-                    .map_err(|e| RegistryError::new(RegistryErrorKind::Failed, format!("{}: {e}", what())))?;
-                let mut file = file;
-                std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0))
-                    .map_err(|e| RegistryError::new(RegistryErrorKind::Failed, format!("{}: {e}", what())))?;
                 self.client
-                    .push_blob_stream(target, file_stream(file), &digest, Some(upload.size))
+                    .push_blob_stream(target, file_stream(upload.file.reader()), &digest, Some(upload.size))
                     .await
                     .map_err(|e| RegistryError::from_oci(&what(), e))?;
                 Ok(Pushed::Uploaded)
@@ -368,7 +378,7 @@ impl Registry {
 
 /// A file as a stream of 1 MiB chunks, read from the page cache as the upload goes.
 fn file_stream(
-    file: std::fs::File,
+    file: BlobReader,
 ) -> impl futures_util::Stream<Item = oci_client::errors::Result<bytes::Bytes>> + Send + 'static {
     use std::io::Read;
     futures_util::stream::unfold(file, |mut file| async move {
