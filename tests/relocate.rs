@@ -416,3 +416,44 @@ fn a_map_sends_named_images_elsewhere_and_refuses_names_it_does_not_know() {
     assert!(text(&o.stderr).contains("\"nginx\""), "{}", text(&o.stderr));
     assert!(!mapping.exists());
 }
+
+#[test]
+fn a_bundle_json_is_relocated_registry_to_registry_mounting_blobs_within_one_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = TestRegistry::start();
+    let proxy = FaultyProxy::start(&registry.host, Box::new(|_, _| None));
+    let layout_path = dir.path().join("images");
+    let layout = Layout::create(&layout_path).unwrap();
+    let (a, _) = write_multiarch_image(&layout, "a", 90);
+    registry.push(&layout_path, "a", "team/a:1");
+    let bundle = dir.path().join("bundle.json");
+    let reference = format!("{}/team/a:1", proxy.host);
+    std::fs::write(
+        &bundle,
+        json!({
+            "schemaVersion": "v1.2.0", "name": "thin", "version": "1.0.0",
+            "invocationImages": [{ "image": reference, "contentDigest": a.digest.to_string() }]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let mapping = dir.path().join("mapping.json");
+    let site = format!("{}/site", proxy.host);
+    let (bundle_arg, mapping_arg) = (bundle.to_str().unwrap(), mapping.to_str().unwrap());
+    let o = ferry(
+        &["--insecure-registry", &proxy.host, "relocate", bundle_arg, "--to", &site, "-o", mapping_arg],
+        dir.path(),
+    );
+    assert!(o.status.success(), "relocate: {}", text(&o.stderr));
+
+    let relocated = format!("{}/site/team/a@{}", proxy.host, a.digest);
+    let written: Value = serde_json::from_slice(&std::fs::read(&mapping).unwrap()).unwrap();
+    assert_eq!(written, json!({ reference: relocated }));
+    let seen: Vec<String> = proxy.seen.lock().unwrap().iter().map(|(line, _)| line.clone()).collect();
+    let mounts = seen.iter().filter(|l| l.starts_with("POST") && l.contains("mount=")).count();
+    assert!(mounts > 0, "no blob was mounted: {seen:#?}");
+    assert!(
+        !seen.iter().any(|l| l.starts_with("PUT") && l.contains("/blobs/uploads/")),
+        "a blob was uploaded rather than mounted: {seen:#?}"
+    );
+}

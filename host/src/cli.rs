@@ -92,7 +92,8 @@ enum Command {
     },
     /// Push a thick bundle's images into a registry and write the CNAB relocation mapping
     Relocate {
-        /// A thick bundle
+        /// A thick bundle (.tar read in place; .tgz, .tar.zst), or a bundle.json whose images are
+        /// copied registry to registry
         bundle: PathBuf,
         /// REGISTRY[/PREFIX] to push the images under
         #[arg(long, required_unless_present = "map")]
@@ -325,12 +326,7 @@ fn driver_inspect(runtime: &Runtime, file: &std::path::Path, output: Output) -> 
 }
 
 fn validate(path: &std::path::Path, output: Output) -> Result<ExitCode> {
-    let mut head = [0u8; 512];
-    let n = std::io::Read::read(
-        &mut std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?,
-        &mut head,
-    )?;
-    let bytes = if head[..n].iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+    let bytes = if ferry::bundle::Bundle::is_json_file(path)? {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         anyhow::ensure!(
             bytes.len() as u64 <= bundle::MAX_BUNDLE_JSON,

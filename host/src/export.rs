@@ -53,7 +53,7 @@ pub fn driver_image(key: &str, spec: &ImageSpec) -> Image {
 
 /// Where an image's bytes come from: a registry for `oci` and `docker`, else a path relative
 /// to bundle.json that must stay beside it.
-fn origin(spec: &ImageSpec, bundle_dir: &Path, registry: &Arc<Registry>) -> Result<Origin> {
+pub(crate) fn origin(spec: &ImageSpec, bundle_dir: &Path, registry: &Arc<Registry>) -> Result<Origin> {
     if matches!(spec.image_type().as_str(), "oci" | "docker") {
         return Ok(Origin::Registry { registry: registry.clone(), reference: spec.image.clone() });
     }
@@ -109,7 +109,7 @@ pub fn export(
 }
 
 /// bundle.json's `contentDigest` and `size` must describe what was fetched.
-fn check_pinned(key: &str, spec: &ImageSpec, root: &Descriptor) -> Result<()> {
+pub(crate) fn check_pinned(key: &str, spec: &ImageSpec, root: &Descriptor) -> Result<()> {
     if let Some(pinned) = &spec.content_digest {
         if *pinned != root.digest.to_string() {
             bail!(

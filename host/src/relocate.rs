@@ -8,8 +8,8 @@
 use crate::archive::InPlace;
 use crate::bundle::{Bundle, ImageSpec};
 use crate::driver::{DestinationGrant, Drivers, Origin, repository_under};
-use crate::export::driver_image;
-use crate::oci::{REF_NAME, Stored, is_document};
+use crate::export::{check_pinned, driver_image, origin};
+use crate::oci::{Layout, REF_NAME, Stored, is_document};
 use crate::registry::Registry;
 use crate::thick::find_root;
 use anyhow::{Context, Result, bail};
@@ -58,10 +58,11 @@ pub fn target_for(reference: &str) -> Result<(String, Option<String>)> {
     Ok((parsed.repository().to_owned(), parsed.tag().map(str::to_owned)))
 }
 
-/// The bundle opened in place and every image matched to its driver, stored root and
-/// destination.
+/// The bundle's images stored (a thick bundle opened in place, or a bundle.json's images fetched
+/// into a staging layout) and every image matched to its driver, stored root and destination.
 struct Prepared<'d> {
     layout: Arc<dyn Stored>,
+    _staging: Option<tempfile::TempDir>,
     bundle: Bundle,
     plan: Vec<Step<'d>>,
     staging_parent: PathBuf,
@@ -95,7 +96,12 @@ fn registry_prefix(to: &str, flag: &str) -> Result<String> {
     Ok(prefix.to_owned())
 }
 
-fn prepare<'d>(bundle_path: &Path, drivers: &'d Drivers<'d>, options: &RelocateOptions) -> Result<Prepared<'d>> {
+fn prepare<'d>(
+    bundle_path: &Path,
+    drivers: &'d Drivers<'d>,
+    registry: &Arc<Registry>,
+    options: &RelocateOptions,
+) -> Result<Prepared<'d>> {
     let to = options.to.as_deref().map(|to| registry_prefix(to, "--to")).transpose()?;
     let staging_parent = options
         .output
@@ -103,9 +109,17 @@ fn prepare<'d>(bundle_path: &Path, drivers: &'d Drivers<'d>, options: &RelocateO
         .and_then(Path::parent)
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let in_place = InPlace::open(bundle_path, staging_parent)?;
-    let bundle = Bundle::from_bytes(in_place.bundle_json.clone(), &format!("{}: bundle.json", bundle_path.display()))?;
-    let index = in_place.entries()?;
+    let (bundle, layout, relocation_mapping, staging) = if Bundle::is_json_file(bundle_path)? {
+        let (bundle, layout, staging) = fetch_thin(bundle_path, drivers, registry, options.jobs, staging_parent)?;
+        (bundle, layout, None, Some(staging))
+    } else {
+        let in_place = InPlace::open(bundle_path, staging_parent)?;
+        let bundle =
+            Bundle::from_bytes(in_place.bundle_json.clone(), &format!("{}: bundle.json", bundle_path.display()))?;
+        let mapping = in_place.relocation_mapping.clone();
+        (bundle, Arc::new(in_place) as Arc<dyn Stored>, mapping, None)
+    };
+    let index = layout.entries()?;
 
     // The whole plan first: a driver for every image, its stored root, and a free target name.
     let mut plan = Vec::new();
@@ -115,9 +129,8 @@ fn prepare<'d>(bundle_path: &Path, drivers: &'d Drivers<'d>, options: &RelocateO
         let driver = drivers.for_type(&image_type).with_context(|| {
             format!("image {key} ({}) has imageType {image_type:?}, which no driver handles", spec.image)
         })?;
-        let root =
-            find_root(&index, in_place.relocation_mapping.as_deref(), &spec.image, spec.content_digest.as_deref())
-                .with_context(|| format!("image {key} ({}) is not in the bundle's layout", spec.image))?;
+        let root = find_root(&index, relocation_mapping.as_deref(), &spec.image, spec.content_digest.as_deref())
+            .with_context(|| format!("image {key} ({}) is not in the bundle's layout", spec.image))?;
         let name =
             root.annotations.get(REF_NAME).cloned().with_context(|| {
                 format!("image {key}: its layout entry {} has no {REF_NAME} annotation", root.digest)
@@ -150,17 +163,51 @@ fn prepare<'d>(bundle_path: &Path, drivers: &'d Drivers<'d>, options: &RelocateO
     {
         bail!("--map names {unknown:?}, which is neither an image reference nor an image key of the bundle");
     }
-    Ok(Prepared { layout: Arc::new(in_place), bundle, plan, staging_parent: staging_parent.to_owned() })
+    Ok(Prepared { layout, _staging: staging, bundle, plan, staging_parent: staging_parent.to_owned() })
+}
+
+/// A bundle.json's images fetched through their drivers into a staging layout (removed with the
+/// returned directory). Blobs of registry images are noted where they came from, so that a
+/// destination in the same registry mounts them rather than receiving them again.
+fn fetch_thin(
+    path: &Path,
+    drivers: &Drivers,
+    registry: &Arc<Registry>,
+    jobs: usize,
+    staging_parent: &Path,
+) -> Result<(Bundle, Arc<dyn Stored>, tempfile::TempDir)> {
+    let bundle = Bundle::read(path)?;
+    let bundle_dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let staging = tempfile::Builder::new().prefix(".ferry-relocate-").tempdir_in(staging_parent)?;
+    let layout = Arc::new(Layout::create(staging.path())?);
+    let images = bundle.all_images();
+    crate::parallel::try_map(&images, jobs, |(key, spec)| {
+        let driver = drivers.for_type(&spec.image_type()).with_context(|| {
+            format!("image {key} ({}) has imageType {:?}, which no driver handles", spec.image, spec.image_type())
+        })?;
+        let origin = origin(spec, bundle_dir, registry)?;
+        let root = driver.fetch(&driver_image(key, spec), &origin, &layout)?;
+        check_pinned(key, spec, &root)?;
+        if let Origin::Registry { reference, .. } = &origin {
+            if let Ok(parsed) = reference.parse::<Reference>() {
+                for blob in layout.graph(&root)? {
+                    registry.note_holder(parsed.resolve_registry(), &blob.digest, parsed.repository());
+                }
+            }
+        }
+        Ok(())
+    })?;
+    Ok((bundle, layout, staging))
 }
 
 /// What a relocation would send, and where, without sending it.
 pub fn dry_run(
     bundle_path: &Path,
     drivers: &Drivers,
-    registry: &Registry,
+    registry: &Arc<Registry>,
     options: &RelocateOptions,
 ) -> Result<Vec<Planned>> {
-    let prepared = prepare(bundle_path, drivers, options)?;
+    let prepared = prepare(bundle_path, drivers, registry, options)?;
     let specs: BTreeMap<String, &ImageSpec> = prepared.bundle.all_images().into_iter().collect();
     prepared
         .plan
@@ -197,7 +244,7 @@ pub fn relocate(
     registry: &Arc<Registry>,
     options: &RelocateOptions,
 ) -> Result<Vec<Relocated>> {
-    let Prepared { layout, bundle, plan, staging_parent } = prepare(bundle_path, drivers, options)?;
+    let Prepared { layout, bundle, plan, staging_parent, _staging } = prepare(bundle_path, drivers, registry, options)?;
     let specs: BTreeMap<String, &ImageSpec> = bundle.all_images().into_iter().collect();
 
     // With --keep-going a failure is kept as a message and the other images go on.

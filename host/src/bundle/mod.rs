@@ -37,6 +37,14 @@ impl Bundle {
         Ok(Bundle { bytes, doc })
     }
 
+    /// Whether the file at `path` is a bundle.json (JSON) rather than a thick bundle (a tar).
+    pub fn is_json_file(path: &Path) -> Result<bool> {
+        let mut head = [0u8; 512];
+        let mut file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+        let n = std::io::Read::read(&mut file, &mut head)?;
+        Ok(head[..n].iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{'))
+    }
+
     pub fn read(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         Self::from_bytes(bytes, &path.display().to_string())

@@ -297,6 +297,14 @@ impl Registry {
         })
     }
 
+    /// Records that `repository` of `registry` holds blob `digest`, so that pushing it to another
+    /// repository of that registry mounts it instead of uploading it.
+    pub fn note_holder(&self, registry: &str, digest: &Digest, repository: &str) {
+        let key = (registry.to_owned(), digest.clone());
+        let holder = self.holders.lock().unwrap().entry(key).or_default().clone();
+        holder.try_lock().expect("noted before any push").get_or_insert_with(|| repository.to_owned());
+    }
+
     /// Uploads the blobs `target`'s repository lacks, `jobs` at a time, each retried with
     /// backoff; returns, in order, whether each was uploaded (false: it was there already).
     pub fn push_blobs(
