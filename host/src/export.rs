@@ -5,7 +5,7 @@
 //! is renamed into place only when complete: a failed export leaves nothing that looks finished.
 
 use crate::archive::{self, Compression};
-use crate::bundle::{Bundle, ImageSpec};
+use crate::bundle::{Bundle, ImageSpec, Location};
 use crate::driver::{Driver, Drivers, Image, Origin};
 use crate::oci::{Descriptor, Layout};
 use crate::registry::Registry;
@@ -51,17 +51,42 @@ pub fn driver_image(key: &str, spec: &ImageSpec) -> Image {
     }
 }
 
-/// Where an image's bytes come from: a registry for `oci` and `docker`, else a path relative
-/// to bundle.json that must stay beside it.
-pub(crate) fn origin(spec: &ImageSpec, bundle_dir: &Path, registry: &Arc<Registry>) -> Result<Origin> {
-    if matches!(spec.image_type().as_str(), "oci" | "docker") {
-        return Ok(Origin::Registry { registry: registry.clone(), reference: spec.image.clone() });
+/// Where an image's bytes come from (docs/thick-bundles.md): a registry, an http(s) URL to be
+/// downloaded into `scratch` (see [`ready`]), or a path relative to bundle.json that must stay
+/// beside it.
+pub(crate) fn origin(
+    key: &str,
+    spec: &ImageSpec,
+    bundle_dir: &Path,
+    registry: &Arc<Registry>,
+    scratch: &Path,
+) -> Result<Origin> {
+    Ok(match spec.location() {
+        Location::Registry => Origin::Registry { registry: registry.clone(), reference: spec.image.clone() },
+        Location::Url => {
+            let file: String = key.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+            Origin::Http { url: spec.image.clone(), download: scratch.join(format!("{file}.download")) }
+        }
+        Location::Path => {
+            let relative = Path::new(&spec.image);
+            if !relative.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)) {
+                bail!(
+                    "image {key}: {:?} must be a path inside {} (no absolute paths, no ..)",
+                    spec.image,
+                    bundle_dir.display()
+                );
+            }
+            Origin::File(bundle_dir.join(relative))
+        }
+    })
+}
+
+/// Makes an origin's bytes available: downloads an http(s) image.
+pub(crate) fn ready(origin: &Origin) -> Result<()> {
+    if let Origin::Http { url, download } = origin {
+        crate::http::download(url, download)?;
     }
-    let relative = Path::new(&spec.image);
-    if !relative.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)) {
-        bail!("image {:?} must be a path inside {} (no absolute paths, no ..)", spec.image, bundle_dir.display());
-    }
-    Ok(Origin::File(bundle_dir.join(relative)))
+    Ok(())
 }
 
 pub fn export(
@@ -74,6 +99,12 @@ pub fn export(
     let compression = Compression::from_name(&options.output, options.level)?;
     let bundle_dir = bundle_path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
 
+    let out_dir = options.output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let staging = tempfile::Builder::new().prefix(".ferry-export-").tempdir_in(out_dir)?;
+    let downloads = staging.path().join("downloads");
+    std::fs::create_dir(&downloads)?;
+
     // Every image needs a driver before anything is fetched: CNAB allows no silent skip.
     let mut work: Vec<(String, &ImageSpec, &Driver, Origin)> = Vec::new();
     for (key, spec) in bundle.all_images() {
@@ -81,15 +112,12 @@ pub fn export(
         let driver = drivers.for_type(&image_type).with_context(|| {
             format!("image {key} ({}) has imageType {image_type:?}, which no driver handles", spec.image)
         })?;
-        work.push((key.clone(), spec, driver, origin(spec, bundle_dir, registry)?));
+        work.push((key.clone(), spec, driver, origin(&key, spec, bundle_dir, registry, &downloads)?));
     }
 
-    let out_dir = options.output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
-    let staging = tempfile::Builder::new().prefix(".ferry-export-").tempdir_in(out_dir)?;
     let store = Arc::new(Layout::create(&staging.path().join("layout"))?);
-
     let roots = crate::parallel::try_map(&work, options.jobs, |(key, spec, driver, origin)| {
+        ready(origin)?;
         Ok(driver.fetch(&driver_image(key, spec), origin, &store)?)
     })?;
     let mut images = Vec::new();
@@ -108,8 +136,12 @@ pub fn export(
     Ok(ExportReport { output: options.output.clone(), images, bytes })
 }
 
-/// bundle.json's `contentDigest` and `size` must describe what was fetched.
+/// bundle.json's `contentDigest` and `size` must describe the registry image fetched. For other
+/// locations they describe the file, which only its driver knows: it checks them.
 pub(crate) fn check_pinned(key: &str, spec: &ImageSpec, root: &Descriptor) -> Result<()> {
+    if spec.location() != Location::Registry {
+        return Ok(());
+    }
     if let Some(pinned) = &spec.content_digest {
         if *pinned != root.digest.to_string() {
             bail!(

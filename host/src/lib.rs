@@ -8,6 +8,7 @@ pub mod bundle;
 pub mod config;
 pub mod driver;
 pub mod export;
+pub mod http;
 pub mod oci;
 pub mod parallel;
 pub mod registry;

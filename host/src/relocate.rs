@@ -6,9 +6,9 @@
 //! different content are refused before anything is pushed.
 
 use crate::archive::InPlace;
-use crate::bundle::{Bundle, ImageSpec};
+use crate::bundle::{Bundle, ImageSpec, Location};
 use crate::driver::{DestinationGrant, Drivers, Origin, repository_under};
-use crate::export::{check_pinned, driver_image, origin};
+use crate::export::{check_pinned, driver_image, origin, ready};
 use crate::oci::{Layout, REF_NAME, Stored, is_document};
 use crate::registry::Registry;
 use crate::thick::find_root;
@@ -87,13 +87,42 @@ pub fn read_map(path: &Path) -> Result<BTreeMap<String, String>> {
     })
 }
 
-/// `--to` checked: `REGISTRY[/PREFIX]`, no scheme, no trailing slash.
+/// A destination directory rather than a registry: `file:///absolute/path`.
+const FILE_SCHEME: &str = "file://";
+
+/// `--to` checked: `REGISTRY[/PREFIX]` (no scheme, no trailing slash) or `file:///DIRECTORY`.
 fn registry_prefix(to: &str, flag: &str) -> Result<String> {
+    if let Some(path) = to.strip_prefix(FILE_SCHEME) {
+        if !path.starts_with('/') {
+            bail!("{flag} {to:?}: a directory destination is file:// and an absolute path, such as file:///srv/site");
+        }
+        return Ok(to.to_owned());
+    }
     let prefix = to.trim_end_matches('/');
     if prefix.is_empty() || prefix.contains("://") {
-        bail!("{flag} {to:?}: give REGISTRY[/PREFIX], such as registry.example:5000/site");
+        bail!("{flag} {to:?}: give REGISTRY[/PREFIX], such as registry.example:5000/site, or file:///DIRECTORY");
     }
     Ok(prefix.to_owned())
+}
+
+/// What `prefix` grants: a directory (`file://`) or repositories under a registry prefix.
+fn grant(prefix: &str, registry: &Arc<Registry>, jobs: usize) -> DestinationGrant {
+    match prefix.strip_prefix(FILE_SCHEME) {
+        Some(path) => DestinationGrant::Directory(PathBuf::from(path)),
+        None => DestinationGrant::Registry { registry: registry.clone(), prefix: prefix.to_owned(), jobs },
+    }
+}
+
+/// A repository for an image that is a file or URL rather than a registry image:
+/// `BUNDLE-NAME/KEY`, in the characters a repository allows.
+fn repository_for_file(bundle: &str, key: &str) -> String {
+    let part = |s: &str| {
+        let cleaned: String =
+            s.to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+        let parts: Vec<&str> = cleaned.split('-').filter(|p| !p.is_empty()).collect();
+        if parts.is_empty() { "image".to_owned() } else { parts.join("-") }
+    };
+    format!("{}/{}", part(bundle), part(key))
 }
 
 fn prepare<'d>(
@@ -135,8 +164,14 @@ fn prepare<'d>(
             root.annotations.get(REF_NAME).cloned().with_context(|| {
                 format!("image {key}: its layout entry {} has no {REF_NAME} annotation", root.digest)
             })?;
-        let (original_repository, tag) = target_for(&spec.image)?;
+        let (original_repository, tag) = match spec.location() {
+            Location::Registry => target_for(&spec.image)?,
+            Location::Url | Location::Path => (repository_for_file(&bundle.doc.name, &key), None),
+        };
         let (prefix, repository) = match options.map.get(&spec.image).or_else(|| options.map.get(&key)) {
+            Some(destination) if destination.starts_with(FILE_SCHEME) => {
+                (registry_prefix(destination, "--map destination")?, String::new())
+            }
             Some(destination) => {
                 let destination = registry_prefix(destination, "--map destination")?;
                 match destination.split_once('/') {
@@ -179,13 +214,16 @@ fn fetch_thin(
     let bundle = Bundle::read(path)?;
     let bundle_dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let staging = tempfile::Builder::new().prefix(".ferry-relocate-").tempdir_in(staging_parent)?;
-    let layout = Arc::new(Layout::create(staging.path())?);
+    let layout = Arc::new(Layout::create(&staging.path().join("layout"))?);
+    let downloads = staging.path().join("downloads");
+    std::fs::create_dir(&downloads)?;
     let images = bundle.all_images();
     crate::parallel::try_map(&images, jobs, |(key, spec)| {
         let driver = drivers.for_type(&spec.image_type()).with_context(|| {
             format!("image {key} ({}) has imageType {:?}, which no driver handles", spec.image, spec.image_type())
         })?;
-        let origin = origin(spec, bundle_dir, registry)?;
+        let origin = origin(key, spec, bundle_dir, registry, &downloads)?;
+        ready(&origin)?;
         let root = driver.fetch(&driver_image(key, spec), &origin, &layout)?;
         check_pinned(key, spec, &root)?;
         if let Origin::Registry { reference, .. } = &origin {
@@ -213,23 +251,28 @@ pub fn dry_run(
         .plan
         .iter()
         .map(|step| {
-            let target = repository_under(&step.prefix, &step.repository);
             let blobs: Vec<_> =
                 prepared.layout.graph(&step.root)?.into_iter().filter(|d| !is_document(&d.media_type)).collect();
-            let mut present = 0;
-            let mut bytes_to_send = 0;
-            for blob in &blobs {
-                if registry.has_blob(&target, &blob.digest)? {
-                    present += 1;
-                } else {
-                    bytes_to_send += blob.size;
-                }
-            }
             let tag = step.tag.as_deref().map(|t| format!(":{t}")).unwrap_or_default();
+            let (mut present, mut bytes_to_send) = (0, 0);
+            let destination = if step.prefix.starts_with(FILE_SCHEME) {
+                bytes_to_send = blobs.iter().map(|b| b.size).sum();
+                format!("{}/{}", step.prefix, step.repository)
+            } else {
+                let target = repository_under(&step.prefix, &step.repository);
+                for blob in &blobs {
+                    if registry.has_blob(&target, &blob.digest)? {
+                        present += 1;
+                    } else {
+                        bytes_to_send += blob.size;
+                    }
+                }
+                format!("{}/{}{tag}@{}", target.registry(), target.repository(), step.root.digest)
+            };
             Ok(Planned {
                 key: step.key.clone(),
                 original: specs[&step.key].image.clone(),
-                destination: format!("{}/{}{tag}@{}", target.registry(), target.repository(), step.root.digest),
+                destination,
                 blobs: blobs.len(),
                 present,
                 bytes_to_send,
@@ -247,20 +290,32 @@ pub fn relocate(
     let Prepared { layout, bundle, plan, staging_parent, _staging } = prepare(bundle_path, drivers, registry, options)?;
     let specs: BTreeMap<String, &ImageSpec> = bundle.all_images().into_iter().collect();
 
-    // With --keep-going a failure is kept as a message and the other images go on.
-    let outcomes = crate::parallel::try_map(&plan, options.jobs, |step| {
-        let spec = specs[&step.key];
-        let stored = Origin::Layout { layout: layout.clone(), name: step.name.clone() };
-        let grant =
-            DestinationGrant::Registry { registry: registry.clone(), prefix: step.prefix.clone(), jobs: options.jobs };
-        match step.driver.relocate(&driver_image(&step.key, spec), &stored, &grant, &step.repository, &[]) {
-            Ok(reference) => {
-                Ok(Ok(Relocated { key: step.key.clone(), original: spec.image.clone(), relocated: pin(&reference) }))
+    // Drivers that rewrite references to other images (a chart's values) go last, handed the
+    // mapping of all the others. With --keep-going a failure is kept as a message and the other
+    // images go on.
+    let (readers, others): (Vec<&Step>, Vec<&Step>) = plan.iter().partition(|s| s.driver.info().reads_mapping);
+    let run = |steps: &[&Step], mapping: &[(String, String)]| {
+        crate::parallel::try_map(steps, options.jobs, |step| {
+            let spec = specs[&step.key];
+            let stored = Origin::Layout { layout: layout.clone(), name: step.name.clone() };
+            let grant = grant(&step.prefix, registry, options.jobs);
+            match step.driver.relocate(&driver_image(&step.key, spec), &stored, &grant, &step.repository, mapping) {
+                Ok(reference) => Ok(Ok(Relocated {
+                    key: step.key.clone(),
+                    original: spec.image.clone(),
+                    relocated: pin(&reference),
+                })),
+                Err(e) if options.keep_going => Ok(Err(e.to_string())),
+                Err(e) => Err(e.into()),
             }
-            Err(e) if options.keep_going => Ok(Err(e.to_string())),
-            Err(e) => Err(e.into()),
-        }
-    })?;
+        })
+    };
+    let mut outcomes = run(&others, &[])?;
+    if !readers.is_empty() {
+        let mapping: Vec<(String, String)> =
+            outcomes.iter().flatten().map(|r| (r.original.clone(), r.relocated.clone())).collect();
+        outcomes.extend(run(&readers, &mapping)?);
+    }
     let failures: Vec<&String> = outcomes.iter().filter_map(|o| o.as_ref().err()).collect();
     if !failures.is_empty() {
         let list: Vec<String> = failures.iter().map(|f| format!("  {f}")).collect();

@@ -202,22 +202,26 @@ fn read_capped(entry: &mut dyn Read, size: u64, cap: u64, name: &str) -> Result<
 /// Opens a thick bundle, whatever its compression (told by its first bytes, not its name).
 pub fn open(path: &Path) -> Result<tar::Archive<Box<dyn Read>>> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    Ok(tar::Archive::new(decompressor(BufReader::with_capacity(1 << 20, file))?))
+    Ok(tar::Archive::new(decompress(BufReader::with_capacity(1 << 20, file))?))
 }
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
+/// Whether a file starting with `magic` is gzip or zstd.
+pub fn is_compressed_magic(magic: &[u8]) -> bool {
+    magic.starts_with(&GZIP_MAGIC) || magic == ZSTD_MAGIC
+}
+
 fn is_compressed(file: &File) -> Result<bool> {
     use std::os::unix::fs::FileExt;
     let mut magic = [0u8; 4];
     let n = file.read_at(&mut magic, 0)?;
-    Ok(magic[..n].starts_with(&GZIP_MAGIC) || magic[..n] == ZSTD_MAGIC)
+    Ok(is_compressed_magic(&magic[..n]))
 }
 
 /// The tar stream inside `input`: gunzipped, unzstd'ed or as it is, by its first bytes.
-fn decompressor(mut input: BufReader<File>) -> Result<Box<dyn Read>> {
-    use std::io::BufRead;
+pub fn decompress<'a>(mut input: impl io::BufRead + 'a) -> Result<Box<dyn Read + 'a>> {
     let magic = input.fill_buf()?.get(..4).map(<[u8]>::to_vec).unwrap_or_default();
     Ok(if magic.starts_with(&GZIP_MAGIC) {
         Box::new(flate2::bufread::MultiGzDecoder::new(input))
@@ -351,7 +355,7 @@ impl InPlace {
         let file = File::open(path).with_context(|| format!("opening {}", path.display())).map_err(at)?;
         let (file, decompressed) = if is_compressed(&file)? {
             let mut tmp = tempfile::Builder::new().prefix(".ferry-bundle-").suffix(".tar").tempfile_in(scratch)?;
-            let mut reader = decompressor(BufReader::with_capacity(1 << 20, file))?;
+            let mut reader = decompress(BufReader::with_capacity(1 << 20, file))?;
             io::copy(&mut reader, &mut BufWriter::with_capacity(1 << 20, tmp.as_file_mut()))
                 .with_context(|| format!("decompressing {}", path.display()))?;
             (tmp.reopen()?, Some(tmp))

@@ -71,6 +71,35 @@ impl ImageSpec {
     pub fn image_type(&self) -> String {
         self.image_type.as_deref().unwrap_or("oci").to_ascii_lowercase()
     }
+
+    /// Where the image's bytes are, told from the `image` field alone (docs/thick-bundles.md).
+    pub fn location(&self) -> Location {
+        let image = self.image.as_str();
+        if matches!(self.image_type().as_str(), "oci" | "docker") {
+            return Location::Registry;
+        }
+        if image.starts_with("http://") || image.starts_with("https://") {
+            return Location::Url;
+        }
+        // A registry reference names its registry: a first component with a dot or a port, or
+        // `localhost`. Anything else is a path relative to bundle.json.
+        match image.split_once('/') {
+            Some((host, _)) if host.contains(['.', ':']) && host != "." && host != ".." || host == "localhost" => {
+                Location::Registry
+            }
+            _ => Location::Path,
+        }
+    }
+}
+
+/// Where an image's bytes are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Location {
+    Registry,
+    /// An http(s) URL.
+    Url,
+    /// A path relative to bundle.json.
+    Path,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

@@ -3,14 +3,19 @@
 //! inside that grant.
 
 use super::bindings::since_v0_1_0::ferry::driver::{host, types};
-use super::host::{HostError, HostResult, SourceHandle, from_wit, parse_digest};
+use super::host::{HostError, HostResult, SourceHandle, from_wit, parse_digest, to_wit};
 use super::sandbox::HostState;
-use crate::oci::{self, Digest, Layout, MAX_DOCUMENT, REF_NAME, Stored, is_document};
+use super::tar_access;
+use crate::oci::{self, BlobFile, Digest, HashingWriter, Layout, MAX_DOCUMENT, REF_NAME, Stored, is_document};
 use crate::registry::{Pushed, Registry, Upload};
 use oci_client::Reference;
+use std::io::{BufWriter, Write};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use wasmtime::component::Resource;
+
+/// What `copy-blob-as-tar` makes: an uncompressed layer, so its diff ID is its digest.
+const TAR_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
 
 /// Where the operator allows a relocation to write.
 #[derive(Clone)]
@@ -115,7 +120,7 @@ fn check_tag(tag: &Option<String>) -> HostResult<()> {
 fn stored_layout(source: &SourceHandle) -> HostResult<&Arc<dyn Stored>> {
     match source {
         SourceHandle::Layout { layout, .. } => Ok(layout),
-        SourceHandle::File { .. } | SourceHandle::Registry { .. } => {
+        SourceHandle::Bytes { .. } | SourceHandle::Registry { .. } => {
             Err(HostError::unsupported("only stored images are copied to a destination"))
         }
     }
@@ -348,31 +353,104 @@ impl host::HostDestination for HostState {
 
     fn put_blob(
         &mut self,
-        _d: Resource<DestinationHandle>,
-        _media_type: String,
-        _bytes: Vec<u8>,
+        d: Resource<DestinationHandle>,
+        media_type: String,
+        bytes: Vec<u8>,
     ) -> HostResult<types::Descriptor> {
-        Err(HostError::unsupported("destination.put-blob is not implemented yet"))
+        self.check_deadline()?;
+        self.check_call_bytes("destination.put-blob", bytes.len())?;
+        let descriptor = oci::Descriptor::new(media_type, Digest::of(&bytes), bytes.len() as u64);
+        match self.table.get(&d)? {
+            DestinationHandle::Directory(layout) => {
+                layout.put_bytes(&bytes).map_err(HostError::failed)?;
+            }
+            DestinationHandle::Registry { registry, target, .. } => {
+                let mut file = tempfile::tempfile().map_err(HostError::failed)?;
+                file.write_all(&bytes).map_err(HostError::failed)?;
+                let blob = BlobFile::whole(file).map_err(HostError::failed)?;
+                let upload = Upload { digest: descriptor.digest.clone(), size: descriptor.size, file: blob };
+                registry.push_blobs(target, vec![upload], 1)?;
+            }
+        }
+        Ok(to_wit(&descriptor))
     }
 
     fn copy_blob_as_tar(
         &mut self,
-        _d: Resource<DestinationHandle>,
-        _s: Resource<SourceHandle>,
-        _blob: types::Descriptor,
-        _file: types::TarFile,
+        d: Resource<DestinationHandle>,
+        s: Resource<SourceHandle>,
+        blob: types::Descriptor,
+        file: types::TarFile,
     ) -> HostResult<types::Descriptor> {
-        Err(HostError::unsupported("destination.copy-blob-as-tar is not implemented yet"))
+        self.check_deadline()?;
+        let blob = from_wit(&blob)?;
+        let (source, _) = self.blob_of(&s, Some(blob.digest.to_string()))?;
+        if source.size != blob.size {
+            return Err(HostError::invalid(format!(
+                "blob {} is {} bytes, its descriptor says {}",
+                blob.digest, source.size, blob.size
+            )));
+        }
+        let (head, tail) = tar_access::one_file_layer(&file, blob.size).map_err(HostError::invalid)?;
+        // The layer is written once, hashed on the way: into the destination layout, or into a
+        // temporary file that is then pushed like any stored blob.
+        let mut pending = match self.table.get(&d)? {
+            DestinationHandle::Directory(layout) => Some(layout.pending_blob().map_err(HostError::failed)?),
+            DestinationHandle::Registry { .. } => None,
+        };
+        let mut temporary = None;
+        let out = match &mut pending {
+            Some(pending) => pending.file(),
+            None => temporary.insert(tempfile::tempfile().map_err(HostError::failed)?),
+        };
+        let mut hashing = HashingWriter::new(BufWriter::with_capacity(1 << 20, &mut *out));
+        hashing.write_all(&head).map_err(HostError::failed)?;
+        let inner = std::io::copy(&mut source.reader(), &mut hashing).map_err(HostError::failed)?;
+        if inner != blob.size {
+            return Err(HostError::invalid(format!("blob {} ended after {inner} bytes", blob.digest)));
+        }
+        hashing.write_all(&tail).map_err(HostError::failed)?;
+        let (digest, size, buffered) = hashing.finish();
+        buffered.into_inner().map_err(|e| HostError::failed(e.into_error()))?;
+        self.check_deadline()?;
+        let layer = oci::Descriptor::new(TAR_LAYER, digest.clone(), size);
+        match (self.table.get(&d)?, pending, temporary) {
+            (DestinationHandle::Directory(_), Some(pending), _) => {
+                pending.persist_as(Layout::blob_name(&digest)).map_err(HostError::failed)?;
+            }
+            (DestinationHandle::Registry { registry, target, .. }, _, Some(file)) => {
+                let upload = Upload { digest, size, file: BlobFile::whole(file).map_err(HostError::failed)? };
+                registry.push_blobs(target, vec![upload], 1)?;
+            }
+            _ => unreachable!("the scratch file matches the destination"),
+        }
+        self.events.transferred(size);
+        Ok(to_wit(&layer))
     }
 
     fn extract_tar(
         &mut self,
-        _d: Resource<DestinationHandle>,
-        _s: Resource<SourceHandle>,
-        _blob: types::Descriptor,
-        _name: String,
+        d: Resource<DestinationHandle>,
+        s: Resource<SourceHandle>,
+        blob: types::Descriptor,
+        name: String,
     ) -> HostResult<String> {
-        Err(HostError::unsupported("destination.extract-tar is not implemented yet"))
+        self.check_deadline()?;
+        let blob = from_wit(&blob)?;
+        let path = Path::new(&name);
+        if name.is_empty() || !path.components().all(|c| matches!(c, Component::Normal(_))) {
+            return Err(HostError::denied(format!("directory name {name:?} is outside the destination")));
+        }
+        let (source, what) = self.blob_of(&s, Some(blob.digest.to_string()))?;
+        let DestinationHandle::Directory(layout) = self.table.get(&d)? else {
+            return Err(HostError::unsupported("extract-tar needs a directory destination"));
+        };
+        // Extracted beside its final place and renamed into it when complete.
+        let pending = layout.pending_dir(path.parent().unwrap_or(Path::new(""))).map_err(HostError::denied)?;
+        tar_access::extract(&source, pending.dir()).map_err(|e| HostError::invalid(format!("{what}: {e:#}")))?;
+        pending.persist_as(path).map_err(HostError::denied)?;
+        self.check_deadline()?;
+        Ok(self.table.get(&d)?.location() + "/" + &name)
     }
 
     fn drop(&mut self, d: Resource<DestinationHandle>) -> wasmtime::Result<()> {

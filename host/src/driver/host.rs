@@ -3,12 +3,11 @@
 
 use super::bindings::since_v0_1_0::ferry::driver::{host, types};
 use super::sandbox::{HostState, LimitHit};
+use super::tar_access;
 use crate::oci::{self, BlobFile, Digest, HashingWriter, Layout, MAX_DOCUMENT, REF_NAME, Stored};
 use crate::registry::{Registry, RegistryError, RegistryErrorKind};
 use oci_client::Reference;
-use std::io::{BufWriter, Read, Seek, SeekFrom};
-use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
+use std::io::{BufWriter, Read};
 use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::component::{Resource, ResourceTableError};
@@ -19,20 +18,11 @@ pub const MAX_READ: u32 = 1 << 20;
 /// Where an image's bytes are, as the host opens them for one operation.
 pub enum SourceHandle {
     /// An image stored in an OCI layout (a bundle's store), named by its root.
-    Layout {
-        layout: Arc<dyn Stored>,
-        root: oci::Descriptor,
-        location: String,
-    },
-    File {
-        file: std::fs::File,
-        path: PathBuf,
-    },
+    Layout { layout: Arc<dyn Stored>, root: oci::Descriptor, location: String },
+    /// Bytes on the operator's machine: a file, an http(s) download, or one file of a tar.
+    Bytes { blob: BlobFile, location: String, kind: host::SourceKind },
     /// A repository in a registry; `reference` names the image.
-    Registry {
-        registry: Arc<Registry>,
-        reference: Reference,
-    },
+    Registry { registry: Arc<Registry>, reference: Reference },
 }
 
 /// The bundle store an image is being fetched into, and the name it will have there.
@@ -133,6 +123,57 @@ impl HostState {
         Ok(())
     }
 
+    /// Blob `digest` of a source (or a file source itself) as bytes the host can read at
+    /// random, and how to name it in messages. A registry blob is downloaded and checked first.
+    pub(super) fn blob_of(
+        &mut self,
+        s: &Resource<SourceHandle>,
+        digest: Option<String>,
+    ) -> HostResult<(BlobFile, String)> {
+        let digest = digest.as_deref().map(parse_digest).transpose()?;
+        match (self.table.get(s)?, digest) {
+            (SourceHandle::Layout { layout, .. }, Some(d)) => {
+                let blob =
+                    layout.blob(&d).map_err(|_| HostError::not_found(format!("blob {d} is not in the store")))?;
+                Ok((blob, format!("blob {d}")))
+            }
+            (SourceHandle::Bytes { blob, location, .. }, None) => Ok((blob.clone(), location.clone())),
+            (SourceHandle::Registry { registry, reference }, Some(d)) => {
+                let (registry, reference) = (registry.clone(), reference.clone());
+                let file = registry
+                    .retry(|| {
+                        let mut file = tempfile::tempfile().map_err(|e| RegistryError {
+                            kind: RegistryErrorKind::Failed,
+                            message: format!("a temporary file for blob {d}: {e}"),
+                        })?;
+                        let mut hashing = HashingWriter::new(BufWriter::with_capacity(1 << 20, &mut file));
+                        registry.copy_blob(&reference, &d, &mut hashing)?;
+                        let (actual, _, buffered) = hashing.finish();
+                        buffered.into_inner().map_err(|e| RegistryError {
+                            kind: RegistryErrorKind::Failed,
+                            message: format!("blob {d}: {}", e.error()),
+                        })?;
+                        if actual != d {
+                            return Err(RegistryError {
+                                kind: RegistryErrorKind::Failed,
+                                message: format!(
+                                    "blob {d} of {reference}: the registry served content with digest {actual}"
+                                ),
+                            });
+                        }
+                        Ok(file)
+                    })
+                    .map_err(|e| match e.kind {
+                        RegistryErrorKind::Failed => HostError::invalid(e.message),
+                        _ => e.into(),
+                    })?;
+                Ok((BlobFile::whole(file).map_err(HostError::failed)?, format!("blob {d} of {}", reference.whole())))
+            }
+            (SourceHandle::Bytes { .. }, Some(_)) => Err(HostError::unsupported("a file source has no blobs")),
+            (_, None) => Err(HostError::unsupported("name the digest of a blob")),
+        }
+    }
+
     /// Counts a handle the guest is about to receive.
     pub(super) fn take_handle(&mut self) -> HostResult<()> {
         if self.handles >= self.limits.handles {
@@ -184,7 +225,7 @@ impl host::HostSource for HostState {
     fn kind(&mut self, s: Resource<SourceHandle>) -> wasmtime::Result<host::SourceKind> {
         Ok(match self.table.get(&s)? {
             SourceHandle::Layout { .. } => host::SourceKind::Layout,
-            SourceHandle::File { .. } => host::SourceKind::File,
+            SourceHandle::Bytes { kind, .. } => *kind,
             SourceHandle::Registry { .. } => host::SourceKind::Registry,
         })
     }
@@ -192,7 +233,7 @@ impl host::HostSource for HostState {
     fn location(&mut self, s: Resource<SourceHandle>) -> wasmtime::Result<String> {
         Ok(match self.table.get(&s)? {
             SourceHandle::Layout { location, .. } => location.clone(),
-            SourceHandle::File { path, .. } => path.display().to_string(),
+            SourceHandle::Bytes { location, .. } => location.clone(),
             SourceHandle::Registry { reference, .. } => reference.whole(),
         })
     }
@@ -205,7 +246,7 @@ impl host::HostSource for HostState {
         let wanted = wanted.transpose()?;
         let (layout, root) = match self.table.get(&s)? {
             SourceHandle::Layout { layout, root, .. } => (layout, root),
-            SourceHandle::File { .. } => return Err(HostError::unsupported("a file source has no manifests")),
+            SourceHandle::Bytes { .. } => return Err(HostError::unsupported("a file source has no manifests")),
             SourceHandle::Registry { registry, reference } => {
                 let target = match &wanted {
                     Some(d) => at_digest(reference, d),
@@ -239,8 +280,8 @@ impl host::HostSource for HostState {
                     .map_err(|_| HostError::not_found(format!("blob {d} is not in the store")))
             }
             (SourceHandle::Layout { root, .. }, None) => Ok(root.size),
-            (SourceHandle::File { file, .. }, None) => Ok(file.metadata().map_err(HostError::failed)?.len()),
-            (SourceHandle::File { .. }, Some(_)) => Err(HostError::unsupported("a file source has no blobs")),
+            (SourceHandle::Bytes { blob, .. }, None) => Ok(blob.size),
+            (SourceHandle::Bytes { .. }, Some(_)) => Err(HostError::unsupported("a file source has no blobs")),
             (SourceHandle::Registry { .. }, _) => {
                 Err(HostError::unsupported("the sizes of registry blobs are in their manifests"))
             }
@@ -264,11 +305,11 @@ impl host::HostSource for HostState {
                     layout.blob(&d).map_err(|_| HostError::not_found(format!("blob {d} is not in the store")))?;
                 blob.read_at(&mut buf, offset)
             }
-            (SourceHandle::File { file, .. }, None) => read_at(file, &mut buf, offset),
+            (SourceHandle::Bytes { blob, .. }, None) => blob.read_at(&mut buf, offset),
             (SourceHandle::Layout { .. }, None) => {
                 return Err(HostError::unsupported("a stored image is read blob by blob: name a digest"));
             }
-            (SourceHandle::File { .. }, Some(_)) => {
+            (SourceHandle::Bytes { .. }, Some(_)) => {
                 return Err(HostError::unsupported("a file source has no blobs"));
             }
             (SourceHandle::Registry { registry, reference }, Some(d)) => {
@@ -283,17 +324,29 @@ impl host::HostSource for HostState {
         Ok(buf)
     }
 
-    fn tar_entries(&mut self, _s: Resource<SourceHandle>, _digest: Option<String>) -> HostResult<Vec<types::TarEntry>> {
-        Err(HostError::unsupported("source.tar-entries is not implemented yet"))
+    fn tar_entries(&mut self, s: Resource<SourceHandle>, digest: Option<String>) -> HostResult<Vec<types::TarEntry>> {
+        self.check_deadline()?;
+        let (blob, what) = self.blob_of(&s, digest)?;
+        let entries = tar_access::entries(&blob).map_err(|e| HostError::invalid(format!("{what}: {e:#}")))?;
+        self.check_deadline()?;
+        Ok(entries)
     }
 
     fn tar_entry(
         &mut self,
-        _s: Resource<SourceHandle>,
-        _digest: Option<String>,
-        _name: String,
+        s: Resource<SourceHandle>,
+        digest: Option<String>,
+        name: String,
     ) -> HostResult<Resource<SourceHandle>> {
-        Err(HostError::unsupported("source.tar-entry is not implemented yet"))
+        self.check_deadline()?;
+        let (blob, what) = self.blob_of(&s, digest)?;
+        let scratch = std::env::temp_dir();
+        let entry =
+            tar_access::entry(&blob, &name, &scratch).map_err(|e| HostError::invalid(format!("{what}: {e:#}")))?;
+        self.take_handle()?;
+        let handle =
+            SourceHandle::Bytes { blob: entry, location: format!("{what}: {name}"), kind: host::SourceKind::File };
+        Ok(self.table.push(handle)?)
     }
 
     fn drop(&mut self, s: Resource<SourceHandle>) -> wasmtime::Result<()> {
@@ -301,18 +354,6 @@ impl host::HostSource for HostState {
         self.handles = self.handles.saturating_sub(1);
         Ok(())
     }
-}
-
-/// Reads until `buf` is full or the file ends.
-fn read_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read_at(&mut buf[filled..], offset + filled as u64)? {
-            0 => break,
-            n => filled += n,
-        }
-    }
-    Ok(filled)
 }
 
 impl host::HostStore for HostState {
@@ -359,12 +400,10 @@ impl host::HostStore for HostState {
                     source.blob(d).map_err(|_| HostError::not_found(format!("blob {d} is not in the source")))?;
                 layout.put_verified(&mut blob.reader(), Some(d)).map_err(HostError::invalid)?
             }
-            (SourceHandle::File { file, .. }, None) => {
-                let mut reader = file.try_clone().map_err(HostError::failed)?;
-                reader.seek(SeekFrom::Start(0)).map_err(HostError::failed)?;
-                layout.put_verified(&mut reader, None).map_err(HostError::invalid)?
+            (SourceHandle::Bytes { blob, .. }, None) => {
+                layout.put_verified(&mut blob.reader(), None).map_err(HostError::invalid)?
             }
-            (SourceHandle::File { .. }, Some(_)) => return Err(HostError::unsupported("a file source has no blobs")),
+            (SourceHandle::Bytes { .. }, Some(_)) => return Err(HostError::unsupported("a file source has no blobs")),
             (_, None) => return Err(HostError::unsupported("name the digest of the blob to copy")),
         };
         self.events.transferred(stored.1);

@@ -16,6 +16,7 @@ mod error;
 mod host;
 mod linker;
 mod sandbox;
+mod tar_access;
 
 pub use bindings::INTERFACE;
 pub use builtin::builtin_components;
@@ -24,7 +25,8 @@ pub use destination::{DestinationGrant, repository_under};
 pub use error::{DriverError, ErrorKind, Operation};
 
 use crate::config::Limits;
-use crate::oci::{Digest, Layout, Stored};
+use crate::oci::{BlobFile, Digest, Layout, Stored};
+use bindings::since_v0_1_0::ferry::driver::host::SourceKind;
 use bindings::since_v0_1_0::{ImageDriver, ImageDriverPre, ferry::driver::types};
 use cache::ComponentCache;
 use host::{SourceHandle, StoreHandle};
@@ -107,6 +109,12 @@ pub enum Origin {
         name: String,
     },
     File(PathBuf),
+    /// An http(s) URL, downloaded by the host before the driver runs (the driver's deadline is
+    /// for its own work, not for the network).
+    Http {
+        url: String,
+        download: PathBuf,
+    },
     /// An image in a registry.
     Registry {
         registry: Arc<crate::registry::Registry>,
@@ -345,9 +353,16 @@ fn push_source(store: &mut Store<HostState>, origin: &Origin) -> wasmtime::Resul
             SourceHandle::Layout { layout: layout.clone(), root, location: name.clone() }
         }
         Origin::File(path) => {
-            let file = std::fs::File::open(path)
+            let blob = std::fs::File::open(path)
+                .and_then(BlobFile::whole)
                 .map_err(|e| SetupError(types::Error::NotFound(format!("{}: {e}", path.display()))))?;
-            SourceHandle::File { file, path: path.clone() }
+            SourceHandle::Bytes { blob, location: path.display().to_string(), kind: SourceKind::File }
+        }
+        Origin::Http { url, download } => {
+            let blob = std::fs::File::open(download)
+                .and_then(BlobFile::whole)
+                .map_err(|e| SetupError(types::Error::NotFound(format!("{url} (downloaded): {e}"))))?;
+            SourceHandle::Bytes { blob, location: url.clone(), kind: SourceKind::Http }
         }
         Origin::Registry { registry, reference } => {
             let parsed = reference.parse().map_err(|e| {

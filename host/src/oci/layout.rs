@@ -155,6 +155,22 @@ impl Layout {
         Ok(PendingFile { dir: self.dir.try_clone()?, name, file: file.into_std(), persisted: false })
     }
 
+    /// A new directory in directory `parent` of the layout, removed again (with everything in
+    /// it) unless it is persisted.
+    pub fn pending_dir(&self, parent: &Path) -> Result<PendingDir> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        if !parent.as_os_str().is_empty() {
+            self.dir
+                .create_dir_all(parent)
+                .with_context(|| format!("creating {}", self.path.join(parent).display()))?;
+        }
+        let name =
+            parent.join(format!(".partial-dir-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
+        self.dir.create_dir(&name).with_context(|| format!("creating {}", self.path.join(&name).display()))?;
+        let opened = self.dir.open_dir(&name)?;
+        Ok(PendingDir { parent: self.dir.try_clone()?, name, dir: opened, persisted: false })
+    }
+
     /// The index's descriptors, in order.
     pub fn index(&self) -> Result<Vec<Descriptor>> {
         let bytes = self.dir.read("index.json").with_context(|| format!("{}/index.json", self.path.display()))?;
@@ -242,6 +258,40 @@ impl BlobWriter {
         }
         self.pending.persist_as(Layout::blob_name(&digest))?;
         Ok((digest, size))
+    }
+}
+
+/// A directory being filled inside a layout; see [`Layout::pending_dir`].
+pub struct PendingDir {
+    parent: Dir,
+    name: PathBuf,
+    dir: Dir,
+    persisted: bool,
+}
+
+impl PendingDir {
+    pub fn dir(&self) -> &Dir {
+        &self.dir
+    }
+
+    /// Gives the directory its final name, a path inside the layout, replacing a directory
+    /// that a former run left there.
+    pub fn persist_as(mut self, target: impl AsRef<Path>) -> Result<()> {
+        let target = target.as_ref();
+        if self.parent.is_dir(target) {
+            self.parent.remove_dir_all(target).with_context(|| format!("replacing {}", target.display()))?;
+        }
+        self.parent.rename(&self.name, &self.parent, target)?;
+        self.persisted = true;
+        Ok(())
+    }
+}
+
+impl Drop for PendingDir {
+    fn drop(&mut self) {
+        if !self.persisted {
+            let _ = self.parent.remove_dir_all(&self.name);
+        }
     }
 }
 

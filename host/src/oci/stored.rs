@@ -97,6 +97,15 @@ impl BlobFile {
         Ok(BlobFile { file: Arc::new(file), offset: 0, size })
     }
 
+    /// `size` bytes from `offset` of this blob, as a blob of its own.
+    pub fn slice(&self, offset: u64, size: u64) -> BlobFile {
+        BlobFile {
+            file: self.file.clone(),
+            offset: self.offset + offset,
+            size: size.min(self.size - offset.min(self.size)),
+        }
+    }
+
     /// Reads from `position` of the blob until `buf` is full or the blob ends.
     pub fn read_at(&self, buf: &mut [u8], position: u64) -> io::Result<usize> {
         let end = (position.saturating_add(buf.len() as u64)).min(self.size);
