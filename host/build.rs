@@ -9,6 +9,7 @@ use std::process::Command;
 /// (package, embedded as a built-in driver)
 const GUESTS: &[(&str, bool)] = &[
     ("ferry-driver-oci", true),
+    ("ferry-driver-vm-disk", true),
     ("example-file-driver", false),
     ("ferry-driver-hostile", false),
     ("not-a-driver", false),
