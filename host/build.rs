@@ -10,6 +10,7 @@ use std::process::Command;
 const GUESTS: &[(&str, bool)] = &[
     ("ferry-driver-oci", true),
     ("ferry-driver-vm-disk", true),
+    ("ferry-driver-tarball", true),
     ("example-file-driver", false),
     ("ferry-driver-hostile", false),
     ("not-a-driver", false),
