@@ -9,6 +9,8 @@ use std::process::Command;
 /// (package, embedded as a built-in driver)
 const GUESTS: &[(&str, bool)] = &[
     ("ferry-driver-oci", true),
+    ("ferry-driver-vm-disk", true),
+    ("ferry-driver-tarball", true),
     ("example-file-driver", false),
     ("ferry-driver-hostile", false),
     ("not-a-driver", false),
