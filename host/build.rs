@@ -10,6 +10,7 @@ use std::process::Command;
 const GUESTS: &[(&str, bool)] = &[
     ("ferry-driver-oci", true),
     ("example-file-driver", false),
+    ("example-helm-driver", false),
     ("ferry-driver-hostile", false),
     ("not-a-driver", false),
     ("ferry-driver-wants-sockets", false),
