@@ -51,6 +51,7 @@ impl Driver for HelmDriver {
 
     fn verify(image: Image, stored: &Source) -> Result<()> {
         let chart = StoredChart::read(&image, stored)?;
+        check_gzip(&image, stored, Some(&chart.layer.digest))?;
         let in_archive = chart_yaml(&image, stored, Some(&chart.layer.digest))?;
         if (&in_archive.name, &in_archive.version) != (&chart.metadata.name, &chart.metadata.version) {
             return Err(Error::invalid(format!(
@@ -70,15 +71,12 @@ impl Driver for HelmDriver {
         let chart = StoredChart::read(&image, stored)?;
         let rewriter = Rewriter::new(&mapping);
         let rewritten = if rewriter.is_empty() { None } else { Some(rewrite(&image, stored, &chart, &rewriter)?) };
+        let rewritten = rewritten.filter(|rewritten| rewritten.references > 0);
+        let references = rewritten.as_ref().map_or(0, |rewritten| rewritten.references);
+        info!("{}: rewrote {references} image references in the chart's values", image.key);
         match rewritten {
-            Some(rewritten) if rewritten.references > 0 => {
-                info!("{}: rewrote {} image references in the chart's values", image.key, rewritten.references);
-                push_rewritten(&image, stored, destination, &chart, rewritten.bytes)
-            }
-            _ => {
-                info!("{}: rewrote 0 image references; the chart is relocated unchanged", image.key);
-                destination.copy_artifact(stored, &chart.root, Some(&chart.metadata.tag()))
-            }
+            Some(rewritten) => push_rewritten(&image, stored, destination, &chart, rewritten.bytes),
+            None => destination.copy_artifact(stored, &chart.root, Some(&chart.metadata.tag())),
         }
     }
 
@@ -99,9 +97,7 @@ impl Driver for HelmDriver {
 
 /// A chart .tgz from a file or URL: its Chart.yaml becomes the config, the archive the layer.
 fn fetch_archive(image: &Image, origin: &Source, store: &Store) -> Result<Descriptor> {
-    if origin.read(None, 0, 2)? != [0x1f, 0x8b] {
-        return Err(Error::invalid(format!("{}: {} is not a gzipped chart archive", image.key, origin.location())));
-    }
+    check_gzip(image, origin, None)?;
     let metadata = chart_yaml(image, origin, None)?;
     let layer = store.copy_blob(origin, None, CHART_TYPE)?;
     check_content_digest(image, &layer.digest, "the chart archive")?;
@@ -138,6 +134,15 @@ fn fetch_manifest(image: &Image, origin: &Source, store: &Store) -> Result<Descr
     root.artifact_type = Some(CONFIG_TYPE.into());
     info!("{}: stored chart manifest {} from {}", image.key, root.digest, origin.location());
     Ok(root)
+}
+
+/// Helm charts are gzipped tars (`tar-entries` would accept any tar).
+fn check_gzip(image: &Image, source: &Source, digest: Option<&str>) -> Result<()> {
+    if source.read(digest, 0, 2)? != [0x1f, 0x8b] {
+        let what = digest.map_or_else(|| source.location(), str::to_string);
+        return Err(Error::invalid(format!("{}: {what} is not a gzipped chart archive", image.key)));
+    }
+    Ok(())
 }
 
 fn check_content_digest(image: &Image, digest: &str, what: &str) -> Result<()> {
