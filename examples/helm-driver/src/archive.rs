@@ -259,6 +259,25 @@ mod tests {
     }
 
     #[test]
+    fn the_example_chart() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../helm/shop-chart");
+        let read = |name: &str| std::fs::read(dir.join(name)).unwrap();
+        let (chart_yaml, values, template) = (read("Chart.yaml"), read("values.yaml"), read("templates/web.yaml"));
+        let files =
+            [("shop/Chart.yaml", &chart_yaml), ("shop/values.yaml", &values), ("shop/templates/web.yaml", &template)];
+        let metadata = crate::metadata::Metadata::from_chart_yaml(std::str::from_utf8(&chart_yaml).unwrap()).unwrap();
+        assert_eq!((metadata.name.as_str(), metadata.tag().as_str()), ("shop", "1.0.0"));
+        let rewriter = Rewriter::new(&[
+            ("REGISTRY/shop/web:1.0.0".into(), "site/shop/web:1.0.0".into()),
+            ("REGISTRY/shop/installer:1.0.0".into(), "site/shop/installer:1.0.0".into()),
+        ]);
+        let rewritten = rewrite_chart(&pack(&files.map(|(name, data)| (name, data.as_slice())), 0), &rewriter).unwrap();
+        assert_eq!(rewritten.references, 2);
+        let values = file(&unpack(&rewritten.bytes), "shop/values.yaml").to_string();
+        assert!(values.contains("image: site/shop/web:1.0.0\n") && values.contains("\"site/shop/installer:1.0.0\""));
+    }
+
+    #[test]
     fn roles() {
         assert_eq!(role("shop/values.yaml"), Role::Values);
         assert_eq!(role("./shop/values.yaml"), Role::Values);
