@@ -51,8 +51,8 @@ impl Driver for HelmDriver {
 
     fn verify(image: Image, stored: &Source) -> Result<()> {
         let chart = StoredChart::read(&image, stored)?;
-        check_gzip(&image, stored, Some(&chart.layer.digest))?;
-        let in_archive = chart_yaml(&image, stored, Some(&chart.layer.digest))?;
+        check_gzip(&image, stored, Some(&chart.manifest.chart.digest))?;
+        let in_archive = chart_yaml(&image, stored, Some(&chart.manifest.chart.digest))?;
         if (&in_archive.name, &in_archive.version) != (&chart.metadata.name, &chart.metadata.version) {
             return Err(Error::invalid(format!(
                 "{}: the chart's Chart.yaml says {} {}, its config says {} {}",
@@ -88,7 +88,7 @@ impl Driver for HelmDriver {
         Ok(Summary {
             digest: chart.root.digest,
             media_type: chart.root.media_type,
-            size: chart.layer.size,
+            size: chart.manifest.chart.size,
             platforms: Vec::new(),
             details,
         })
@@ -171,7 +171,7 @@ fn read_blob(image: &Image, source: &Source, digest: Option<&str>, max: u64) -> 
     let what = digest.map_or_else(|| source.location(), str::to_string);
     if size > max {
         return Err(Error::unsupported(format!(
-            "{}: {what} is {size} bytes; this driver reads at most {max} into memory",
+            "{}: {what} is {size} bytes; this driver reads at most {max} bytes into memory",
             image.key
         )));
     }
@@ -190,7 +190,6 @@ fn read_blob(image: &Image, source: &Source, digest: Option<&str>, max: u64) -> 
 struct StoredChart {
     root: Descriptor,
     manifest: HelmManifest,
-    layer: Descriptor,
     metadata: Metadata,
 }
 
@@ -200,8 +199,7 @@ impl StoredChart {
         let manifest = HelmManifest::parse(image, &document.media_type, &document.bytes)?;
         let config = read_blob(image, stored, Some(&manifest.config.digest), MAX_METADATA)?;
         let metadata = Metadata::from_config(&config).map_err(|e| Error::invalid(format!("{}: {e}", image.key)))?;
-        let layer = manifest.chart_layer(image)?;
-        Ok(StoredChart { root: document.descriptor(), manifest, layer, metadata })
+        Ok(StoredChart { root: document.descriptor(), manifest, metadata })
     }
 }
 
@@ -209,7 +207,10 @@ impl StoredChart {
 struct HelmManifest {
     json: serde_json::Value,
     config: Descriptor,
+    /// Every layer: the chart, and helm's provenance when it signed the chart.
     layers: Vec<Descriptor>,
+    /// The one layer that is the chart's archive.
+    chart: Descriptor,
 }
 
 impl HelmManifest {
@@ -226,26 +227,20 @@ impl HelmManifest {
         }
         let layers = json["layers"].as_array().into_iter().flatten().map(descriptor).collect::<Option<Vec<_>>>();
         let layers = layers.ok_or_else(|| invalid("has a malformed layer"))?;
-        let manifest = HelmManifest { json, config, layers };
-        manifest.chart_layer(image)?;
-        Ok(manifest)
-    }
-
-    /// The one layer that is the chart's archive (helm may add a provenance layer).
-    fn chart_layer(&self, image: &Image) -> Result<Descriptor> {
-        let mut charts = self.layers.iter().filter(|layer| layer.media_type == CHART_TYPE);
-        match (charts.next(), charts.next()) {
-            (Some(layer), None) => Ok(layer.clone()),
-            _ => Err(Error::invalid(format!("{}: the chart's manifest must have one {CHART_TYPE} layer", image.key))),
-        }
+        let mut charts = layers.iter().filter(|layer| layer.media_type == CHART_TYPE);
+        let chart = match (charts.next(), charts.next()) {
+            (Some(chart), None) => chart.clone(),
+            _ => return Err(invalid(&format!("must have one {CHART_TYPE} layer"))),
+        };
+        Ok(HelmManifest { json, config, layers, chart })
     }
 }
 
 /// Reads the stored chart and rewrites the references of `rewriter` in its values files.
 fn rewrite(image: &Image, stored: &Source, chart: &StoredChart, rewriter: &Rewriter) -> Result<archive::Rewritten> {
-    let bytes = read_blob(image, stored, Some(&chart.layer.digest), MAX_CHART)?;
+    let bytes = read_blob(image, stored, Some(&chart.manifest.chart.digest), MAX_CHART)?;
     archive::rewrite_chart(&bytes, rewriter)
-        .map_err(|e| Error::invalid(format!("{}: chart {}: {e}", image.key, chart.layer.digest)))
+        .map_err(|e| Error::invalid(format!("{}: chart {}: {e}", image.key, chart.manifest.chart.digest)))
 }
 
 /// Pushes the rewritten chart, the stored config, and a manifest naming them, tagged with the
@@ -276,3 +271,61 @@ fn descriptor_json(d: &Descriptor) -> serde_json::Value {
 }
 
 export_driver!(HelmDriver);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image() -> Image {
+        Image {
+            key: "chart".into(),
+            reference: "reg/charts/shop:1.0.0".into(),
+            image_type: "helm".into(),
+            media_type: None,
+            content_digest: Some("sha256:1".into()),
+            size: None,
+            labels: Vec::new(),
+        }
+    }
+
+    fn manifest(config_type: &str, layer_types: &[&str]) -> Vec<u8> {
+        let layers: Vec<_> = layer_types
+            .iter()
+            .enumerate()
+            .map(|(i, t)| serde_json::json!({ "mediaType": t, "digest": format!("sha256:{i}"), "size": 10 + i }))
+            .collect();
+        let config = serde_json::json!({ "mediaType": config_type, "digest": "sha256:c", "size": 5 });
+        serde_json::json!({ "schemaVersion": 2, "config": config, "layers": layers }).to_string().into_bytes()
+    }
+
+    #[test]
+    fn a_helm_push_manifest_with_provenance() {
+        let bytes = manifest(CONFIG_TYPE, &["application/vnd.cncf.helm.chart.provenance.v1.prov", CHART_TYPE]);
+        let manifest = HelmManifest::parse(&image(), MANIFEST_TYPE, &bytes).unwrap();
+        assert_eq!((manifest.chart.digest.as_str(), manifest.chart.size), ("sha256:1", 11));
+        assert_eq!((manifest.config.digest.as_str(), manifest.layers.len()), ("sha256:c", 2));
+    }
+
+    #[test]
+    fn manifests_that_are_not_a_chart() {
+        let error = |media_type: &str, bytes: &[u8]| HelmManifest::parse(&image(), media_type, bytes).err().unwrap();
+        let oci_config = "application/vnd.oci.image.config.v1+json";
+        assert!(matches!(error(MANIFEST_TYPE, &manifest(oci_config, &[CHART_TYPE])), Error::InvalidContent(m)
+            if m == format!("chart: the chart's manifest has config type {oci_config}, not {CONFIG_TYPE}")));
+        assert!(matches!(error(MANIFEST_TYPE, &manifest(CONFIG_TYPE, &[])), Error::InvalidContent(m)
+            if m.ends_with(&format!("must have one {CHART_TYPE} layer"))));
+        assert!(matches!(
+            error(MANIFEST_TYPE, &manifest(CONFIG_TYPE, &[CHART_TYPE, CHART_TYPE])),
+            Error::InvalidContent(_)
+        ));
+        assert!(matches!(error("application/vnd.oci.image.index.v1+json", b"{}"), Error::Unsupported(_)));
+    }
+
+    #[test]
+    fn content_digests() {
+        assert!(check_content_digest(&image(), "sha256:1", "the chart archive").is_ok());
+        let error = check_content_digest(&image(), "sha256:2", "the chart archive").err().unwrap();
+        assert_eq!(error.message(), "chart: bundle.json says contentDigest sha256:1, the chart archive is sha256:2");
+        assert!(check_content_digest(&Image { content_digest: None, ..image() }, "sha256:2", "it").is_ok());
+    }
+}
