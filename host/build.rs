@@ -12,6 +12,7 @@ const GUESTS: &[(&str, bool)] = &[
     ("ferry-driver-vm-disk", true),
     ("ferry-driver-tarball", true),
     ("example-file-driver", false),
+    ("example-helm-driver", false),
     ("ferry-driver-hostile", false),
     ("not-a-driver", false),
     ("ferry-driver-wants-sockets", false),
