@@ -2,8 +2,9 @@ use crate::progress::Terminal;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ferry::bundle;
+use ferry::bundle_drivers::{self, Source};
 use ferry::config::{self, LimitOverrides, Limits};
-use ferry::driver::{self, Driver, Drivers, Runtime, Settings, VerifiedComponent};
+use ferry::driver::{self, Driver, Drivers, Policy, Runtime, Settings, VerifiedComponent};
 use ferry::export::{self, ExportOptions};
 use ferry::registry::{Registry, RegistryOptions};
 use ferry::relocate::{self, RelocateOptions};
@@ -51,6 +52,18 @@ struct Global {
     /// Print drivers' info and debug lines too
     #[arg(short, long, global = true)]
     verbose: bool,
+    /// Load no driver that a bundle ships; images that need one are refused
+    #[arg(long, global = true)]
+    no_bundle_drivers: bool,
+    /// Let a driver the bundle ships handle TYPE even though a built-in driver does; repeatable
+    #[arg(long = "allow-driver-override", global = true, value_name = "TYPE")]
+    overrides: Vec<String>,
+}
+
+impl Global {
+    fn policy(&self) -> Policy {
+        Policy { refuse_all: self.no_bundle_drivers, overrides: self.overrides.clone() }
+    }
 }
 
 #[derive(Subcommand)]
@@ -82,6 +95,10 @@ enum Command {
     Inspect {
         /// A thick bundle
         bundle: PathBuf,
+        /// Also run each image's driver for what it knows (a disk's format and virtual size, a
+        /// tarball's entries); without it no driver runs
+        #[arg(long)]
+        details: bool,
         #[arg(short, long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
@@ -135,6 +152,14 @@ enum DriverCommand {
         #[arg(short, long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+    /// Declare a driver in a bundle.json: its image types and digest, its path relative to the
+    /// bundle.json; the file is rewritten as canonical JSON
+    Add {
+        /// The bundle.json to change
+        bundle: PathBuf,
+        /// The driver component (.wasm), inside the bundle.json's directory
+        file: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -147,16 +172,20 @@ pub fn run() -> Result<ExitCode> {
     let cli = Cli::parse();
     match &cli.command {
         Command::Validate { bundle, output } => return validate(bundle, *output),
-        Command::Verify { bundle } => return verify(bundle),
         _ => {}
     }
     let terminal = Arc::new(Terminal::new(cli.global.verbose));
     let runtime = runtime(&cli.global, terminal.clone())?;
     match cli.command {
-        Command::Validate { .. } | Command::Verify { .. } => unreachable!("handled above"),
-        Command::Export { bundle, output, jobs, compression_level, format } => {
-            let drivers = Drivers::builtin(&runtime)?;
+        Command::Validate { .. } => unreachable!("handled above"),
+        Command::Verify { bundle } => {
             let registry = registry(&cli.global)?;
+            let drivers = bundle_drivers::drivers(&runtime, &Source::of(&bundle, &registry)?, &cli.global.policy());
+            verify(&bundle, drivers)
+        }
+        Command::Export { bundle, output, jobs, compression_level, format } => {
+            let registry = registry(&cli.global)?;
+            let drivers = bundle_drivers::drivers(&runtime, &Source::of(&bundle, &registry)?, &cli.global.policy())?;
             let options = ExportOptions { output, jobs, level: compression_level };
             terminal.start(format!("exporting {}", bundle.display()));
             let report = export::export(&bundle, &drivers, &registry, &options);
@@ -175,8 +204,8 @@ pub fn run() -> Result<ExitCode> {
         }
         Command::Relocate { bundle, to, map, output, jobs, dry_run, keep_going, format } => {
             let map = map.as_deref().map(relocate::read_map).transpose()?.unwrap_or_default();
-            let drivers = Drivers::builtin(&runtime)?;
             let registry = registry(&cli.global)?;
+            let drivers = bundle_drivers::drivers(&runtime, &Source::of(&bundle, &registry)?, &cli.global.policy())?;
             let options = RelocateOptions { to, map, jobs, output: output.clone(), keep_going };
             if dry_run {
                 let plan = relocate::dry_run(&bundle, &drivers, &registry, &options)?;
@@ -208,29 +237,50 @@ pub fn run() -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Inspect { bundle, output } => {
-            let drivers = Drivers::builtin(&runtime)?;
-            let inspection = thick::inspect(&bundle, &drivers)?;
+        Command::Inspect { bundle, details, output } => {
+            let mut inspection = thick::inspect(&bundle, &Drivers::builtin(&runtime)?, &cli.global.policy())?;
+            if details {
+                let registry = registry(&cli.global)?;
+                let drivers =
+                    bundle_drivers::drivers(&runtime, &Source::of(&bundle, &registry)?, &cli.global.policy())?;
+                for (key, summary) in thick::details(&bundle, &drivers, &std::env::temp_dir())? {
+                    if let Some(image) = inspection.images.iter_mut().find(|i| i.key == key) {
+                        image.details = summary.details;
+                    }
+                }
+            }
             match output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&inspection)?),
                 Output::Text => {
                     println!("{} {}", inspection.name, inspection.version);
                     println!(
-                        "{:<22} {:<8} {:<8} {:<12} {:<12} {:<20} REFERENCE",
+                        "{:<22} {:<8} {:<16} {:<12} {:<12} {:<20} REFERENCE",
                         "KEY", "TYPE", "DRIVER", "DIGEST", "SIZE", "PLATFORMS"
                     );
                     for i in &inspection.images {
                         let digest = i.digest.as_deref().map(|d| &d[..d.len().min(19)]).unwrap_or("missing");
+                        let driver = match (&i.driver, &i.driver_from) {
+                            (Some(name), Some(from)) if from.starts_with("bundle") => format!("{name} (bundle)"),
+                            (Some(name), _) => name.clone(),
+                            (None, _) => "none".into(),
+                        };
                         println!(
-                            "{:<22} {:<8} {:<8} {:<12} {:<12} {:<20} {}",
+                            "{:<22} {:<8} {:<16} {:<12} {:<12} {:<20} {}",
                             i.key,
                             i.image_type,
-                            i.driver.as_deref().unwrap_or("none"),
+                            driver,
                             digest.trim_start_matches("sha256:"),
                             i.size,
                             i.platforms.join(","),
                             i.reference
                         );
+                        for (name, value) in &i.details {
+                            println!("{:<22} {name}: {value}", "");
+                        }
+                    }
+                    for d in &inspection.bundle_drivers {
+                        let handles = if d.handles.is_empty() { "nothing".to_owned() } else { d.handles.join(", ") };
+                        println!("bundle driver {} {} handles {handles}", d.name, d.digest);
                     }
                 }
             }
@@ -238,6 +288,18 @@ pub fn run() -> Result<ExitCode> {
         }
         Command::Driver(DriverCommand::List { output }) => driver_list(&runtime, output),
         Command::Driver(DriverCommand::Inspect { file, output }) => driver_inspect(&runtime, &file, output),
+        Command::Driver(DriverCommand::Add { bundle, file }) => {
+            let added = ferry::authoring::add_driver(&runtime, &bundle, &file)?;
+            println!(
+                "{}: driver {:?} for {} ({}, {})",
+                bundle.display(),
+                added.name,
+                added.image_types.join(", "),
+                added.digest,
+                added.path.as_deref().unwrap_or_default()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -361,8 +423,12 @@ fn validate(path: &std::path::Path, output: Output) -> Result<ExitCode> {
     Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-fn verify(path: &std::path::Path) -> Result<ExitCode> {
-    let problems = thick::verify(path)?;
+/// The host's checks, then, when the bytes are sound, every image's driver's.
+fn verify(path: &std::path::Path, drivers: Result<Drivers>) -> Result<ExitCode> {
+    let mut problems = thick::verify(path)?;
+    if problems.is_empty() {
+        problems = thick::verify_images(path, &drivers?, &std::env::temp_dir())?;
+    }
     for p in &problems {
         eprintln!("{}: {p}", path.display());
     }

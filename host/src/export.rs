@@ -6,7 +6,8 @@
 
 use crate::archive::{self, Compression};
 use crate::bundle::{Bundle, ImageSpec, Location};
-use crate::driver::{Driver, Drivers, Image, Origin};
+use crate::bundle_drivers::Source;
+use crate::driver::{Driver, Drivers, Image, Origin, declared};
 use crate::oci::{Descriptor, Layout};
 use crate::registry::Registry;
 use anyhow::{Context, Result, bail};
@@ -109,9 +110,7 @@ pub fn export(
     let mut work: Vec<(String, &ImageSpec, &Driver, Origin)> = Vec::new();
     for (key, spec) in bundle.all_images() {
         let image_type = spec.image_type();
-        let driver = drivers.for_type(&image_type).with_context(|| {
-            format!("image {key} ({}) has imageType {image_type:?}, which no driver handles", spec.image)
-        })?;
+        let driver = drivers.require(&key, &spec.image, &image_type)?;
         work.push((key.clone(), spec, driver, origin(&key, spec, bundle_dir, registry, &downloads)?));
     }
 
@@ -130,6 +129,14 @@ pub fn export(
             driver: driver.info().name.clone(),
             digest: root.digest.to_string(),
         });
+    }
+
+    // The drivers the bundle ships travel with it, checked against their pinned digests.
+    let source = Source::Json { path: bundle_path, registry };
+    for declared in declared(&bundle)? {
+        declared
+            .store(&store, &source.component(&declared)?)
+            .with_context(|| format!("bundle driver {:?}", declared.name))?;
     }
 
     let bytes = archive::write(&options.output, compression, bundle.bytes(), b"{}", &store)?;

@@ -4,7 +4,9 @@
 //! call into this library.
 
 pub mod archive;
+pub mod authoring;
 pub mod bundle;
+pub mod bundle_drivers;
 pub mod config;
 pub mod driver;
 pub mod export;

@@ -155,9 +155,7 @@ fn prepare<'d>(
     let mut names: BTreeMap<String, (String, String)> = BTreeMap::new();
     for (key, spec) in bundle.all_images() {
         let image_type = spec.image_type();
-        let driver = drivers.for_type(&image_type).with_context(|| {
-            format!("image {key} ({}) has imageType {image_type:?}, which no driver handles", spec.image)
-        })?;
+        let driver = drivers.require(&key, &spec.image, &image_type)?;
         let root = find_root(&index, relocation_mapping.as_deref(), &spec.image, spec.content_digest.as_deref())
             .with_context(|| format!("image {key} ({}) is not in the bundle's layout", spec.image))?;
         let name =
@@ -219,9 +217,7 @@ fn fetch_thin(
     std::fs::create_dir(&downloads)?;
     let images = bundle.all_images();
     crate::parallel::try_map(&images, jobs, |(key, spec)| {
-        let driver = drivers.for_type(&spec.image_type()).with_context(|| {
-            format!("image {key} ({}) has imageType {:?}, which no driver handles", spec.image, spec.image_type())
-        })?;
+        let driver = drivers.require(key, &spec.image, &spec.image_type())?;
         let origin = origin(key, spec, bundle_dir, registry, &downloads)?;
         ready(&origin)?;
         let root = driver.fetch(&driver_image(key, spec), &origin, &layout)?;

@@ -1,13 +1,15 @@
-//! `ferry inspect` and `ferry verify` of a thick bundle, read in one streaming pass without
-//! unpacking it.
+//! `ferry inspect` and `ferry verify` of a thick bundle: the host's checks read it in one
+//! streaming pass without unpacking it; the drivers' checks and details read it in place.
 
-use crate::archive::{self, Contents};
-use crate::bundle::Bundle;
-use crate::driver::Drivers;
-use crate::oci::{Descriptor, Digest, REF_NAME, children, is_document};
+use crate::archive::{self, Contents, InPlace};
+use crate::bundle::{Bundle, Location};
+use crate::driver::{Driver, Drivers, Image, Origin, Policy, Summary, assign, declared};
+use crate::export::driver_image;
+use crate::oci::{Descriptor, Digest, REF_NAME, Stored, children, is_document};
 use anyhow::{Context, Result};
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::Arc;
 
 #[derive(Debug, serde::Serialize)]
 pub struct ImageReport {
@@ -16,10 +18,15 @@ pub struct ImageReport {
     pub image_type: String,
     /// The driver that handles this type, or `None` when none does.
     pub driver: Option<String>,
+    /// `built-in`, or `bundle sha256:...` for a driver the bundle ships.
+    pub driver_from: Option<String>,
     pub digest: Option<String>,
     /// Bytes of every blob the image refers to, counted once.
     pub size: u64,
     pub platforms: Vec<String>,
+    /// What the image's driver reports (`inspect --details`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<(String, String)>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -27,6 +34,16 @@ pub struct Inspection {
     pub name: String,
     pub version: String,
     pub images: Vec<ImageReport>,
+    pub bundle_drivers: Vec<BundleDriverReport>,
+}
+
+/// A driver the bundle ships, and the image types it gets under the operator's policy.
+#[derive(Debug, serde::Serialize)]
+pub struct BundleDriverReport {
+    pub name: String,
+    pub digest: String,
+    pub declared: Vec<String>,
+    pub handles: Vec<String>,
 }
 
 fn index(contents: &Contents) -> Result<Vec<Descriptor>> {
@@ -107,10 +124,20 @@ fn platform_name(p: &serde_json::Value) -> Option<String> {
     })
 }
 
-pub fn inspect(path: &Path, drivers: &Drivers) -> Result<Inspection> {
+/// What a thick bundle holds, and which driver each image will get under `policy`, told from
+/// bundle.json alone: no driver runs. `builtin` are the built-in drivers.
+pub fn inspect(path: &Path, builtin: &Drivers, policy: &Policy) -> Result<Inspection> {
     let contents = archive::read(path, false)?;
     let bundle = Bundle::from_bytes(contents.bundle_json.clone(), &format!("{}: bundle.json", path.display()))?;
     let index = index(&contents)?;
+    let declared = declared(&bundle)?;
+    let assigned = assign(&declared, |t| builtin.for_type(t).is_some(), policy);
+    let driver_for = |image_type: &str| -> Option<(String, String)> {
+        match declared.iter().zip(&assigned).find(|(_, types)| types.iter().any(|t| t == image_type)) {
+            Some((d, _)) => Some((d.name.clone(), format!("bundle {}", d.digest))),
+            None => builtin.for_type(image_type).map(|d| (d.info().name.clone(), "built-in".to_owned())),
+        }
+    };
     let images = bundle
         .all_images()
         .into_iter()
@@ -119,18 +146,31 @@ pub fn inspect(path: &Path, drivers: &Drivers) -> Result<Inspection> {
             let root =
                 find_root(&index, contents.relocation_mapping.as_deref(), &spec.image, spec.content_digest.as_deref());
             let walked = root.map(|r| walk(&contents, r));
+            let (driver, driver_from) = driver_for(&image_type).unzip();
             ImageReport {
                 key,
                 reference: spec.image.clone(),
-                driver: drivers.for_type(&image_type).map(|d| d.info().name.clone()),
+                driver,
+                driver_from,
                 image_type,
                 digest: root.map(|r| r.digest.to_string()),
                 size: walked.as_ref().map(|w| w.blobs.iter().map(|(_, s)| s).sum()).unwrap_or(0),
                 platforms: walked.map(|w| w.platforms).unwrap_or_default(),
+                details: Vec::new(),
             }
         })
         .collect();
-    Ok(Inspection { name: bundle.doc.name, version: bundle.doc.version, images })
+    let bundle_drivers = declared
+        .iter()
+        .zip(assigned.iter())
+        .map(|(d, handles)| BundleDriverReport {
+            name: d.name.clone(),
+            digest: d.digest.clone(),
+            declared: d.image_types.clone(),
+            handles: handles.clone(),
+        })
+        .collect();
+    Ok(Inspection { name: bundle.doc.name, version: bundle.doc.version, images, bundle_drivers })
 }
 
 /// Every problem with a thick bundle: blobs whose bytes do not match their digest, images
@@ -163,12 +203,60 @@ pub fn verify(path: &Path) -> Result<Vec<String>> {
             problems.push(format!("{at}: not in artifacts/layout/index.json"));
             continue;
         };
-        if let Some(pinned) = &spec.content_digest {
+        if let Some(pinned) = spec.content_digest.as_ref().filter(|_| spec.location() == Location::Registry) {
             if *pinned != root.digest.to_string() {
                 problems.push(format!("{at}: bundle.json pins {pinned}, the bundle holds {}", root.digest));
             }
         }
         problems.extend(walk(&contents, root).problems.into_iter().map(|p| format!("{at}: {p}")));
     }
+    match declared(&bundle) {
+        Ok(shipped) => {
+            for d in shipped {
+                if !contents.blobs.contains_key(&d.digest()) {
+                    problems.push(format!("bundle driver {:?}: its component {} is missing", d.name, d.digest));
+                }
+            }
+        }
+        Err(e) => problems.push(format!("{e:#}")),
+    }
     Ok(problems)
+}
+
+/// The bundle opened in place, and each image's driver, stored origin and description.
+fn each_stored<T>(
+    path: &Path,
+    drivers: &Drivers,
+    scratch: &Path,
+    mut f: impl FnMut(&str, &Driver, &Image, &Origin) -> T,
+) -> Result<Vec<(String, T)>> {
+    let stored = Arc::new(InPlace::open(path, scratch)?);
+    let bundle = Bundle::from_bytes(stored.bundle_json.clone(), &format!("{}: bundle.json", path.display()))?;
+    let index = stored.entries()?;
+    let mut out = Vec::new();
+    for (key, spec) in bundle.all_images() {
+        let driver = drivers.require(&key, &spec.image, &spec.image_type())?;
+        let root = find_root(&index, stored.relocation_mapping.as_deref(), &spec.image, spec.content_digest.as_deref())
+            .with_context(|| format!("image {key} ({}) is not in the bundle's layout", spec.image))?;
+        let name = root.annotations.get(REF_NAME).cloned().unwrap_or_default();
+        let origin = Origin::Layout { layout: stored.clone(), name };
+        let result = f(&key, driver, &driver_image(&key, spec), &origin);
+        out.push((key, result));
+    }
+    Ok(out)
+}
+
+/// What each image's driver finds wrong with it beyond digests (a disk's header, a tarball's
+/// names): every driver's `verify`.
+pub fn verify_images(path: &Path, drivers: &Drivers, scratch: &Path) -> Result<Vec<String>> {
+    let outcomes = each_stored(path, drivers, scratch, |_, driver, image, origin| driver.verify(image, origin))?;
+    Ok(outcomes.into_iter().filter_map(|(_, outcome)| outcome.err().map(|e| e.to_string())).collect())
+}
+
+/// Every image's driver `inspect`: format, sizes and whatever else its driver reports.
+pub fn details(path: &Path, drivers: &Drivers, scratch: &Path) -> Result<Vec<(String, Summary)>> {
+    each_stored(path, drivers, scratch, |_, driver, image, origin| driver.inspect(image, origin))?
+        .into_iter()
+        .map(|(key, summary)| Ok((key, summary?)))
+        .collect()
 }

@@ -245,6 +245,20 @@ pub fn bundle_json(path: &Path) -> Result<Vec<u8>> {
     bail!("{}: no bundle.json at the root: not a thick bundle", path.display())
 }
 
+/// One blob of a thick bundle's layout, at most `cap` bytes, read up to where it is.
+pub fn read_blob(path: &Path, digest: &Digest, cap: u64) -> Result<Vec<u8>> {
+    let wanted = format!("{LAYOUT}/blobs/sha256/{}", digest.hex());
+    let mut found = None;
+    each_file(path, |name, size, entry| {
+        if found.is_none() && name == wanted {
+            found = Some(read_capped(entry, size, cap, name)?);
+        }
+        Ok(())
+    })
+    .map_err(|e| e.context(format!("{}", path.display())))?;
+    found.with_context(|| format!("blob {digest} is not in the bundle"))
+}
+
 /// Reads a thick bundle in one pass; with `hash`, every blob is hashed as it goes by.
 pub fn read(path: &Path, hash: bool) -> Result<Contents> {
     let at = |e: anyhow::Error| e.context(format!("{}", path.display()));

@@ -16,6 +16,7 @@ mod error;
 mod host;
 mod linker;
 mod sandbox;
+mod shipped;
 mod tar_access;
 
 pub use bindings::INTERFACE;
@@ -23,6 +24,7 @@ pub use builtin::builtin_components;
 pub use component::VerifiedComponent;
 pub use destination::{DestinationGrant, repository_under};
 pub use error::{DriverError, ErrorKind, Operation};
+pub use shipped::{Declared, EXTENSION, MAX_DRIVER, Policy, WASM_LAYER, assign, declared};
 
 use crate::config::Limits;
 use crate::oci::{BlobFile, Digest, Layout, Stored};
@@ -382,24 +384,91 @@ fn host_error(e: host::HostError) -> wasmtime::Error {
     }
 }
 
-/// The drivers a command may use, found by image type.
+/// The drivers a command may use, found by image type: the built-in ones, and those the bundle
+/// ships for types the operator lets them have.
 pub struct Drivers<'rt> {
-    drivers: Vec<Driver<'rt>>,
+    entries: Vec<Entry<'rt>>,
+    /// Image types a bundle ships a driver for that `--no-bundle-drivers` refused.
+    refused: Vec<(String, String)>,
+}
+
+struct Entry<'rt> {
+    driver: Driver<'rt>,
+    types: Vec<String>,
+    shipped: bool,
 }
 
 impl<'rt> Drivers<'rt> {
     /// The built-in drivers, loaded into `runtime`.
     pub fn builtin(runtime: &'rt Runtime) -> anyhow::Result<Self> {
-        let drivers = builtin_components()?.iter().map(|c| runtime.load(c)).collect::<Result<Vec<_>, _>>()?;
-        Ok(Drivers { drivers })
+        let entries = builtin_components()?
+            .iter()
+            .map(|c| {
+                let driver = runtime.load(c)?;
+                Ok(Entry { types: driver.info().image_types.clone(), driver, shipped: false })
+            })
+            .collect::<Result<Vec<_>, DriverError>>()?;
+        Ok(Drivers { entries, refused: Vec::new() })
+    }
+
+    /// Adds the drivers a bundle declares, as `policy` allows: each takes only image types no
+    /// built-in driver handles, unless the operator let it override that type. `bytes` gives a
+    /// driver's component; it is called only for drivers that get a type.
+    pub fn add_shipped(
+        &mut self,
+        runtime: &'rt Runtime,
+        declared: &[Declared],
+        policy: &Policy,
+        mut bytes: impl FnMut(&Declared) -> anyhow::Result<Vec<u8>>,
+    ) -> anyhow::Result<()> {
+        let builtin: Vec<String> = self.entries.iter().flat_map(|e| e.types.iter().cloned()).collect();
+        let assigned = shipped::assign(declared, |t| builtin.iter().any(|b| b == t), policy);
+        for (d, types) in declared.iter().zip(assigned) {
+            if policy.refuse_all {
+                self.refused.extend(d.image_types.iter().map(|t| (t.to_ascii_lowercase(), d.name.clone())));
+            }
+            if types.is_empty() {
+                continue;
+            }
+            let driver = d.load(runtime, bytes(d)?)?;
+            for entry in &mut self.entries {
+                entry.types.retain(|t| !types.contains(t));
+            }
+            self.entries.push(Entry { driver, types, shipped: true });
+        }
+        Ok(())
     }
 
     /// The driver for `image_type` (lowercase), if any.
     pub fn for_type(&self, image_type: &str) -> Option<&Driver<'rt>> {
-        self.drivers.iter().find(|d| d.info().image_types.iter().any(|t| t == image_type))
+        self.entry(image_type).map(|e| &e.driver)
+    }
+
+    fn entry(&self, image_type: &str) -> Option<&Entry<'rt>> {
+        self.entries.iter().find(|e| e.types.iter().any(|t| t == image_type))
+    }
+
+    /// Whether the driver for `image_type` came with the bundle.
+    pub fn is_shipped(&self, image_type: &str) -> bool {
+        self.entry(image_type).is_some_and(|e| e.shipped)
+    }
+
+    /// The driver for image `key`, or an error naming the image and its type: CNAB allows no
+    /// silent skip.
+    pub fn require(&self, key: &str, reference: &str, image_type: &str) -> anyhow::Result<&Driver<'rt>> {
+        if let Some(driver) = self.for_type(image_type) {
+            return Ok(driver);
+        }
+        match self.refused.iter().find(|(t, _)| t == image_type) {
+            Some((_, name)) => anyhow::bail!(
+                "image {key} ({reference}) has imageType {image_type:?}: the bundle ships driver {name:?} for it, \
+                 and --no-bundle-drivers refuses it"
+            ),
+            None => anyhow::bail!("image {key} ({reference}) has imageType {image_type:?}, which no driver handles"),
+        }
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Driver<'rt>> {
-        self.drivers.iter()
+        self.entries.iter().map(|e| &e.driver)
     }
 }

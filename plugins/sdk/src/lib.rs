@@ -19,7 +19,9 @@ pub use exports::ferry::driver::driver::Guest as Driver;
 pub use ferry::driver::host::{
     Destination, DestinationKind, Level, Source, SourceKind, Store, open_destination, progress,
 };
-pub use ferry::driver::types::{Descriptor, Document, DriverInfo, Error, Image, Summary, Transfer};
+pub use ferry::driver::types::{
+    Descriptor, Document, DriverInfo, Error, Image, Summary, TarEntry, TarEntryKind, TarFile, Transfer,
+};
 
 /// What every driver operation returns.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,65 @@
+//! `ferry driver add`: a bundle author declares a driver their bundle ships.
+
+use crate::bundle::Bundle;
+use crate::driver::{Declared, EXTENSION, Runtime, VerifiedComponent};
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+use std::io::Write;
+use std::path::Path;
+
+/// Declares the driver component `file` in the bundle.json at `bundle_path`: its name and image
+/// types (from the driver's own `info`), its digest, and its path relative to bundle.json, which
+/// it must be inside. A driver of the same name is replaced; `requiredExtensions` gains
+/// [`EXTENSION`]. bundle.json is rewritten as canonical JSON (RFC 8785), atomically.
+pub fn add_driver(runtime: &Runtime, bundle_path: &Path, file: &Path) -> Result<Declared> {
+    let bytes = std::fs::read(bundle_path).with_context(|| format!("reading {}", bundle_path.display()))?;
+    let mut doc: Value =
+        serde_json::from_slice(&bytes).with_context(|| format!("{} is not JSON", bundle_path.display()))?;
+    let dir = bundle_path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let (dir, component_path) = (dir.canonicalize()?, file.canonicalize().with_context(|| file.display().to_string())?);
+    let relative = component_path.strip_prefix(&dir).map_err(|_| {
+        anyhow::anyhow!(
+            "{} is outside {}: a bundle's drivers travel beside its bundle.json",
+            file.display(),
+            dir.display()
+        )
+    })?;
+    let relative = relative.to_str().context("the driver's path is not UTF-8")?.to_owned();
+
+    let component = VerifiedComponent::local(std::fs::read(file).with_context(|| file.display().to_string())?);
+    let driver = runtime.load(&component).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let declared = Declared {
+        name: driver.info().name.clone(),
+        image_types: driver.info().image_types.clone(),
+        digest: component.digest().to_string(),
+        path: Some(relative),
+        reference: None,
+    };
+
+    let Some(object) = doc.as_object_mut() else { bail!("{}: a bundle.json is a JSON object", bundle_path.display()) };
+    let custom = object.entry("custom").or_insert_with(|| json!({}));
+    let extension = custom
+        .as_object_mut()
+        .context("$.custom is not an object")?
+        .entry(EXTENSION)
+        .or_insert_with(|| json!({ "drivers": [] }));
+    let drivers = extension
+        .get_mut("drivers")
+        .and_then(Value::as_array_mut)
+        .with_context(|| format!("$.custom[\"{EXTENSION}\"].drivers is not a list"))?;
+    drivers.retain(|d| d["name"] != declared.name);
+    drivers.push(serde_json::to_value(&declared)?);
+    let required = object.entry("requiredExtensions").or_insert_with(|| json!([]));
+    let required = required.as_array_mut().context("$.requiredExtensions is not a list")?;
+    if !required.iter().any(|e| e == EXTENSION) {
+        required.push(json!(EXTENSION));
+    }
+
+    let canonical = serde_jcs::to_vec(&doc)?;
+    Bundle::from_bytes(canonical.clone(), &bundle_path.display().to_string())
+        .context("the bundle.json with the driver declared")?;
+    let mut tmp = tempfile::NamedTempFile::new_in(&dir)?;
+    tmp.write_all(&canonical)?;
+    tmp.persist(bundle_path).with_context(|| format!("writing {}", bundle_path.display()))?;
+    Ok(declared)
+}
