@@ -164,13 +164,13 @@ fn bundle_drivers_are_refused_by_digest_and_by_the_operator() {
 
     // Another component under the pinned name: refused before it is compiled.
     std::fs::copy(guest(FILE_DRIVER), dir.path().join("drivers/helm.wasm")).unwrap();
-    let cache = dir.path().join("cache/components");
-    let compiled_before = count_files(&cache);
+    let tampered = Digest::of(&std::fs::read(guest(FILE_DRIVER)).unwrap());
     let o = in_dir(&[&insecure[..], &["export", "bundle.json", "-o", "b.tar"]].concat(), dir.path());
     assert!(!o.status.success(), "a driver with another digest was used");
     let stderr = text(&o.stderr);
     assert!(stderr.contains("bundle driver \"helm\"") && stderr.contains("digest mismatch"), "{stderr}");
-    assert_eq!(count_files(&cache), compiled_before, "the tampered driver was compiled");
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ferry-cache");
+    assert!(!cached(&cache).iter().any(|name| name.contains(tampered.hex())), "the tampered driver was compiled");
     assert!(!dir.path().join("b.tar").exists());
 }
 
@@ -179,9 +179,34 @@ fn in_dir(args: &[&str], dir: &Path) -> std::process::Output {
     ferry_command(dir).current_dir(dir).args(args).output().unwrap()
 }
 
-fn count_files(dir: &Path) -> usize {
+/// The names of the files in a compiled-component cache.
+fn cached(dir: &Path) -> Vec<String> {
     match std::fs::read_dir(dir) {
-        Ok(entries) => entries.map(|e| e.unwrap().path()).map(|p| if p.is_dir() { count_files(&p) } else { 1 }).sum(),
-        Err(_) => 0,
+        Ok(entries) => entries
+            .map(|e| e.unwrap().path())
+            .flat_map(|p| if p.is_dir() { cached(&p) } else { vec![p.display().to_string()] })
+            .collect(),
+        Err(_) => Vec::new(),
     }
+}
+
+#[test]
+fn an_image_type_no_driver_handles_stops_the_export_naming_the_image_and_the_type() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("thing.bin"), b"?").unwrap();
+    std::fs::write(
+        dir.path().join("bundle.json"),
+        json!({
+            "schemaVersion": "v1.2.0", "name": "odd", "version": "1.0.0",
+            "invocationImages": [{ "image": "127.0.0.1:9/never/contacted:1" }],
+            "images": { "thing": { "image": "thing.bin", "imageType": "mystery" } }
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let o = in_dir(&["export", "bundle.json", "-o", "odd.tar"], dir.path());
+    assert!(!o.status.success(), "exported an image no driver handles");
+    let stderr = text(&o.stderr);
+    assert!(stderr.contains("image thing (thing.bin) has imageType \"mystery\", which no driver handles"), "{stderr}");
+    assert!(!dir.path().join("odd.tar").exists());
 }

@@ -143,10 +143,18 @@ pub fn export(
     Ok(ExportReport { output: options.output.clone(), images, bytes })
 }
 
+/// Whether an image is stored as the manifest (or index) its reference names, so that the
+/// stored root is what `contentDigest` and `size` pin: `oci` and `docker` images. Other drivers
+/// may store a registry image under a manifest of their own (a containerDisk's disk, a tarball
+/// artifact's layer) and check `contentDigest` themselves, as they do for files and URLs.
+pub(crate) fn stored_as_named(spec: &ImageSpec) -> bool {
+    matches!(spec.image_type().as_str(), "oci" | "docker")
+}
+
 /// bundle.json's `contentDigest` and `size` must describe the registry image fetched. For other
-/// locations they describe the file, which only its driver knows: it checks them.
+/// locations and image types they describe what only the image's driver knows: it checks them.
 pub(crate) fn check_pinned(key: &str, spec: &ImageSpec, root: &Descriptor) -> Result<()> {
-    if spec.location() != Location::Registry {
+    if !stored_as_named(spec) {
         return Ok(());
     }
     if let Some(pinned) = &spec.content_digest {

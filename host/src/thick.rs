@@ -2,9 +2,9 @@
 //! streaming pass without unpacking it; the drivers' checks and details read it in place.
 
 use crate::archive::{self, Contents, InPlace};
-use crate::bundle::{Bundle, Location};
+use crate::bundle::Bundle;
 use crate::driver::{Driver, Drivers, Image, Origin, Policy, Summary, assign, declared};
-use crate::export::driver_image;
+use crate::export::{driver_image, stored_as_named};
 use crate::oci::{Descriptor, Digest, REF_NAME, Stored, children, is_document};
 use anyhow::{Context, Result};
 use std::collections::BTreeSet;
@@ -203,7 +203,7 @@ pub fn verify(path: &Path) -> Result<Vec<String>> {
             problems.push(format!("{at}: not in artifacts/layout/index.json"));
             continue;
         };
-        if let Some(pinned) = spec.content_digest.as_ref().filter(|_| spec.location() == Location::Registry) {
+        if let Some(pinned) = spec.content_digest.as_ref().filter(|_| stored_as_named(&spec)) {
             if *pinned != root.digest.to_string() {
                 problems.push(format!("{at}: bundle.json pins {pinned}, the bundle holds {}", root.digest));
             }

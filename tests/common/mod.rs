@@ -127,11 +127,13 @@ fn write_image_with(layout: &Layout, name: &str, seed: u8, types: &MediaTypes) -
     (root, blobs)
 }
 
-/// The `ferry` binary, with its cache in `dir` and no config or Docker credentials of the user's.
+/// The `ferry` binary, with no config or Docker credentials of the user's. Its compiled-driver
+/// cache is shared by every test (entries are written atomically), so each driver is compiled
+/// once per build rather than once per test; the tests of the cache itself use their own.
 pub fn ferry_command(dir: &Path) -> std::process::Command {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"));
     command
-        .env("FERRY_CACHE_DIR", dir.join("cache"))
+        .env("FERRY_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("ferry-cache"))
         .env("XDG_CONFIG_HOME", dir.join("no-config"))
         .env("DOCKER_CONFIG", dir.join("no-docker-config"));
     command

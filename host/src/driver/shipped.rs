@@ -155,3 +155,32 @@ pub fn assign(declared: &[Declared], builtin_handles: impl Fn(&str) -> bool, pol
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn declared(name: &str, types: &[&str]) -> Declared {
+        Declared {
+            name: name.into(),
+            image_types: types.iter().map(|t| t.to_string()).collect(),
+            digest: format!("sha256:{}", "0".repeat(64)),
+            path: Some(format!("{name}.wasm")),
+            reference: None,
+        }
+    }
+
+    #[test]
+    fn bundle_drivers_get_only_what_no_one_else_handles_unless_the_operator_allows_it() {
+        let builtin = |t: &str| matches!(t, "oci" | "docker" | "vm-disk");
+        let drivers = [declared("helm", &["helm", "OCI"]), declared("second-helm", &["helm", "kustomize"])];
+        let policy = Policy::default();
+        assert_eq!(assign(&drivers, builtin, &policy), [vec!["helm".to_owned()], vec!["kustomize".to_owned()]]);
+
+        let overriding = Policy { refuse_all: false, overrides: vec!["oci".into()] };
+        assert_eq!(assign(&drivers, builtin, &overriding)[0], ["helm", "oci"]);
+
+        let none = Policy { refuse_all: true, overrides: vec!["oci".into()] };
+        assert!(assign(&drivers, builtin, &none).iter().all(Vec::is_empty));
+    }
+}
