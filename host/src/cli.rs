@@ -253,10 +253,8 @@ pub fn run() -> Result<ExitCode> {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&inspection)?),
                 Output::Text => {
                     println!("{} {}", inspection.name, inspection.version);
-                    println!(
-                        "{:<22} {:<8} {:<16} {:<12} {:<12} {:<20} REFERENCE",
-                        "KEY", "TYPE", "DRIVER", "DIGEST", "SIZE", "PLATFORMS"
-                    );
+                    let mut rows =
+                        vec![["KEY", "TYPE", "DRIVER", "DIGEST", "SIZE", "PLATFORMS", "REFERENCE"].map(String::from)];
                     for i in &inspection.images {
                         let digest = i.digest.as_deref().map(|d| &d[..d.len().min(19)]).unwrap_or("missing");
                         let driver = match (&i.driver, &i.driver_from) {
@@ -264,18 +262,25 @@ pub fn run() -> Result<ExitCode> {
                             (Some(name), _) => name.clone(),
                             (None, _) => "none".into(),
                         };
-                        println!(
-                            "{:<22} {:<8} {:<16} {:<12} {:<12} {:<20} {}",
-                            i.key,
-                            i.image_type,
+                        rows.push([
+                            i.key.clone(),
+                            i.image_type.clone(),
                             driver,
-                            digest.trim_start_matches("sha256:"),
-                            i.size,
+                            digest.trim_start_matches("sha256:").to_owned(),
+                            i.size.to_string(),
                             i.platforms.join(","),
-                            i.reference
-                        );
-                        for (name, value) in &i.details {
-                            println!("{:<22} {name}: {value}", "");
+                            i.reference.clone(),
+                        ]);
+                    }
+                    let widths: Vec<usize> =
+                        (0..7).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+                    for (n, row) in rows.iter().enumerate() {
+                        let cells: Vec<String> = row.iter().zip(&widths).map(|(v, w)| format!("{v:<w$}")).collect();
+                        println!("{}", cells.join("  ").trim_end());
+                        for (name, value) in
+                            n.checked_sub(1).map(|i| &inspection.images[i].details).into_iter().flatten()
+                        {
+                            println!("{:<w$}  {name}: {value}", "", w = widths[0]);
                         }
                     }
                     for d in &inspection.bundle_drivers {

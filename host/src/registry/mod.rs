@@ -78,7 +78,16 @@ impl RegistryError {
             OciDistributionError::IoError(_) => Transient,
             _ => Failed,
         };
-        RegistryError::new(kind, format!("{what}: {e}"))
+        // A plain-http registry answers a TLS handshake with garbage or a reset; say what fixes it.
+        let hint = match &e {
+            OciDistributionError::RequestError(r)
+                if r.url().is_some_and(|u| u.scheme() == "https") && (r.is_connect() || r.is_request()) =>
+            {
+                " (a registry served over plain http needs --insecure-registry HOST:PORT)"
+            }
+            _ => "",
+        };
+        RegistryError::new(kind, format!("{what}: {e}{hint}"))
     }
 }
 
