@@ -4,17 +4,14 @@
 //! The driver walks manifests (small documents it reads through the host) and decides what to
 //! copy; the host moves every blob and checks every digest.
 
+use ferry_driver_sdk::artifact::{DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
+use ferry_driver_sdk::names::reference_tag;
 use ferry_driver_sdk::{
     Descriptor, Destination, Document, Driver, DriverInfo, Error, Image, Result, Source, Store, Summary, debug,
     export_driver,
 };
 use serde_json::Value;
 use std::collections::BTreeSet;
-
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 
 /// Manifests nest (index → manifest); deeper nesting than this is refused, not followed.
 const MAX_DEPTH: usize = 4;
@@ -78,7 +75,7 @@ impl Driver for OciDriver {
     ) -> Result<String> {
         let root = stored.manifest(None)?;
         check_content_digest(&image, &root)?;
-        destination.copy_artifact(stored, &root.descriptor(), tag_of(&image.reference))
+        destination.copy_artifact(stored, &root.descriptor(), reference_tag(&image.reference))
     }
 
     fn inspect(_image: Image, stored: &Source) -> Result<Summary> {
@@ -112,8 +109,7 @@ fn walk(source: &Source, doc: &Document, depth: usize, visit: &mut dyn FnMut(Nod
     if depth > MAX_DEPTH {
         return Err(Error::invalid(format!("{}: manifests nest deeper than {MAX_DEPTH}", doc.digest)));
     }
-    let json: Value =
-        serde_json::from_slice(&doc.bytes).map_err(|e| Error::invalid(format!("{}: not JSON: {e}", doc.digest)))?;
+    let json = doc.json()?;
     let media_type = json["mediaType"].as_str().unwrap_or(&doc.media_type);
     let mut walked = Walked::default();
     match media_type {
@@ -160,10 +156,7 @@ fn children(json: &Value, field: &str, digest: &str) -> Result<Vec<Descriptor>> 
 }
 
 fn descriptor(json: &Value, at: &str) -> Result<Descriptor> {
-    match (json["mediaType"].as_str(), json["digest"].as_str(), json["size"].as_u64()) {
-        (Some(media_type), Some(digest), Some(size)) => Ok(Descriptor::new(media_type, digest, size)),
-        _ => Err(Error::invalid(format!("{at}: a descriptor needs mediaType, digest and size"))),
-    }
+    Descriptor::from_json(json).map_err(|e| Error::invalid(format!("{at}: {}", e.message())))
 }
 
 fn platform_name(platform: &Value) -> Option<String> {
@@ -204,13 +197,6 @@ fn expect_same(wanted: &Descriptor, got: &Descriptor) -> Result<()> {
             wanted.digest, wanted.size, got.digest, got.size
         )))
     }
-}
-
-/// The tag of `registry/repo:tag[@digest]`, if it has one.
-fn tag_of(reference: &str) -> Option<&str> {
-    let name = reference.split('@').next()?;
-    let last = name.rsplit('/').next()?;
-    last.split_once(':').map(|(_, tag)| tag)
 }
 
 export_driver!(OciDriver);

@@ -4,6 +4,9 @@
 //! `wit/driver.wit`. With this crate a driver is one `impl Driver for T` and one
 //! `export_driver!(T);`; the types, host handles and helpers below are everything else it needs.
 //! Bulk bytes stay in the host: a driver decides what to copy and the host copies it.
+//!
+//! [`artifact`] reads OCI manifests and stores an image as a single-layer artifact; [`names`] makes
+//! file names and tags from image locations and references.
 
 wit_bindgen::generate!({
     path: "../../wit",
@@ -12,6 +15,9 @@ wit_bindgen::generate!({
     export_macro_name: "export_driver",
     default_bindings_module: "ferry_driver_sdk",
 });
+
+pub mod artifact;
+pub mod names;
 
 use std::fmt;
 
@@ -38,6 +44,16 @@ impl Error {
     }
     pub fn not_found(message: impl fmt::Display) -> Self {
         Error::NotFound(message.to_string())
+    }
+    /// This error about `what` of `image`: invalid-content and unsupported messages get the image's
+    /// key and `what` before them; the host's errors already say what they are about.
+    pub fn in_image(self, image: &Image, what: &str) -> Self {
+        let message = format!("{}: {what}: {}", image.key, self.message());
+        match self {
+            Error::InvalidContent(_) => Error::InvalidContent(message),
+            Error::Unsupported(_) => Error::Unsupported(message),
+            other => other,
+        }
     }
     /// The message without its kind.
     pub fn message(&self) -> &str {

@@ -5,7 +5,7 @@
 //! root, link targets may not lead outside it, and no path may pass through one of the archive's
 //! symbolic links (a link to a directory would make every other check meaningless).
 
-use ferry_driver_sdk::ferry::driver::types::{TarEntry, TarEntryKind};
+use ferry_driver_sdk::{TarEntry, TarEntryKind};
 use std::collections::{HashMap, HashSet};
 
 #[derive(Debug, PartialEq, Eq)]
