@@ -66,7 +66,7 @@ impl Source<'_> {
 
 /// The component layer of a Wasm OCI artifact.
 fn pull(registry: &Registry, reference: &str, digest: &Digest) -> Result<Vec<u8>> {
-    let parsed: oci_client::Reference = reference.parse().context("not an image reference")?;
+    let parsed = crate::reference::parse(reference).context("not an image reference")?;
     let (manifest, _, _) = registry.manifest(&parsed)?;
     #[derive(serde::Deserialize)]
     struct Manifest {

@@ -13,6 +13,7 @@ pub mod export;
 pub mod http;
 pub mod oci;
 pub mod parallel;
+pub mod reference;
 pub mod registry;
 pub mod relocate;
 pub mod thick;

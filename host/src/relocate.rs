@@ -13,7 +13,6 @@ use crate::oci::{Layout, REF_NAME, Stored, is_document};
 use crate::registry::Registry;
 use crate::thick::find_root;
 use anyhow::{Context, Result, bail};
-use oci_client::Reference;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -54,7 +53,8 @@ pub struct Relocated {
 
 /// Where an image goes under `prefix`: its repository path, with its tag if it had one.
 pub fn target_for(reference: &str) -> Result<(String, Option<String>)> {
-    let parsed: Reference = reference.parse().with_context(|| format!("{reference:?} is not an image reference"))?;
+    let parsed =
+        crate::reference::parse(reference).with_context(|| format!("{reference:?} is not an image reference"))?;
     Ok((parsed.repository().to_owned(), parsed.tag().map(str::to_owned)))
 }
 
@@ -223,7 +223,7 @@ fn fetch_thin(
         let root = driver.fetch(&driver_image(key, spec), &origin, &layout)?;
         check_pinned(key, spec, &root)?;
         if let Origin::Registry { reference, .. } = &origin {
-            if let Ok(parsed) = reference.parse::<Reference>() {
+            if let Some(parsed) = crate::reference::parse(reference) {
                 for blob in layout.graph(&root)? {
                     registry.note_holder(parsed.resolve_registry(), &blob.digest, parsed.repository());
                 }

@@ -367,8 +367,8 @@ fn push_source(store: &mut Store<HostState>, origin: &Origin) -> wasmtime::Resul
             SourceHandle::Bytes { blob, location: url.clone(), kind: SourceKind::Http }
         }
         Origin::Registry { registry, reference } => {
-            let parsed = reference.parse().map_err(|e| {
-                SetupError(types::Error::InvalidContent(format!("{reference:?} is not an image reference: {e}")))
+            let parsed = crate::reference::parse(reference).ok_or_else(|| {
+                SetupError(types::Error::InvalidContent(format!("{reference:?} is not an image reference")))
             })?;
             SourceHandle::Registry { registry: registry.clone(), reference: parsed }
         }
