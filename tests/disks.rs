@@ -93,22 +93,7 @@ fn vm_disks_from_a_file_a_url_and_a_container_disk_are_exported_verified_inspect
 
     // relocate to a registry: every disk becomes a KubeVirt containerDisk.
     let site = TestRegistry::start();
-    let mapping_path = dir.path().join("mapping.json");
-    let o = ferry(
-        &[
-            "--insecure-registry",
-            &site.host,
-            "relocate",
-            tar.to_str().unwrap(),
-            "--to",
-            &format!("{}/site", site.host),
-            "-o",
-            mapping_path.to_str().unwrap(),
-        ],
-        dir.path(),
-    );
-    assert!(o.status.success(), "relocate: {}", text(&o.stderr));
-    let mapping: BTreeMap<String, String> = serde_json::from_slice(&std::fs::read(&mapping_path).unwrap()).unwrap();
+    let mapping = relocate(&tar, &format!("{}/site", site.host), Some(&site.host), dir.path());
     let originals_named: Vec<&str> = mapping.keys().map(String::as_str).collect();
     let mut expected = vec![invocation.as_str(), "root.qcow2", url.as_str(), container_disk.as_str()];
     expected.sort();
@@ -150,20 +135,7 @@ fn vm_disks_from_a_file_a_url_and_a_container_disk_are_exported_verified_inspect
 
     // relocate to a directory: the disk files, as they were.
     let site_dir = dir.path().join("site");
-    let mapping_path = dir.path().join("dir-mapping.json");
-    let o = ferry(
-        &[
-            "relocate",
-            tar.to_str().unwrap(),
-            "--to",
-            &format!("file://{}", site_dir.display()),
-            "-o",
-            mapping_path.to_str().unwrap(),
-        ],
-        dir.path(),
-    );
-    assert!(o.status.success(), "relocate to a directory: {}", text(&o.stderr));
-    let mapping: BTreeMap<String, String> = serde_json::from_slice(&std::fs::read(&mapping_path).unwrap()).unwrap();
+    let mapping = relocate(&tar, &format!("file://{}", site_dir.display()), None, dir.path());
     assert_eq!(mapping.len(), 4, "{mapping:#?}");
     for (original, written, disk) in [
         ("root.qcow2", site_dir.join("vms/root/root.qcow2"), &qcow2),
@@ -315,22 +287,7 @@ fn a_tarball_is_exported_verified_inspected_and_relocated_to_a_registry_and_a_di
 
     // To a registry: the artifact as stored, its one layer the tarball.
     let site = TestRegistry::start();
-    let mapping_path = dir.path().join("mapping.json");
-    let o = ferry(
-        &[
-            "--insecure-registry",
-            &site.host,
-            "relocate",
-            tar.to_str().unwrap(),
-            "--to",
-            &format!("{}/site", site.host),
-            "-o",
-            mapping_path.to_str().unwrap(),
-        ],
-        dir.path(),
-    );
-    assert!(o.status.success(), "relocate: {}", text(&o.stderr));
-    let mapping: BTreeMap<String, String> = serde_json::from_slice(&std::fs::read(&mapping_path).unwrap()).unwrap();
+    let mapping = relocate(&tar, &format!("{}/site", site.host), Some(&site.host), dir.path());
     assert_eq!(mapping.len(), 2, "{mapping:#?}");
     let relocated = &mapping["site.tar.gz"];
     assert!(relocated.starts_with(&format!("{}/site/web/site@sha256:", site.host)), "{relocated}");
@@ -346,20 +303,7 @@ fn a_tarball_is_exported_verified_inspected_and_relocated_to_a_registry_and_a_di
 
     // To a directory: extracted, the inner link kept as a link.
     let site_dir = dir.path().join("site");
-    let mapping_path = dir.path().join("dir-mapping.json");
-    let o = ferry(
-        &[
-            "relocate",
-            tar.to_str().unwrap(),
-            "--to",
-            &format!("file://{}", site_dir.display()),
-            "-o",
-            mapping_path.to_str().unwrap(),
-        ],
-        dir.path(),
-    );
-    assert!(o.status.success(), "relocate to a directory: {}", text(&o.stderr));
-    let mapping: BTreeMap<String, String> = serde_json::from_slice(&std::fs::read(&mapping_path).unwrap()).unwrap();
+    let mapping = relocate(&tar, &format!("file://{}", site_dir.display()), None, dir.path());
     let extracted = site_dir.join("web/site/site");
     assert_eq!(Path::new(&mapping["site.tar.gz"]), extracted, "{mapping:#?}");
     for (name, bytes) in files {
@@ -623,6 +567,16 @@ fn pull_container_disk(reference: &str, dir: &Path) -> DiskEntry {
     }
     assert_eq!(files.len(), 1, "{reference}: the layer holds {} files", files.len());
     files.pop().unwrap()
+}
+
+/// `ferry relocate TAR --to TO` (plain http to `insecure`), which must succeed; its mapping.
+fn relocate(tar: &Path, to: &str, insecure: Option<&str>, dir: &Path) -> BTreeMap<String, String> {
+    let mapping = dir.join("mapping.json");
+    let mut args = insecure.map(|host| vec!["--insecure-registry", host]).unwrap_or_default();
+    args.extend(["relocate", tar.to_str().unwrap(), "--to", to, "-o", mapping.to_str().unwrap()]);
+    let o = ferry(&args, dir);
+    assert!(o.status.success(), "relocate --to {to}: {}", text(&o.stderr));
+    serde_json::from_slice(&std::fs::read(&mapping).unwrap()).unwrap()
 }
 
 /// The entry of `key` in `ferry inspect -o json`.

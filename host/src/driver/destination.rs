@@ -106,6 +106,15 @@ impl DestinationHandle {
     }
 }
 
+/// `name` as a relative path that stays inside the destination.
+fn inside<'a>(what: &str, name: &'a str) -> HostResult<&'a Path> {
+    let path = Path::new(name);
+    if name.is_empty() || !path.components().all(|c| matches!(c, Component::Normal(_))) {
+        return Err(HostError::denied(format!("{what} {name:?} is outside the destination")));
+    }
+    Ok(path)
+}
+
 fn check_tag(tag: &Option<String>) -> HostResult<()> {
     match tag {
         Some(t)
@@ -334,10 +343,7 @@ impl host::HostDestination for HostState {
     ) -> HostResult<String> {
         self.check_deadline()?;
         let blob = from_wit(&blob)?;
-        let path = Path::new(&name);
-        if name.is_empty() || !path.components().all(|c| matches!(c, Component::Normal(_))) {
-            return Err(HostError::denied(format!("file name {name:?} is outside the destination")));
-        }
+        let path = inside("file name", &name)?;
         let from = stored_layout(self.table.get(&s)?)?
             .blob(&blob.digest)
             .map_err(|_| HostError::not_found(format!("blob {} is not in the store", blob.digest)))?;
@@ -437,10 +443,7 @@ impl host::HostDestination for HostState {
     ) -> HostResult<String> {
         self.check_deadline()?;
         let blob = from_wit(&blob)?;
-        let path = Path::new(&name);
-        if name.is_empty() || !path.components().all(|c| matches!(c, Component::Normal(_))) {
-            return Err(HostError::denied(format!("directory name {name:?} is outside the destination")));
-        }
+        let path = inside("directory name", &name)?;
         let (source, what) = self.blob_of(&s, Some(blob.digest.to_string()))?;
         let DestinationHandle::Directory(layout) = self.table.get(&d)? else {
             return Err(HostError::unsupported("extract-tar needs a directory destination"));
