@@ -189,13 +189,7 @@ impl HostState {
                 let (registry, target, jobs) = (registry.clone(), target.clone(), *jobs);
                 let uploads = blobs
                     .iter()
-                    .map(|b| {
-                        Ok(Upload {
-                            digest: b.digest.clone(),
-                            size: b.size,
-                            file: source.blob(&b.digest).map_err(HostError::failed)?,
-                        })
-                    })
+                    .map(|b| Ok(Upload::of(b.digest.clone(), source.blob(&b.digest).map_err(HostError::failed)?)))
                     .collect::<HostResult<Vec<_>>>()?;
                 let pushed = registry.push_blobs(&target, uploads, jobs)?;
                 let moved = |p: &Pushed| *p != Pushed::Present;
@@ -374,7 +368,7 @@ impl host::HostDestination for HostState {
                 let mut file = tempfile::tempfile().map_err(HostError::failed)?;
                 file.write_all(&bytes).map_err(HostError::failed)?;
                 let blob = BlobFile::whole(file).map_err(HostError::failed)?;
-                let upload = Upload { digest: descriptor.digest.clone(), size: descriptor.size, file: blob };
+                let upload = Upload::of(descriptor.digest.clone(), blob);
                 registry.push_blobs(target, vec![upload], 1)?;
             }
         }
@@ -398,37 +392,38 @@ impl host::HostDestination for HostState {
             )));
         }
         let (head, tail) = tar_access::one_file_layer(&file, blob.size).map_err(HostError::invalid)?;
-        // The layer is written once, hashed on the way: into the destination layout, or into a
-        // temporary file that is then pushed like any stored blob.
+        // Written into a directory's layout, hashed on the way; for a registry, hashed in one
+        // pass and then streamed (header, the blob's bytes, padding): a disk is never copied
+        // to a temporary file.
         let mut pending = match self.table.get(&d)? {
             DestinationHandle::Directory(layout) => Some(layout.pending_blob().map_err(HostError::failed)?),
             DestinationHandle::Registry { .. } => None,
         };
-        let mut temporary = None;
-        let out = match &mut pending {
-            Some(pending) => pending.file(),
-            None => temporary.insert(tempfile::tempfile().map_err(HostError::failed)?),
+        let out: Box<dyn Write> = match &mut pending {
+            Some(pending) => Box::new(BufWriter::with_capacity(1 << 20, pending.file())),
+            None => Box::new(std::io::sink()),
         };
-        let mut hashing = HashingWriter::new(BufWriter::with_capacity(1 << 20, &mut *out));
+        let mut hashing = HashingWriter::new(out);
         hashing.write_all(&head).map_err(HostError::failed)?;
         let inner = std::io::copy(&mut source.reader(), &mut hashing).map_err(HostError::failed)?;
         if inner != blob.size {
             return Err(HostError::invalid(format!("blob {} ended after {inner} bytes", blob.digest)));
         }
         hashing.write_all(&tail).map_err(HostError::failed)?;
-        let (digest, size, buffered) = hashing.finish();
-        buffered.into_inner().map_err(|e| HostError::failed(e.into_error()))?;
+        let (digest, size, mut out) = hashing.finish();
+        out.flush().map_err(HostError::failed)?;
+        drop(out);
         self.check_deadline()?;
         let layer = oci::Descriptor::new(TAR_LAYER, digest.clone(), size);
-        match (self.table.get(&d)?, pending, temporary) {
-            (DestinationHandle::Directory(_), Some(pending), _) => {
+        match (self.table.get(&d)?, pending) {
+            (DestinationHandle::Directory(_), Some(pending)) => {
                 pending.persist_as(Layout::blob_name(&digest)).map_err(HostError::failed)?;
             }
-            (DestinationHandle::Registry { registry, target, .. }, _, Some(file)) => {
-                let upload = Upload { digest, size, file: BlobFile::whole(file).map_err(HostError::failed)? };
+            (DestinationHandle::Registry { registry, target, .. }, _) => {
+                let upload = Upload { digest, size, file: source, framing: Some((head, tail)) };
                 registry.push_blobs(target, vec![upload], 1)?;
             }
-            _ => unreachable!("the scratch file matches the destination"),
+            (DestinationHandle::Directory(_), None) => unreachable!("a directory destination has a pending blob"),
         }
         self.events.transferred(size);
         Ok(to_wit(&layer))

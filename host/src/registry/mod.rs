@@ -8,7 +8,7 @@ mod auth;
 
 pub use auth::Credentials;
 
-use crate::oci::{self, BlobFile, BlobReader, Digest};
+use crate::oci::{self, BlobFile, Digest};
 use futures_util::StreamExt;
 use oci_client::client::{BlobResponse, ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
@@ -293,6 +293,20 @@ pub struct Upload {
     pub digest: Digest,
     pub size: u64,
     pub file: BlobFile,
+    /// Bytes sent before and after the file's (a tar header and padding around a disk).
+    pub framing: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Upload {
+    pub fn of(digest: Digest, file: BlobFile) -> Self {
+        Upload { digest, size: file.size, file, framing: None }
+    }
+
+    fn body(&self) -> impl std::io::Read + Send + 'static {
+        let (head, tail) = self.framing.clone().unwrap_or_default();
+        use std::io::Read;
+        std::io::Cursor::new(head).chain(self.file.reader()).chain(std::io::Cursor::new(tail))
+    }
 }
 
 impl Registry {
@@ -363,7 +377,7 @@ impl Registry {
                     }
                 }
                 self.client
-                    .push_blob_stream(target, file_stream(upload.file.reader()), &digest, Some(upload.size))
+                    .push_blob_stream(target, file_stream(upload.body()), &digest, Some(upload.size))
                     .await
                     .map_err(|e| RegistryError::from_oci(&what(), e))?;
                 Ok(Pushed::Uploaded)
@@ -393,11 +407,10 @@ impl Registry {
     }
 }
 
-/// A file as a stream of 1 MiB chunks, read from the page cache as the upload goes.
+/// A blob as a stream of 1 MiB chunks, read from the page cache as the upload goes.
 fn file_stream(
-    file: BlobReader,
+    file: impl std::io::Read + Send + 'static,
 ) -> impl futures_util::Stream<Item = oci_client::errors::Result<bytes::Bytes>> + Send + 'static {
-    use std::io::Read;
     futures_util::stream::unfold(file, |mut file| async move {
         let mut chunk = vec![0; 1 << 20];
         match file.read(&mut chunk) {
