@@ -61,14 +61,12 @@ fn export_retries_through_server_errors_and_dropped_connections() {
     );
     let bundle = bundle_for(dir.path(), &registry, &proxy.host, None);
     let out = dir.path().join("app.tgz");
-    let o = ferry_with(
+    let o = ferry(
         &["--insecure-registry", &proxy.host, "export", bundle.to_str().unwrap(), "-o", out.to_str().unwrap()],
         dir.path(),
-        &dir.path().join("none"),
-        None,
     );
     assert!(o.status.success(), "{}", text(&o.stderr));
-    let o = ferry_with(&["verify", out.to_str().unwrap()], dir.path(), &dir.path().join("none"), None);
+    let o = ferry(&["verify", out.to_str().unwrap()], dir.path());
     assert!(o.status.success(), "{}", text(&o.stderr));
     let faults = proxy.seen.lock().unwrap().iter().filter(|(_, f)| f.is_some()).count();
     assert!(faults >= 3 * 5, "only {faults} faults were injected");
@@ -82,11 +80,9 @@ fn export_gives_up_with_a_clear_error_when_the_registry_keeps_failing() {
         FaultyProxy::start(&registry.host, Box::new(|_, line| line.contains("/blobs/").then_some(Fault::Status(503))));
     let bundle = bundle_for(dir.path(), &registry, &proxy.host, None);
     let out = dir.path().join("app.tgz");
-    let o = ferry_with(
+    let o = ferry(
         &["--insecure-registry", &proxy.host, "export", bundle.to_str().unwrap(), "-o", out.to_str().unwrap()],
         dir.path(),
-        &dir.path().join("none"),
-        None,
     );
     assert_eq!(o.status.code(), Some(1));
     let stderr = text(&o.stderr);

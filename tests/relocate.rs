@@ -42,21 +42,8 @@ fn relocate_pushes_every_image_and_writes_a_valid_mapping_then_a_rerun_sends_not
     let site = TestRegistry::start();
     let proxy = FaultyProxy::start(&site.host, Box::new(|_, _| None));
     let mapping_path = dir.path().join("relocation-mapping.json");
-    let relocate = || {
-        ferry(
-            &[
-                "--insecure-registry",
-                &proxy.host,
-                "relocate",
-                tar.to_str().unwrap(),
-                "--to",
-                &format!("{}/site", proxy.host),
-                "-o",
-                mapping_path.to_str().unwrap(),
-            ],
-            dir.path(),
-        )
-    };
+    let site_prefix = format!("{}/site", proxy.host);
+    let relocate = || relocate_to(&proxy.host, &tar, &site_prefix, &["-o", mapping_path.to_str().unwrap()], dir.path());
     let o = relocate();
     assert!(o.status.success(), "relocate: {}", text(&o.stderr));
     let uploads = proxy.count("POST /v2/site/");
@@ -224,8 +211,14 @@ fn exported_bundle(dir: &Path) -> (std::path::PathBuf, TestRegistry) {
 
 /// `ferry relocate TAR --to PROXY -o MAPPING EXTRA...` through `proxy`.
 fn relocate_via(proxy: &FaultyProxy, tar: &Path, mapping: &Path, dir: &Path, extra: &[&str]) -> std::process::Output {
-    let mut args = vec!["--insecure-registry", &proxy.host, "relocate", tar.to_str().unwrap(), "--to", &proxy.host];
-    args.extend(["-o", mapping.to_str().unwrap()]);
+    let mut args = vec!["-o", mapping.to_str().unwrap()];
+    args.extend(extra);
+    relocate_to(&proxy.host, tar, &proxy.host, &args, dir)
+}
+
+/// `ferry --insecure-registry HOST relocate BUNDLE --to TO EXTRA...`.
+fn relocate_to(host: &str, bundle: &Path, to: &str, extra: &[&str], dir: &Path) -> std::process::Output {
+    let mut args = vec!["--insecure-registry", host, "relocate", bundle.to_str().unwrap(), "--to", to];
     args.extend(extra);
     ferry(&args, dir)
 }
@@ -296,21 +289,9 @@ fn a_dry_run_reports_the_plan_and_sends_nothing() {
     let (tar, _source) = exported_bundle(dir.path());
     let site = TestRegistry::start();
     let proxy = FaultyProxy::start(&site.host, Box::new(|_, _| None));
+    let dc1 = format!("{}/dc1", proxy.host);
     let dry_run = || {
-        let o = ferry(
-            &[
-                "--insecure-registry",
-                &proxy.host,
-                "relocate",
-                tar.to_str().unwrap(),
-                "--to",
-                &format!("{}/dc1", proxy.host),
-                "--dry-run",
-                "--format",
-                "json",
-            ],
-            dir.path(),
-        );
+        let o = relocate_to(&proxy.host, &tar, &dc1, &["--dry-run", "--format", "json"], dir.path());
         assert!(o.status.success(), "{}", text(&o.stderr));
         serde_json::from_slice::<Value>(&o.stdout).unwrap()
     };
@@ -333,19 +314,7 @@ fn a_dry_run_reports_the_plan_and_sends_nothing() {
     assert!(sent.is_empty(), "a dry run sent {sent:?}");
 
     let mapping = dir.path().join("mapping.json");
-    let o = ferry(
-        &[
-            "--insecure-registry",
-            &proxy.host,
-            "relocate",
-            tar.to_str().unwrap(),
-            "--to",
-            &format!("{}/dc1", proxy.host),
-            "-o",
-            mapping.to_str().unwrap(),
-        ],
-        dir.path(),
-    );
+    let o = relocate_to(&proxy.host, &tar, &dc1, &["-o", mapping.to_str().unwrap()], dir.path());
     assert!(o.status.success(), "{}", text(&o.stderr));
     for image in dry_run().as_array().unwrap() {
         assert_eq!(image["present"], image["blobs"], "{image}");
@@ -381,21 +350,12 @@ fn a_map_sends_named_images_elsewhere_and_refuses_names_it_does_not_know() {
     let map = dir.path().join("map.json");
     std::fs::write(&map, json!({ "b": format!("{}/elsewhere/bee", site.host) }).to_string()).unwrap();
     let mapping = dir.path().join("mapping.json");
-    let args = |map: &Path| {
-        vec![
-            "--insecure-registry".to_owned(),
-            site.host.clone(),
-            "relocate".into(),
-            tar.to_str().unwrap().into(),
-            "--to".into(),
-            format!("{}/site", site.host),
-            "--map".into(),
-            map.to_str().unwrap().into(),
-            "-o".into(),
-            mapping.to_str().unwrap().into(),
-        ]
+    let site_prefix = format!("{}/site", site.host);
+    let with_map = |map: &Path| {
+        let extra = ["--map", map.to_str().unwrap(), "-o", mapping.to_str().unwrap()];
+        relocate_to(&site.host, &tar, &site_prefix, &extra, dir.path())
     };
-    let o = ferry(&args(&map).iter().map(String::as_str).collect::<Vec<_>>(), dir.path());
+    let o = with_map(&map);
     assert!(o.status.success(), "{}", text(&o.stderr));
     let written: Value = serde_json::from_slice(&std::fs::read(&mapping).unwrap()).unwrap();
     let a = written[format!("{}/team/a:1", source.host)].as_str().unwrap();
@@ -411,7 +371,7 @@ fn a_map_sends_named_images_elsewhere_and_refuses_names_it_does_not_know() {
 
     std::fs::write(&map, json!({ "nginx": format!("{}/x/y", site.host) }).to_string()).unwrap();
     std::fs::remove_file(&mapping).unwrap();
-    let o = ferry(&args(&map).iter().map(String::as_str).collect::<Vec<_>>(), dir.path());
+    let o = with_map(&map);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o.stderr).contains("\"nginx\""), "{}", text(&o.stderr));
     assert!(!mapping.exists());
@@ -439,11 +399,7 @@ fn a_bundle_json_is_relocated_registry_to_registry_mounting_blobs_within_one_reg
     .unwrap();
     let mapping = dir.path().join("mapping.json");
     let site = format!("{}/site", proxy.host);
-    let (bundle_arg, mapping_arg) = (bundle.to_str().unwrap(), mapping.to_str().unwrap());
-    let o = ferry(
-        &["--insecure-registry", &proxy.host, "relocate", bundle_arg, "--to", &site, "-o", mapping_arg],
-        dir.path(),
-    );
+    let o = relocate_to(&proxy.host, &bundle, &site, &["-o", mapping.to_str().unwrap()], dir.path());
     assert!(o.status.success(), "relocate: {}", text(&o.stderr));
 
     let relocated = format!("{}/site/team/a@{}", proxy.host, a.digest);

@@ -228,7 +228,7 @@ fn each_stored<T>(
     path: &Path,
     drivers: &Drivers,
     scratch: &Path,
-    mut f: impl FnMut(&str, &Driver, &Image, &Origin) -> T,
+    mut f: impl FnMut(&Driver, &Image, &Origin) -> T,
 ) -> Result<Vec<(String, T)>> {
     let stored = Arc::new(InPlace::open(path, scratch)?);
     let bundle = Bundle::from_bytes(stored.bundle_json.clone(), &format!("{}: bundle.json", path.display()))?;
@@ -240,7 +240,7 @@ fn each_stored<T>(
             .with_context(|| format!("image {key} ({}) is not in the bundle's layout", spec.image))?;
         let name = root.annotations.get(REF_NAME).cloned().unwrap_or_default();
         let origin = Origin::Layout { layout: stored.clone(), name };
-        let result = f(&key, driver, &driver_image(&key, spec), &origin);
+        let result = f(driver, &driver_image(&key, spec), &origin);
         out.push((key, result));
     }
     Ok(out)
@@ -249,13 +249,13 @@ fn each_stored<T>(
 /// What each image's driver finds wrong with it beyond digests (a disk's header, a tarball's
 /// names): every driver's `verify`.
 pub fn verify_images(path: &Path, drivers: &Drivers, scratch: &Path) -> Result<Vec<String>> {
-    let outcomes = each_stored(path, drivers, scratch, |_, driver, image, origin| driver.verify(image, origin))?;
+    let outcomes = each_stored(path, drivers, scratch, |driver, image, origin| driver.verify(image, origin))?;
     Ok(outcomes.into_iter().filter_map(|(_, outcome)| outcome.err().map(|e| e.to_string())).collect())
 }
 
 /// Every image's driver `inspect`: format, sizes and whatever else its driver reports.
 pub fn details(path: &Path, drivers: &Drivers, scratch: &Path) -> Result<Vec<(String, Summary)>> {
-    each_stored(path, drivers, scratch, |_, driver, image, origin| driver.inspect(image, origin))?
+    each_stored(path, drivers, scratch, |driver, image, origin| driver.inspect(image, origin))?
         .into_iter()
         .map(|(key, summary)| Ok((key, summary?)))
         .collect()

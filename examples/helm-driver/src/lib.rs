@@ -10,15 +10,14 @@ mod archive;
 mod metadata;
 mod references;
 
-use ferry_driver_sdk::ferry::driver::types::TarEntryKind;
+use ferry_driver_sdk::artifact::{self, OCI_MANIFEST, TITLE};
 use ferry_driver_sdk::{
     Descriptor, Destination, Driver, DriverInfo, Error, Image, Result, Source, SourceKind, Store, Summary,
-    export_driver, info, warn,
+    TarEntryKind, export_driver, info, warn,
 };
 use metadata::Metadata;
 use references::Rewriter;
 
-const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 const CONFIG_TYPE: &str = "application/vnd.cncf.helm.config.v1+json";
 const CHART_TYPE: &str = "application/vnd.cncf.helm.chart.content.v1.tar+gzip";
 /// The most bytes one `read` returns.
@@ -100,19 +99,14 @@ fn fetch_archive(image: &Image, origin: &Source, store: &Store) -> Result<Descri
     check_gzip(image, origin, None)?;
     let metadata = chart_yaml(image, origin, None)?;
     let layer = store.copy_blob(origin, None, CHART_TYPE)?;
-    check_content_digest(image, &layer.digest, "the chart archive")?;
+    artifact::check_content_digest(image, "chart archive", &layer.digest, None)?;
     let config = store.put_document(CONFIG_TYPE, &metadata.config_json())?;
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": MANIFEST_TYPE,
-        "config": descriptor_json(&config),
-        "layers": [descriptor_json(&layer)],
-        "annotations": {
-            "org.opencontainers.image.title": metadata.name,
-            "org.opencontainers.image.version": metadata.version,
-        },
+    let mut manifest = artifact::manifest(None, &config, vec![layer.to_json()]);
+    manifest["annotations"] = serde_json::json!({
+        TITLE: metadata.name,
+        "org.opencontainers.image.version": metadata.version,
     });
-    let mut root = store.put_document(MANIFEST_TYPE, manifest.to_string().as_bytes())?;
+    let mut root = store.put_document(OCI_MANIFEST, manifest.to_string().as_bytes())?;
     root.artifact_type = Some(CONFIG_TYPE.into());
     info!(
         "{}: stored chart {} {} ({} bytes) as {}",
@@ -124,7 +118,7 @@ fn fetch_archive(image: &Image, origin: &Source, store: &Store) -> Result<Descri
 /// A chart pushed to a registry (or stored in a layout): its manifest is stored as it is.
 fn fetch_manifest(image: &Image, origin: &Source, store: &Store) -> Result<Descriptor> {
     let document = origin.manifest(None)?;
-    check_content_digest(image, &document.digest, "the chart's manifest")?;
+    artifact::check_content_digest(image, "chart's manifest", &document.digest, None)?;
     let manifest = HelmManifest::parse(image, &document.media_type, &document.bytes)?;
     store.copy_blob(origin, Some(&manifest.config.digest), CONFIG_TYPE)?;
     for layer in &manifest.layers {
@@ -143,15 +137,6 @@ fn check_gzip(image: &Image, source: &Source, digest: Option<&str>) -> Result<()
         return Err(Error::invalid(format!("{}: {what} is not a gzipped chart archive", image.key)));
     }
     Ok(())
-}
-
-fn check_content_digest(image: &Image, digest: &str, what: &str) -> Result<()> {
-    match &image.content_digest {
-        Some(expected) if expected != digest => {
-            Err(Error::invalid(format!("{}: bundle.json says contentDigest {expected}, {what} is {digest}", image.key)))
-        }
-        _ => Ok(()),
-    }
 }
 
 /// The chart's own Chart.yaml inside `source`'s archive (blob `digest`, or the source itself).
@@ -216,17 +201,18 @@ struct HelmManifest {
 impl HelmManifest {
     fn parse(image: &Image, media_type: &str, bytes: &[u8]) -> Result<Self> {
         let invalid = |what: &str| Error::invalid(format!("{}: the chart's manifest {what}", image.key));
-        if media_type != MANIFEST_TYPE {
+        if media_type != OCI_MANIFEST {
             return Err(Error::unsupported(format!("{}: {media_type} is not a Helm chart's manifest", image.key)));
         }
         let json: serde_json::Value =
             serde_json::from_slice(bytes).map_err(|e| invalid(&format!("is not JSON: {e}")))?;
-        let config = descriptor(&json["config"]).ok_or_else(|| invalid("has no config"))?;
+        let config = Descriptor::from_json(&json["config"]).map_err(|_| invalid("has no config"))?;
         if config.media_type != CONFIG_TYPE {
             return Err(invalid(&format!("has config type {}, not {CONFIG_TYPE}", config.media_type)));
         }
-        let layers = json["layers"].as_array().into_iter().flatten().map(descriptor).collect::<Option<Vec<_>>>();
-        let layers = layers.ok_or_else(|| invalid("has a malformed layer"))?;
+        let layers =
+            json["layers"].as_array().into_iter().flatten().map(Descriptor::from_json).collect::<Result<Vec<_>>>();
+        let layers = layers.map_err(|_| invalid("has a malformed layer"))?;
         let mut charts = layers.iter().filter(|layer| layer.media_type == CHART_TYPE);
         let chart = match (charts.next(), charts.next()) {
             (Some(chart), None) => chart.clone(),
@@ -258,16 +244,8 @@ fn push_rewritten(
         warn!("{}: the chart changed, so its provenance layer is not relocated", image.key);
     }
     let mut manifest = chart.manifest.json.clone();
-    manifest["layers"] = serde_json::json!([descriptor_json(&layer)]);
-    destination.put_document(MANIFEST_TYPE, manifest.to_string().as_bytes(), Some(&chart.metadata.tag()))
-}
-
-fn descriptor(json: &serde_json::Value) -> Option<Descriptor> {
-    Some(Descriptor::new(json["mediaType"].as_str()?, json["digest"].as_str()?, json["size"].as_u64()?))
-}
-
-fn descriptor_json(d: &Descriptor) -> serde_json::Value {
-    serde_json::json!({ "mediaType": d.media_type, "digest": d.digest, "size": d.size })
+    manifest["layers"] = serde_json::json!([layer.to_json()]);
+    destination.put_document(OCI_MANIFEST, manifest.to_string().as_bytes(), Some(&chart.metadata.tag()))
 }
 
 export_driver!(HelmDriver);
@@ -301,7 +279,7 @@ mod tests {
     #[test]
     fn a_helm_push_manifest_with_provenance() {
         let bytes = manifest(CONFIG_TYPE, &["application/vnd.cncf.helm.chart.provenance.v1.prov", CHART_TYPE]);
-        let manifest = HelmManifest::parse(&image(), MANIFEST_TYPE, &bytes).unwrap();
+        let manifest = HelmManifest::parse(&image(), OCI_MANIFEST, &bytes).unwrap();
         assert_eq!((manifest.chart.digest.as_str(), manifest.chart.size), ("sha256:1", 11));
         assert_eq!((manifest.config.digest.as_str(), manifest.layers.len()), ("sha256:c", 2));
     }
@@ -310,12 +288,12 @@ mod tests {
     fn manifests_that_are_not_a_chart() {
         let error = |media_type: &str, bytes: &[u8]| HelmManifest::parse(&image(), media_type, bytes).err().unwrap();
         let oci_config = "application/vnd.oci.image.config.v1+json";
-        assert!(matches!(error(MANIFEST_TYPE, &manifest(oci_config, &[CHART_TYPE])), Error::InvalidContent(m)
+        assert!(matches!(error(OCI_MANIFEST, &manifest(oci_config, &[CHART_TYPE])), Error::InvalidContent(m)
             if m == format!("chart: the chart's manifest has config type {oci_config}, not {CONFIG_TYPE}")));
-        assert!(matches!(error(MANIFEST_TYPE, &manifest(CONFIG_TYPE, &[])), Error::InvalidContent(m)
+        assert!(matches!(error(OCI_MANIFEST, &manifest(CONFIG_TYPE, &[])), Error::InvalidContent(m)
             if m.ends_with(&format!("must have one {CHART_TYPE} layer"))));
         assert!(matches!(
-            error(MANIFEST_TYPE, &manifest(CONFIG_TYPE, &[CHART_TYPE, CHART_TYPE])),
+            error(OCI_MANIFEST, &manifest(CONFIG_TYPE, &[CHART_TYPE, CHART_TYPE])),
             Error::InvalidContent(_)
         ));
         assert!(matches!(error("application/vnd.oci.image.index.v1+json", b"{}"), Error::Unsupported(_)));
@@ -323,9 +301,10 @@ mod tests {
 
     #[test]
     fn content_digests() {
-        assert!(check_content_digest(&image(), "sha256:1", "the chart archive").is_ok());
-        let error = check_content_digest(&image(), "sha256:2", "the chart archive").err().unwrap();
+        let check = |image: &Image, digest: &str| artifact::check_content_digest(image, "chart archive", digest, None);
+        assert!(check(&image(), "sha256:1").is_ok());
+        let error = check(&image(), "sha256:2").err().unwrap();
         assert_eq!(error.message(), "chart: bundle.json says contentDigest sha256:1, the chart archive is sha256:2");
-        assert!(check_content_digest(&Image { content_digest: None, ..image() }, "sha256:2", "it").is_ok());
+        assert!(check(&Image { content_digest: None, ..image() }, "sha256:2").is_ok());
     }
 }

@@ -48,18 +48,10 @@ impl Metadata {
     }
 
     /// The chart version as an OCI tag, as helm makes it: `+` (not allowed in a tag) becomes `_`,
-    /// and so does anything else outside `[A-Za-z0-9._-]`.
+    /// and so does anything else outside `[A-Za-z0-9._-]`; `v` goes before a version starting with
+    /// `.` or `-`.
     pub fn tag(&self) -> String {
-        let mut tag: String = self
-            .version
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' })
-            .collect();
-        if tag.is_empty() || tag.starts_with(['.', '-']) {
-            tag.insert(0, 'v');
-        }
-        tag.truncate(128);
-        tag
+        ferry_driver_sdk::names::tag_for(&self.version, "v")
     }
 }
 

@@ -248,15 +248,16 @@ pub fn bundle_json(path: &Path) -> Result<Vec<u8>> {
 /// One blob of a thick bundle's layout, at most `cap` bytes, read up to where it is.
 pub fn read_blob(path: &Path, digest: &Digest, cap: u64) -> Result<Vec<u8>> {
     let wanted = format!("{LAYOUT}/blobs/sha256/{}", digest.hex());
-    let mut found = None;
-    each_file(path, |name, size, entry| {
-        if found.is_none() && name == wanted {
-            found = Some(read_capped(entry, size, cap, name)?);
+    let mut archive = open(path)?;
+    let mut seen = BTreeSet::new();
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        if checked_name(&entry, &mut seen)?.as_deref() == Some(wanted.as_str()) {
+            let size = entry.size();
+            return read_capped(&mut entry, size, cap, &wanted);
         }
-        Ok(())
-    })
-    .map_err(|e| e.context(format!("{}", path.display())))?;
-    found.with_context(|| format!("blob {digest} is not in the bundle"))
+    }
+    bail!("{}: blob {digest} is not in the bundle", path.display())
 }
 
 /// Reads a thick bundle in one pass; with `hash`, every blob is hashed as it goes by.

@@ -138,6 +138,9 @@ impl HostState {
                 Ok((blob, format!("blob {d}")))
             }
             (SourceHandle::Bytes { blob, location, .. }, None) => Ok((blob.clone(), location.clone())),
+            (SourceHandle::Registry { reference, .. }, Some(d)) if self.downloads.contains_key(&d) => {
+                Ok((self.downloads[&d].clone(), format!("blob {d} of {}", reference.whole())))
+            }
             (SourceHandle::Registry { registry, reference }, Some(d)) => {
                 let (registry, reference) = (registry.clone(), reference.clone());
                 let file = registry
@@ -167,7 +170,9 @@ impl HostState {
                         RegistryErrorKind::Failed => HostError::invalid(e.message),
                         _ => e.into(),
                     })?;
-                Ok((BlobFile::whole(file).map_err(HostError::failed)?, format!("blob {d} of {}", reference.whole())))
+                let blob = BlobFile::whole(file).map_err(HostError::failed)?;
+                self.downloads.insert(d.clone(), blob.clone());
+                Ok((blob, format!("blob {d} of {}", reference.whole())))
             }
             (SourceHandle::Bytes { .. }, Some(_)) => Err(HostError::unsupported("a file source has no blobs")),
             (_, None) => Err(HostError::unsupported("name the digest of a blob")),

@@ -214,6 +214,7 @@ impl Runtime {
             driver: driver.to_owned(),
             events: self.events.clone(),
             stderr,
+            downloads: Default::default(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.budget);

@@ -36,6 +36,9 @@ pub struct HostState {
     pub(super) driver: String,
     pub(super) events: Arc<dyn Events>,
     pub(super) stderr: CappedPipe,
+    /// Registry blobs downloaded for this operation (to list or open a tar), by digest: a
+    /// driver that lists a layer and then opens a file in it downloads the layer once.
+    pub(super) downloads: std::collections::HashMap<crate::oci::Digest, crate::oci::BlobFile>,
 }
 
 impl WasiView for HostState {

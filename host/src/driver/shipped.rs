@@ -32,10 +32,11 @@ pub struct Declared {
     pub reference: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize, Serialize)]
+/// The extension's value in `custom`.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Extension {
-    pub drivers: Vec<Declared>,
+struct Extension {
+    drivers: Vec<Declared>,
 }
 
 /// The drivers `bundle` declares; every problem named by its JSON path.

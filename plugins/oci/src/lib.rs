@@ -80,7 +80,9 @@ impl Driver for OciDriver {
 
     fn inspect(_image: Image, stored: &Source) -> Result<Summary> {
         let root = stored.manifest(None)?;
-        let walked = walk(stored, &root, 0, &mut |_| Ok(()))?;
+        let mut walked = walk(stored, &root, 0, &mut |_| Ok(()))?;
+        // Only a single-platform image has a config at its root; it names the platform.
+        walked.platforms.extend(walked.root_config.as_ref().and_then(|config| config_platform(stored, config)));
         Ok(Summary {
             digest: root.digest,
             media_type: root.media_type,
@@ -101,6 +103,8 @@ struct Walked {
     /// Every distinct blob and document, with its size.
     blobs: BTreeSet<(String, u64)>,
     platforms: Vec<String>,
+    /// The config of the root, when the root is a manifest (not an index).
+    root_config: Option<Descriptor>,
 }
 
 /// Visits every blob, then every document, children before their parent, so a store never holds
@@ -135,7 +139,7 @@ fn walk(source: &Source, doc: &Document, depth: usize, visit: &mut dyn FnMut(Nod
                 }
             }
             if depth == 0 {
-                walked.platforms.extend(config_platform(source, &config));
+                walked.root_config = Some(config);
             }
         }
         other => {
