@@ -77,7 +77,7 @@ pub(crate) fn origin(
                     bundle_dir.display()
                 );
             }
-            Origin::File(bundle_dir.join(relative))
+            Origin::File { dir: bundle_dir.to_owned(), path: relative.to_owned() }
         }
     })
 }

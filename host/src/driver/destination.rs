@@ -115,15 +115,14 @@ fn inside<'a>(what: &str, name: &'a str) -> HostResult<&'a Path> {
     Ok(path)
 }
 
+/// OCI's tag grammar: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}` (so `.` and `..` are not tags).
 fn check_tag(tag: &Option<String>) -> HostResult<()> {
-    match tag {
-        Some(t)
-            if t.is_empty() || t.len() > 128 || !t.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) =>
-        {
-            Err(HostError::invalid(format!("{t:?} is not a valid tag")))
-        }
-        _ => Ok(()),
+    let Some(t) = tag else { return Ok(()) };
+    let first_ok = t.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !first_ok || t.len() > 128 || !t.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+        return Err(HostError::invalid(format!("{t:?} is not a valid tag")));
     }
+    Ok(())
 }
 
 fn stored_layout(source: &SourceHandle) -> HostResult<&Arc<dyn Stored>> {
@@ -292,7 +291,8 @@ impl host::HostDestination for HostState {
         if let DestinationHandle::Registry { registry, .. } = self.table.get(&d)? {
             let destination = self.table.get(&d)?;
             if registry.manifest_digest(&destination.at(tag.as_deref(), &root.digest))?.as_ref() == Some(&root.digest) {
-                return Ok(destination.reference(tag.as_deref(), &root.digest));
+                let reference = destination.reference(tag.as_deref(), &root.digest);
+                return Ok(self.wrote(reference));
             }
         }
         let source = stored_layout(self.table.get(&s)?)?.clone();
@@ -311,7 +311,7 @@ impl host::HostDestination for HostState {
                 reference = named;
             }
         }
-        Ok(reference)
+        Ok(self.wrote(reference))
     }
 
     fn put_document(
@@ -325,7 +325,8 @@ impl host::HostDestination for HostState {
         self.check_call_bytes("destination.put-document", bytes.len())?;
         check_tag(&tag)?;
         let root = oci::Descriptor::new(media_type, Digest::of(&bytes), bytes.len() as u64);
-        self.put_root(&d, &root, &bytes, tag.as_deref())
+        let reference = self.put_root(&d, &root, &bytes, tag.as_deref())?;
+        Ok(self.wrote(reference))
     }
 
     fn write_file(
@@ -348,7 +349,8 @@ impl host::HostDestination for HostState {
         let mut pending = layout.pending(parent).map_err(HostError::denied)?;
         self.copy_verified(&from, &blob.digest, pending.file())?;
         pending.persist_as(path).map_err(HostError::denied)?;
-        Ok(self.table.get(&d)?.location() + "/" + &name)
+        let reference = self.table.get(&d)?.location() + "/" + &name;
+        Ok(self.wrote(reference))
     }
 
     fn put_blob(
@@ -448,7 +450,8 @@ impl host::HostDestination for HostState {
         tar_access::extract(&source, pending.dir()).map_err(|e| HostError::invalid(format!("{what}: {e:#}")))?;
         pending.persist_as(path).map_err(HostError::denied)?;
         self.check_deadline()?;
-        Ok(self.table.get(&d)?.location() + "/" + &name)
+        let reference = self.table.get(&d)?.location() + "/" + &name;
+        Ok(self.wrote(reference))
     }
 
     fn drop(&mut self, d: Resource<DestinationHandle>) -> wasmtime::Result<()> {

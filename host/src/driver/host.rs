@@ -429,16 +429,61 @@ impl host::HostStore for HostState {
     }
 
     fn set_root(&mut self, st: Resource<StoreHandle>, root: types::Descriptor) -> HostResult<()> {
+        self.check_deadline()?;
         let store = self.table.get(&st)?;
         let mut root = from_wit(&root)?;
-        store.layout.graph(&root).map_err(|e| HostError::invalid(format!("root {}: {e:#}", root.digest)))?;
+        let graph =
+            store.layout.graph(&root).map_err(|e| HostError::invalid(format!("root {}: {e:#}", root.digest)))?;
+        for node in &graph {
+            check_stored(&store.layout, node, node.digest == root.digest)
+                .map_err(|e| HostError::invalid(format!("root {}: {} {e}", root.digest, node.digest)))?;
+        }
+        self.check_deadline()?;
+        let store = self.table.get(&st)?;
         root.annotations.insert(REF_NAME.into(), store.name.clone());
-        store.layout.add_to_index(root).map_err(HostError::failed)
+        store.layout.add_to_index(root.clone()).map_err(HostError::failed)?;
+        self.recorded_root = Some(root);
+        Ok(())
     }
 
     fn drop(&mut self, st: Resource<StoreHandle>) -> wasmtime::Result<()> {
         self.table.delete(st)?;
         self.handles = self.handles.saturating_sub(1);
+        Ok(())
+    }
+}
+
+/// Whether `descriptor` tells the truth about the stored bytes it names: their size; for a
+/// manifest or index, that they are a JSON object of that media type; for the root, also that it
+/// is not a manifest or index under another media type, which would hide what it refers to.
+fn check_stored(layout: &Layout, descriptor: &oci::Descriptor, is_root: bool) -> Result<(), String> {
+    let size = layout.blob_size(&descriptor.digest).map_err(|e| format!("cannot be read: {e}"))?;
+    if size != descriptor.size {
+        return Err(format!("is {size} bytes, its descriptor says {}", descriptor.size));
+    }
+    let declared = |bytes: &[u8]| -> Result<Option<String>, String> {
+        let json: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| format!("is not JSON: {e}"))?;
+        let object = json.as_object().ok_or("is JSON, but not an object")?;
+        Ok(object.get("mediaType").and_then(|m| m.as_str()).map(str::to_owned))
+    };
+    if oci::is_document(&descriptor.media_type) {
+        let bytes = layout.read_blob(&descriptor.digest, MAX_DOCUMENT).map_err(|e| format!("{e:#}"))?;
+        let declared = declared(&bytes).map_err(|e| format!("is said to be a {}, but {e}", descriptor.media_type))?;
+        match declared {
+            Some(m) if m != descriptor.media_type => {
+                Err(format!("is a {m:?} by its own mediaType, its descriptor says {}", descriptor.media_type))
+            }
+            _ => Ok(()),
+        }
+    } else if is_root && size <= MAX_DOCUMENT {
+        let bytes = layout.read_blob(&descriptor.digest, MAX_DOCUMENT).map_err(|e| format!("{e:#}"))?;
+        match declared(&bytes) {
+            Ok(Some(m)) if oci::is_document(&m) => {
+                Err(format!("is a {m} by its own mediaType, its descriptor says {:?}", descriptor.media_type))
+            }
+            _ => Ok(()),
+        }
+    } else {
         Ok(())
     }
 }
