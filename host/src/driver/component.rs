@@ -96,3 +96,26 @@ impl VerifiedComponent {
         Component::new(engine, &self.bytes).map_err(|e| anyhow::anyhow!("not a valid WebAssembly component: {e:#}"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The limit leaves real drivers far more room than they use.
+    #[test]
+    fn built_in_drivers_functions_are_far_below_the_limit() {
+        for component in super::super::builtin_components().unwrap() {
+            component.survey().unwrap();
+            let largest = Parser::new(0)
+                .parse_all(&component.bytes)
+                .filter_map(|p| match p.unwrap() {
+                    Payload::CodeSectionEntry(body) => Some(body.range().len() as u64),
+                    _ => None,
+                })
+                .max()
+                .unwrap();
+            assert!(largest * 8 < MAX_FUNCTION, "{}: a function of {largest} bytes", component.digest());
+            eprintln!("{}: largest function {largest} bytes", component.digest());
+        }
+    }
+}

@@ -242,21 +242,21 @@ fn check_info(info: &types::DriverInfo) -> Result<(), String> {
     let field = |what: &str, value: &str, max: usize| {
         if value.chars().count() > max {
             return Err(format!(
-                "its info has a {what} of {} characters; at most {max} are allowed",
+                "its info has {what} of {} characters; at most {max} are allowed",
                 value.chars().count()
             ));
         }
         if has_control(value) {
-            return Err(format!("its info has a {what} with control characters: \"{}\"", escape(value)));
+            return Err(format!("its info has {what} with control characters: \"{}\"", escape(value)));
         }
         Ok(())
     };
-    field("name", &info.name, MAX_NAME)?;
-    field("version", &info.version, MAX_VERSION)?;
+    field("a name", &info.name, MAX_NAME)?;
+    field("a version", &info.version, MAX_VERSION)?;
     if info.image_types.len() > MAX_TYPES {
         return Err(format!("its info lists {} image types; at most {MAX_TYPES} are allowed", info.image_types.len()));
     }
-    info.image_types.iter().try_for_each(|t| field("image type", t, MAX_TYPE))
+    info.image_types.iter().try_for_each(|t| field("an image type", t, MAX_TYPE))
 }
 
 /// What `inspect` may report: it is printed for the operator.
@@ -559,5 +559,33 @@ impl<'rt> Drivers<'rt> {
 
     pub fn iter(&self) -> impl Iterator<Item = &Driver<'rt>> {
         self.entries.iter().map(|e| &e.driver)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(name: &str, version: &str, image_types: Vec<String>) -> types::DriverInfo {
+        types::DriverInfo { name: name.into(), version: version.into(), image_types, reads_mapping: false }
+    }
+
+    #[test]
+    fn info_is_refused_when_it_is_too_long_or_holds_control_characters() {
+        assert_eq!(check_info(&info("helm", "1.2.3", vec!["helm".into()])), Ok(()));
+        let refused = [
+            (info(&"n".repeat(MAX_NAME + 1), "1", vec![]), "a name of 129 characters"),
+            (info("oci\x1b[2K\rbundle driver", "1", vec![]), "a name with control characters"),
+            (info("n", &"1".repeat(1 << 20), vec![]), "a version of 1048576 characters"),
+            (info("n", "1\n", vec![]), "a version with control characters"),
+            (info("n", "1", (0..100_000).map(|i| i.to_string()).collect()), "lists 100000 image types"),
+            (info("n", "1", vec!["t".repeat(MAX_TYPE + 1)]), "an image type of 129 characters"),
+            (info("n", "1", vec!["oci\u{202e}".into()]), "an image type with control characters"),
+        ];
+        for (info, says) in refused {
+            let err = check_info(&info).unwrap_err();
+            assert!(err.contains(says), "{err}");
+            assert!(!err.chars().any(char::is_control) && err.len() < 300, "{err}");
+        }
     }
 }
