@@ -108,8 +108,8 @@ fn registry_prefix(to: &str, flag: &str) -> Result<String> {
 /// What `prefix` grants: a directory (`file://`) or repositories under a registry prefix.
 fn grant(prefix: &str, registry: &Arc<Registry>, jobs: usize) -> DestinationGrant {
     match prefix.strip_prefix(FILE_SCHEME) {
-        Some(path) => DestinationGrant::Directory(PathBuf::from(path)),
-        None => DestinationGrant::Registry { registry: registry.clone(), prefix: prefix.to_owned(), jobs },
+        Some(path) => DestinationGrant::directory(PathBuf::from(path)),
+        None => DestinationGrant::registry(registry.clone(), prefix.to_owned(), jobs),
     }
 }
 
@@ -149,6 +149,7 @@ fn prepare<'d>(
         (bundle, Arc::new(in_place) as Arc<dyn Stored>, mapping, None)
     };
     let index = layout.entries()?;
+    let relocation_mapping = crate::thick::parse_mapping(relocation_mapping.as_deref())?;
 
     // The whole plan first: a driver for every image, its stored root, and a free target name.
     let mut plan = Vec::new();
@@ -156,7 +157,7 @@ fn prepare<'d>(
     for (key, spec) in bundle.all_images() {
         let image_type = spec.image_type();
         let driver = drivers.require(&key, &spec.image, &image_type)?;
-        let root = find_root(&index, relocation_mapping.as_deref(), &spec.image, spec.content_digest.as_deref())
+        let root = find_root(&index, relocation_mapping.as_ref(), &spec.image, spec.content_digest.as_deref())
             .with_context(|| format!("image {key} ({}) is not in the bundle's layout", spec.image))?;
         let name =
             root.annotations.get(REF_NAME).cloned().with_context(|| {

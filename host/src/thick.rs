@@ -7,7 +7,7 @@ use crate::driver::{Driver, Drivers, Image, Origin, Policy, Summary, assign, dec
 use crate::export::{driver_image, stored_as_named};
 use crate::oci::{Descriptor, Digest, REF_NAME, Stored, children, is_document};
 use anyhow::{Context, Result};
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -46,45 +46,61 @@ pub struct BundleDriverReport {
     pub handles: Vec<String>,
 }
 
-fn index(contents: &Contents) -> Result<Vec<Descriptor>> {
-    #[derive(serde::Deserialize)]
-    struct Index {
-        manifests: Vec<Descriptor>,
-    }
-    let bytes = contents.index.as_ref().context("no artifacts/layout/index.json")?;
-    Ok(serde_json::from_slice::<Index>(bytes).context("artifacts/layout/index.json is not an OCI index")?.manifests)
+/// A relocation mapping (original reference → relocated), parsed once per command.
+pub(crate) type Mapping = BTreeMap<String, String>;
+
+/// The relocation mapping a thick bundle carries, if any; one that is not a JSON object of
+/// strings is an error naming the file.
+pub(crate) fn parse_mapping(bytes: Option<&[u8]>) -> Result<Option<Mapping>> {
+    bytes
+        .map(|b| {
+            crate::bundle::json::from_slice_strict::<Mapping>(b)
+                .context("relocation-mapping.json is not a JSON object from image reference to relocated reference")
+        })
+        .transpose()
 }
 
 /// The layout entry for an image: by its reference (ferry, duffle), by where the relocation
 /// mapping says it went (porter), or by its pinned digest.
 pub(crate) fn find_root<'a>(
     index: &'a [Descriptor],
-    relocation_mapping: Option<&[u8]>,
+    mapping: Option<&Mapping>,
     reference: &str,
     pinned: Option<&str>,
 ) -> Option<&'a Descriptor> {
-    let mapped: Option<String> = relocation_mapping
-        .and_then(|m| serde_json::from_slice::<std::collections::BTreeMap<String, String>>(m).ok())
-        .and_then(|m| m.get(reference).cloned());
+    let mapped = mapping.and_then(|m| m.get(reference));
     let named = |name: &str| index.iter().find(|d| d.annotations.get(REF_NAME).is_some_and(|n| n == name));
     named(reference)
-        .or_else(|| mapped.as_deref().and_then(named))
+        .or_else(|| mapped.and_then(|m| named(m)))
         .or_else(|| pinned.and_then(|p| index.iter().find(|d| d.digest.to_string() == p)))
 }
 
 struct Walk {
-    blobs: BTreeSet<(Digest, u64)>,
+    /// Every blob once, with the size it was first listed with.
+    blobs: BTreeMap<Digest, u64>,
     platforms: Vec<String>,
     problems: Vec<String>,
 }
 
+/// Everything `root` refers to, each digest visited once however often it is listed.
 fn walk(contents: &Contents, root: &Descriptor) -> Walk {
-    let mut w = Walk { blobs: BTreeSet::new(), platforms: Vec::new(), problems: Vec::new() };
+    const MAX_DEPTH: usize = 8;
+    let mut w = Walk { blobs: BTreeMap::new(), platforms: Vec::new(), problems: Vec::new() };
     let mut stack = vec![(root.clone(), 0)];
     while let Some((d, depth)) = stack.pop() {
-        if !w.blobs.insert((d.digest.clone(), d.size)) || depth > 8 {
+        match w.blobs.get(&d.digest) {
+            Some(&size) if size != d.size => {
+                w.problems.push(format!("blob {} is listed as {} bytes and as {size}", d.digest, d.size));
+                continue;
+            }
+            Some(_) => continue,
+            None => {}
+        }
+        if depth > MAX_DEPTH {
+            w.problems.push(format!("{}: manifests nest deeper than {MAX_DEPTH}", d.digest));
             continue;
         }
+        w.blobs.insert(d.digest.clone(), d.size);
         match contents.blobs.get(&d.digest) {
             None => w.problems.push(format!("blob {} is missing", d.digest)),
             Some(b) if b.size != d.size => {
@@ -98,7 +114,13 @@ fn walk(contents: &Contents, root: &Descriptor) -> Walk {
         if is_document(&d.media_type) {
             match contents.documents.get(&d.digest) {
                 Some(bytes) => {
-                    let kids = children(bytes);
+                    let kids = match children(bytes) {
+                        Ok(kids) => kids,
+                        Err(e) => {
+                            w.problems.push(format!("manifest {}: {e:#}", d.digest));
+                            continue;
+                        }
+                    };
                     if depth == 0 && !kids.iter().any(|k| is_document(&k.media_type)) {
                         if let Some(config) = kids.first().and_then(|c| contents.documents.get(&c.digest)) {
                             w.platforms.extend(serde_json::from_slice(config).ok().as_ref().and_then(platform_name));
@@ -129,7 +151,8 @@ fn platform_name(p: &serde_json::Value) -> Option<String> {
 pub fn inspect(path: &Path, builtin: &Drivers, policy: &Policy) -> Result<Inspection> {
     let contents = archive::read(path, false)?;
     let bundle = Bundle::from_bytes(contents.bundle_json.clone(), &format!("{}: bundle.json", path.display()))?;
-    let index = index(&contents)?;
+    let index = archive::parse_index(contents.index.as_deref())?;
+    let mapping = parse_mapping(contents.relocation_mapping.as_deref())?;
     let declared = declared(&bundle)?;
     let assigned = assign(&declared, |t| builtin.for_type(t).is_some(), policy);
     let driver_for = |image_type: &str| -> Option<(String, String)> {
@@ -143,8 +166,7 @@ pub fn inspect(path: &Path, builtin: &Drivers, policy: &Policy) -> Result<Inspec
         .into_iter()
         .map(|(key, spec)| {
             let image_type = spec.image_type();
-            let root =
-                find_root(&index, contents.relocation_mapping.as_deref(), &spec.image, spec.content_digest.as_deref());
+            let root = find_root(&index, mapping.as_ref(), &spec.image, spec.content_digest.as_deref());
             let walked = root.map(|r| walk(&contents, r));
             let (driver, driver_from) = driver_for(&image_type).unzip();
             ImageReport {
@@ -154,7 +176,7 @@ pub fn inspect(path: &Path, builtin: &Drivers, policy: &Policy) -> Result<Inspec
                 driver_from,
                 image_type,
                 digest: root.map(|r| r.digest.to_string()),
-                size: walked.as_ref().map(|w| w.blobs.iter().map(|(_, s)| s).sum()).unwrap_or(0),
+                size: walked.as_ref().map(|w| w.blobs.values().sum()).unwrap_or(0),
                 platforms: walked.map(|w| w.platforms).unwrap_or_default(),
                 details: Vec::new(),
             }
@@ -194,12 +216,17 @@ pub fn verify(path: &Path) -> Result<Vec<String>> {
     if !contents.has_oci_layout {
         problems.push("artifacts/layout has no oci-layout file".into());
     }
-    let index = index(&contents)?;
+    let index = archive::parse_index(contents.index.as_deref())?;
+    let mapping = match parse_mapping(contents.relocation_mapping.as_deref()) {
+        Ok(m) => m,
+        Err(e) => {
+            problems.push(format!("{e:#}"));
+            None
+        }
+    };
     for (key, spec) in bundle.all_images() {
         let at = format!("image {key} ({})", spec.image);
-        let Some(root) =
-            find_root(&index, contents.relocation_mapping.as_deref(), &spec.image, spec.content_digest.as_deref())
-        else {
+        let Some(root) = find_root(&index, mapping.as_ref(), &spec.image, spec.content_digest.as_deref()) else {
             problems.push(format!("{at}: not in artifacts/layout/index.json"));
             continue;
         };
@@ -233,10 +260,11 @@ fn each_stored<T>(
     let stored = Arc::new(InPlace::open(path, scratch)?);
     let bundle = Bundle::from_bytes(stored.bundle_json.clone(), &format!("{}: bundle.json", path.display()))?;
     let index = stored.entries()?;
+    let mapping = parse_mapping(stored.relocation_mapping.as_deref())?;
     let mut out = Vec::new();
     for (key, spec) in bundle.all_images() {
         let driver = drivers.require(&key, &spec.image, &spec.image_type())?;
-        let root = find_root(&index, stored.relocation_mapping.as_deref(), &spec.image, spec.content_digest.as_deref())
+        let root = find_root(&index, mapping.as_ref(), &spec.image, spec.content_digest.as_deref())
             .with_context(|| format!("image {key} ({}) is not in the bundle's layout", spec.image))?;
         let name = root.annotations.get(REF_NAME).cloned().unwrap_or_default();
         let origin = Origin::Layout { layout: stored.clone(), name };

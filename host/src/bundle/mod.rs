@@ -3,6 +3,7 @@
 //! A [`Bundle`] keeps the exact bytes it was read from: they are what gets signed and what a
 //! thick bundle carries.
 
+pub mod json;
 mod model;
 mod validate;
 

@@ -12,6 +12,9 @@ const SCHEMA: &str = include_str!("../../schema/bundle.schema.json");
 pub enum Rule {
     /// Not JSON at all.
     Syntax,
+    /// RFC 8259 §4: names within an object SHOULD be unique; ferry refuses a repeated one,
+    /// since tools disagree on which of them counts.
+    DuplicateKey,
     Schema,
     /// 101 §Invocation Images: a bundle MUST have at least one invocation image.
     InvocationImageRequired,
@@ -72,6 +75,15 @@ pub fn validate(bytes: &[u8]) -> Vec<Problem> {
             return vec![Problem { path: "$".into(), rule: Rule::Syntax, message: format!("not JSON: {e}") }];
         }
     };
+    if let Err(e) = super::json::check_duplicate_keys(bytes) {
+        let text = e.to_string();
+        let (path, message) = match text.split_once(' ') {
+            Some((path, rest)) if path.starts_with('$') => (path.to_owned(), format!("the key {rest}")),
+            _ => ("$".to_owned(), format!("not JSON: {text}")),
+        };
+        let rule = if e.is_data() { Rule::DuplicateKey } else { Rule::Syntax };
+        return vec![Problem { path, rule, message }];
+    }
     let mut problems: Vec<Problem> = validator()
         .iter_errors(&value)
         .map(|e| Problem {
@@ -104,7 +116,7 @@ fn json_path(root: &Value, pointer: &str) -> String {
     path
 }
 
-fn key(k: &str) -> String {
+pub(super) fn key(k: &str) -> String {
     if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
         format!(".{k}")
     } else {
