@@ -272,10 +272,26 @@ impl HostState {
         bytes: &[u8],
         tag: Option<&str>,
     ) -> HostResult<String> {
+        self.put_document_as(d, root, bytes, tag, true)
+    }
+
+    /// Stores a document; a directory's index lists it only when it is a root (`listed`):
+    /// skopeo and umoci refuse a layout whose index also lists the children of its images.
+    fn put_document_as(
+        &mut self,
+        d: &Resource<DestinationHandle>,
+        root: &oci::Descriptor,
+        bytes: &[u8],
+        tag: Option<&str>,
+        listed: bool,
+    ) -> HostResult<String> {
         let destination = self.table.get(d)?;
         match destination {
             DestinationHandle::Directory(layout) => {
                 layout.put_bytes(bytes).map_err(HostError::failed)?;
+                if !listed {
+                    return Ok(destination.reference(None, &root.digest));
+                }
                 let mut entry = root.clone();
                 if let Some(tag) = tag {
                     entry.annotations.insert(REF_NAME.into(), tag.to_owned());
@@ -355,7 +371,7 @@ impl host::HostDestination for HostState {
             let is_root = document.digest == root.digest;
             let tag = if is_root { tag.as_deref() } else { None };
             let stored = oci::Descriptor { annotations: Default::default(), ..document.clone() };
-            let named = self.put_root(&d, &stored, &bytes, tag)?;
+            let named = self.put_document_as(&d, &stored, &bytes, tag, is_root)?;
             if is_root {
                 reference = named;
             }

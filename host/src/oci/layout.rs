@@ -257,13 +257,20 @@ impl Layout {
         Ok(index.manifests)
     }
 
-    /// Adds `descriptor` to the index, replacing an entry with the same ref.name. Entries stay
-    /// sorted by name so that the same content always gives the same index.
+    /// Adds `descriptor` to the index, replacing an entry with the same ref.name (or, for an
+    /// unnamed one, the same digest: a rerun adds nothing). Entries stay sorted by name so that
+    /// the same content always gives the same index.
     pub fn add_to_index(&self, descriptor: Descriptor) -> Result<()> {
         let _writer = self.index_lock.lock().unwrap();
         let name = descriptor.annotations.get(REF_NAME).cloned();
         let mut manifests = self.index()?;
-        manifests.retain(|d| name.is_none() || d.annotations.get(REF_NAME) != name.as_ref());
+        if manifests.contains(&descriptor) {
+            return Ok(());
+        }
+        manifests.retain(|d| match &name {
+            Some(name) => d.annotations.get(REF_NAME) != Some(name),
+            None => d.annotations.contains_key(REF_NAME) || d.digest != descriptor.digest,
+        });
         manifests.push(descriptor);
         manifests.sort_by(|a, b| a.annotations.get(REF_NAME).cmp(&b.annotations.get(REF_NAME)));
         self.write_index(manifests)
