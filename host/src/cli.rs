@@ -393,19 +393,25 @@ fn driver_inspect(runtime: &Runtime, file: &std::path::Path, output: Output) -> 
 }
 
 fn validate(path: &std::path::Path, output: Output) -> Result<ExitCode> {
-    let bytes = if ferry::bundle::Bundle::is_json_file(path)? {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        anyhow::ensure!(
-            bytes.len() as u64 <= bundle::MAX_BUNDLE_JSON,
-            "{}: {} bytes is more than a bundle.json may have",
-            path.display(),
-            bytes.len()
-        );
-        bytes
-    } else {
-        ferry::archive::bundle_json(path)?
+    use ferry::bundle::file::{Kind, identify};
+    let read = || -> Result<Vec<u8>> {
+        match identify(path)? {
+            Kind::Thick => ferry::archive::bundle_json(path),
+            Kind::ClearSigned => {
+                eprintln!("{}: a clear-signed bundle; its signature was not checked", path.display());
+                bundle::Bundle::read_json(path)
+            }
+            Kind::Json => bundle::Bundle::read_json(path),
+        }
     };
-    let problems = bundle::validate(&bytes);
+    let problems = match read() {
+        Ok(bytes) => bundle::validate(&bytes),
+        // A script asking for JSON gets a JSON document whatever happened.
+        Err(e) if output == Output::Json => {
+            vec![bundle::Problem { path: "$".into(), rule: bundle::Rule::Unreadable, message: format!("{e:#}") }]
+        }
+        Err(e) => return Err(e),
+    };
     match output {
         Output::Json => {
             let list: Vec<_> = problems
