@@ -11,7 +11,7 @@ use crate::driver::{DestinationGrant, Drivers, Origin, repository_under};
 use crate::export::{check_pinned, driver_image, origin, ready};
 use crate::oci::{Layout, REF_NAME, Stored, is_document};
 use crate::registry::Registry;
-use crate::thick::find_root;
+use crate::thick::Roots;
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -150,6 +150,7 @@ fn prepare<'d>(
     };
     let index = layout.entries()?;
     let relocation_mapping = crate::thick::parse_mapping(relocation_mapping.as_deref())?;
+    let roots = Roots::new(&index, relocation_mapping.as_ref());
 
     // The whole plan first: a driver for every image, its stored root, and a free target name.
     let mut plan = Vec::new();
@@ -157,7 +158,8 @@ fn prepare<'d>(
     for (key, spec) in bundle.all_images() {
         let image_type = spec.image_type();
         let driver = drivers.require(&key, &spec.image, &image_type)?;
-        let root = find_root(&index, relocation_mapping.as_ref(), &spec.image, spec.content_digest.as_deref())
+        let root = roots
+            .find(&spec.image, spec.content_digest.as_deref())
             .with_context(|| format!("image {key} ({}) is not in the bundle's layout", spec.image))?;
         let name =
             root.annotations.get(REF_NAME).cloned().with_context(|| {
