@@ -204,9 +204,17 @@ pub fn run() -> Result<ExitCode> {
         }
         Command::Relocate { bundle, to, map, output, jobs, dry_run, keep_going, format } => {
             let map = map.as_deref().map(relocate::read_map).transpose()?.unwrap_or_default();
+            let destinations = relocate::Destinations::parse(to.as_deref(), &map)?;
             let registry = registry(&cli.global)?;
             let drivers = bundle_drivers::drivers(&runtime, &Source::of(&bundle, &registry)?, &cli.global.policy())?;
-            let options = RelocateOptions { to, map, jobs, output: output.clone(), keep_going };
+            // Temporary files go beside the mapping, on the filesystem that will hold it.
+            let scratch = output
+                .as_deref()
+                .and_then(std::path::Path::parent)
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."))
+                .to_owned();
+            let options = RelocateOptions { destinations, jobs, scratch, keep_going };
             if dry_run {
                 let plan = relocate::dry_run(&bundle, &drivers, &registry, &options)?;
                 match format {
@@ -225,15 +233,19 @@ pub fn run() -> Result<ExitCode> {
             terminal.start(format!("relocating {}", bundle.display()));
             let result = relocate::relocate(&bundle, &drivers, &registry, &options);
             terminal.finish();
-            let relocated = result?;
+            let (relocated, mapping) = result?;
+            let Some(output) = output else {
+                std::io::Write::write_all(&mut std::io::stdout(), &mapping.to_json())?;
+                return Ok(ExitCode::SUCCESS);
+            };
+            mapping.write(&output)?;
             match format {
-                Output::Json if output.is_some() => println!("{}", serde_json::to_string_pretty(&relocated)?),
-                Output::Text if output.is_some() => {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&relocated)?),
+                Output::Text => {
                     for r in &relocated {
                         println!("{:<24} {}", r.key, r.relocated);
                     }
                 }
-                _ => {}
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -5,6 +5,7 @@ use crate::archive::{self, Contents, InPlace};
 use crate::bundle::Bundle;
 use crate::driver::{Driver, Drivers, Image, Origin, Policy, Summary, assign, declared};
 use crate::export::{driver_image, stored_as_named};
+use crate::mapping::RelocationMapping;
 use crate::oci::{Descriptor, Digest, REF_NAME, Stored, children, is_document};
 use anyhow::{Context, Result};
 use std::collections::{BTreeMap, HashMap};
@@ -46,18 +47,9 @@ pub struct BundleDriverReport {
     pub handles: Vec<String>,
 }
 
-/// A relocation mapping (original reference → relocated), parsed once per command.
-pub(crate) type Mapping = BTreeMap<String, String>;
-
-/// The relocation mapping a thick bundle carries, if any; one that is not a JSON object of
-/// strings is an error naming the file.
-pub(crate) fn parse_mapping(bytes: Option<&[u8]>) -> Result<Option<Mapping>> {
-    bytes
-        .map(|b| {
-            crate::bundle::json::from_slice_strict::<Mapping>(b)
-                .context("relocation-mapping.json is not a JSON object from image reference to relocated reference")
-        })
-        .transpose()
+/// The relocation mapping a thick bundle carries, if any, parsed once per command.
+pub(crate) fn parse_mapping(bytes: Option<&[u8]>) -> Result<Option<RelocationMapping>> {
+    bytes.map(|b| RelocationMapping::from_bytes(b).context("relocation-mapping.json")).transpose()
 }
 
 /// A reference in the one form every tool agrees on: Docker Hub's short names expanded
@@ -76,7 +68,7 @@ pub(crate) struct Roots<'a> {
 }
 
 impl<'a> Roots<'a> {
-    pub(crate) fn new(index: &'a [Descriptor], mapping: Option<&Mapping>) -> Self {
+    pub(crate) fn new(index: &'a [Descriptor], mapping: Option<&RelocationMapping>) -> Self {
         let mut by_name = HashMap::new();
         let mut by_digest = HashMap::new();
         for d in index {
@@ -86,7 +78,8 @@ impl<'a> Roots<'a> {
             }
             by_digest.entry(d.digest.to_string()).or_insert(d);
         }
-        let mapped = mapping.into_iter().flatten().map(|(from, to)| (normalized(from), to.clone())).collect();
+        let mapped =
+            mapping.into_iter().flat_map(|m| m.iter()).map(|(from, to)| (normalized(from), to.to_owned())).collect();
         Roots { by_name, by_digest, mapped }
     }
 
@@ -340,7 +333,7 @@ mod tests {
             entry(Some("registry.local:5000/porter/redis:7"), b"redis"),
             entry(None, b"pinned"),
         ];
-        let mapping: Mapping = [("redis:7".to_owned(), "registry.local:5000/porter/redis:7".to_owned())].into();
+        let mapping = RelocationMapping::from_pairs([("redis:7".into(), "registry.local:5000/porter/redis:7".into())]);
         let roots = Roots::new(&index, Some(&mapping));
         let digest = |seed: &[u8]| Some(Digest::of(seed));
         assert_eq!(roots.find("nginx:1.25", None).map(|d| d.digest.clone()), digest(b"nginx"));

@@ -210,7 +210,7 @@ const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
 /// Whether a file starting with `magic` is gzip or zstd.
 pub fn is_compressed_magic(magic: &[u8]) -> bool {
-    magic.starts_with(&GZIP_MAGIC) || magic == ZSTD_MAGIC
+    magic.starts_with(&GZIP_MAGIC) || magic.starts_with(&ZSTD_MAGIC)
 }
 
 fn is_compressed(file: &File) -> Result<bool> {

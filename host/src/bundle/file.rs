@@ -88,6 +88,7 @@ mod tests {
         assert_eq!(kind_of(b"[1, 2]").unwrap(), Kind::Json);
         assert_eq!(kind_of(b"-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\n{}").unwrap(), Kind::ClearSigned);
         assert_eq!(kind_of(&[0x1f, 0x8b, 8, 0]).unwrap(), Kind::Thick);
+        assert_eq!(kind_of(&[0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0]).unwrap(), Kind::Thick);
         let mut tar = vec![0u8; 512];
         tar[257..262].copy_from_slice(b"ustar");
         assert_eq!(kind_of(&tar).unwrap(), Kind::Thick);
