@@ -11,6 +11,7 @@ pub mod config;
 pub mod driver;
 pub mod export;
 pub mod http;
+pub mod mapping;
 pub mod oci;
 pub mod parallel;
 pub mod reference;
