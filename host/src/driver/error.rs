@@ -181,7 +181,7 @@ fn timed_out(deadline: Instant, timeout: Duration) -> String {
 
 /// Rust and C guests keep a stack of their own in linear memory, which wraps below address 0
 /// when it overflows: the next access traps as out of bounds, which wasmtime cannot tell from
-/// any other bad access. Inside a recursion (one function in [`RECURSION`] frames of the trap's
+/// any other bad access. Inside a recursion (one function in `RECURSION` frames of the trap's
 /// backtrace), it is taken for what it almost always is.
 fn overran_shadow_stack(trap: Option<Trap>, e: &wasmtime::Error) -> bool {
     const RECURSION: usize = 8;
