@@ -206,3 +206,17 @@ fn guest_error(e: &types::Error) -> (ErrorKind, &str) {
         types::Error::Failed(m) => (ErrorKind::Failed, m),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_time_limit_message_says_how_long_the_operation_really_ran() {
+        let limit = Duration::from_secs(2);
+        let on_time = timed_out(Instant::now(), limit);
+        assert_eq!(on_time, "stopped at its time limit of 2s (--driver-timeout)");
+        let late = timed_out(Instant::now() - Duration::from_secs(598), limit);
+        assert!(late.starts_with("ran 600.0s, past its time limit of 2s (--driver-timeout)"), "{late}");
+    }
+}
