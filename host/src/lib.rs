@@ -10,6 +10,7 @@ pub mod bundle_drivers;
 pub mod config;
 pub mod driver;
 pub mod export;
+pub mod files;
 pub mod http;
 pub mod mapping;
 pub mod oci;

@@ -33,6 +33,9 @@ impl Destination {
             }
             return Ok(Destination::Directory(PathBuf::from(path)));
         }
+        if text.starts_with('/') || text.starts_with("./") || text.starts_with("../") {
+            bail!("{flag} {text:?} looks like a path; a directory destination is written file:///ABSOLUTE/PATH");
+        }
         let prefix = text.trim_end_matches('/');
         if prefix.is_empty() || prefix.contains("://") {
             bail!("{flag} {text:?}: give REGISTRY[/PREFIX], such as registry.example:5000/site, or file:///DIRECTORY");
@@ -218,7 +221,9 @@ mod tests {
         assert!(Destinations::parse(None, &map("web", "site.example")).is_err(), "a map entry needs a repository");
         let err = plan("b", &images, &Destinations::default()).unwrap_err().to_string();
         assert!(err.contains("no --to"), "{err}");
-        for bad in ["https://site.example", "file://relative/dir", ""] {
+        let err = Destination::parse("/srv/site", "--to").unwrap_err().to_string();
+        assert!(err.contains("file:///"), "{err}");
+        for bad in ["https://site.example", "file://relative/dir", "", "./site"] {
             assert!(Destination::parse(bad, "--to").is_err(), "{bad:?}");
         }
     }
