@@ -184,10 +184,10 @@ fn prepare<'d>(
             },
         };
         let full = format!("{prefix}/{repository}:{}", tag.as_deref().unwrap_or(&root.digest.to_string()));
-        if let Some((other, digest)) = names.get(&full) {
-            if *digest != root.digest.to_string() {
-                bail!("images {other} and {key} would both be relocated to {full}, with different content");
-            }
+        if let Some((other, digest)) = names.get(&full)
+            && *digest != root.digest.to_string()
+        {
+            bail!("images {other} and {key} would both be relocated to {full}, with different content");
         }
         names.insert(full, (key.clone(), root.digest.to_string()));
         plan.push(Step { key: key.clone(), driver, name, root: root.clone(), prefix, repository, tag });
@@ -223,11 +223,11 @@ fn fetch_thin(
         ready(&origin)?;
         let root = driver.fetch(&driver_image(key, spec), &origin, &layout)?;
         check_pinned(key, spec, &root)?;
-        if let Origin::Registry { reference, .. } = &origin {
-            if let Some(parsed) = crate::reference::parse(reference) {
-                for blob in layout.graph(&root)? {
-                    registry.note_holder(parsed.resolve_registry(), &blob.digest, parsed.repository());
-                }
+        if let Origin::Registry { reference, .. } = &origin
+            && let Some(parsed) = crate::reference::parse(reference)
+        {
+            for blob in layout.graph(&root)? {
+                registry.note_holder(parsed.resolve_registry(), &blob.digest, parsed.repository());
             }
         }
         Ok(())
