@@ -68,7 +68,7 @@ impl Global {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Check a bundle.json against the CNAB schema and the spec's rules; print every problem
+    /// Check a bundle.json's structure and the CNAB spec's rules; print every problem
     Validate {
         /// A bundle.json, or a thick bundle
         bundle: PathBuf,
@@ -170,9 +170,8 @@ enum Output {
 
 pub fn run() -> Result<ExitCode> {
     let cli = Cli::parse();
-    match &cli.command {
-        Command::Validate { bundle, output } => return validate(bundle, *output),
-        _ => {}
+    if let Command::Validate { bundle, output } = &cli.command {
+        return validate(bundle, *output);
     }
     let terminal = Arc::new(Terminal::new(cli.global.verbose));
     let runtime = runtime(&cli.global, terminal.clone())?;

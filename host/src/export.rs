@@ -157,23 +157,19 @@ pub(crate) fn check_pinned(key: &str, spec: &ImageSpec, root: &Descriptor) -> Re
     if !stored_as_named(spec) {
         return Ok(());
     }
-    if let Some(pinned) = &spec.content_digest {
-        if *pinned != root.digest.to_string() {
-            bail!(
-                "image {key} ({}): bundle.json says contentDigest {pinned}, but the image fetched is {}",
-                spec.image,
-                root.digest
-            );
-        }
+    if let Some(pinned) = &spec.content_digest
+        && *pinned != root.digest.to_string()
+    {
+        bail!(
+            "image {key} ({}): bundle.json says contentDigest {pinned}, but the image fetched is {}",
+            spec.image,
+            root.digest
+        );
     }
-    if let Some(size) = spec.size {
-        if size != root.size {
-            bail!(
-                "image {key} ({}): bundle.json says size {size}, but its manifest is {} bytes",
-                spec.image,
-                root.size
-            );
-        }
+    if let Some(size) = spec.size
+        && size != root.size
+    {
+        bail!("image {key} ({}): bundle.json says size {size}, but its manifest is {} bytes", spec.image, root.size);
     }
     Ok(())
 }

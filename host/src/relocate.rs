@@ -164,11 +164,11 @@ fn fetch_thin(
         ready(&origin)?;
         let root = driver.fetch(&driver_image(key, spec), &origin, &layout)?;
         check_pinned(key, spec, &root)?;
-        if let Origin::Registry { reference, .. } = &origin {
-            if let Some(parsed) = crate::reference::parse(reference) {
-                for blob in layout.graph(&root)? {
-                    registry.note_holder(parsed.resolve_registry(), &blob.digest, parsed.repository());
-                }
+        if let Origin::Registry { reference, .. } = &origin
+            && let Some(parsed) = crate::reference::parse(reference)
+        {
+            for blob in layout.graph(&root)? {
+                registry.note_holder(parsed.resolve_registry(), &blob.digest, parsed.repository());
             }
         }
         Ok(())

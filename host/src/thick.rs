@@ -142,10 +142,11 @@ fn walk(contents: &Contents, root: &Descriptor) -> Walk {
                             continue;
                         }
                     };
-                    if depth == 0 && !kids.iter().any(|k| is_document(&k.media_type)) {
-                        if let Some(config) = kids.first().and_then(|c| contents.documents.get(&c.digest)) {
-                            w.platforms.extend(serde_json::from_slice(config).ok().as_ref().and_then(platform_name));
-                        }
+                    if depth == 0
+                        && !kids.iter().any(|k| is_document(&k.media_type))
+                        && let Some(config) = kids.first().and_then(|c| contents.documents.get(&c.digest))
+                    {
+                        w.platforms.extend(serde_json::from_slice(config).ok().as_ref().and_then(platform_name));
                     }
                     stack.extend(kids.into_iter().map(|k| (k, depth + 1)));
                 }
@@ -253,10 +254,10 @@ pub fn verify(path: &Path) -> Result<Vec<String>> {
             problems.push(format!("{at}: not in artifacts/layout/index.json"));
             continue;
         };
-        if let Some(pinned) = spec.content_digest.as_ref().filter(|_| stored_as_named(&spec)) {
-            if *pinned != root.digest.to_string() {
-                problems.push(format!("{at}: bundle.json pins {pinned}, the bundle holds {}", root.digest));
-            }
+        if let Some(pinned) = spec.content_digest.as_ref().filter(|_| stored_as_named(spec))
+            && *pinned != root.digest.to_string()
+        {
+            problems.push(format!("{at}: bundle.json pins {pinned}, the bundle holds {}", root.digest));
         }
         problems.extend(walk(&contents, root).problems.into_iter().map(|p| format!("{at}: {p}")));
     }

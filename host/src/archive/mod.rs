@@ -188,7 +188,7 @@ fn entry_name(raw: &[u8]) -> Result<String> {
         bail!("entry {name:?} has an absolute path");
     }
     let parts: Vec<&str> = name.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
-    if parts.iter().any(|p| *p == "..") {
+    if parts.contains(&"..") {
         bail!("entry {name:?} points outside the bundle (..)");
     }
     Ok(parts.join("/"))

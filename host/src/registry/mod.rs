@@ -98,8 +98,11 @@ pub struct Registry {
     /// Per blob and registry, a repository known to hold it: the source of cross-repository
     /// mounts, so a layer shared by many images is uploaded once. Pushes of one blob take its
     /// lock in turn, so the second finds the first's repository and mounts from it.
-    holders: std::sync::Mutex<std::collections::HashMap<(String, Digest), Arc<tokio::sync::Mutex<Option<String>>>>>,
+    holders: std::sync::Mutex<std::collections::HashMap<(String, Digest), Holder>>,
 }
+
+/// The repository known to hold one blob, locked while a push of that blob is under way.
+type Holder = Arc<tokio::sync::Mutex<Option<String>>>;
 
 /// Delays before each retry.
 const BACKOFF: [Duration; 4] =
@@ -181,13 +184,13 @@ impl Registry {
                 ));
             }
             let digest = Digest::of(&bytes);
-            if let Some(pinned) = reference.digest() {
-                if pinned != digest.to_string() {
-                    return Err(RegistryError::new(
-                        RegistryErrorKind::Failed,
-                        format!("manifest {reference}: the registry served content with digest {digest}"),
-                    ));
-                }
+            if let Some(pinned) = reference.digest()
+                && pinned != digest.to_string()
+            {
+                return Err(RegistryError::new(
+                    RegistryErrorKind::Failed,
+                    format!("manifest {reference}: the registry served content with digest {digest}"),
+                ));
             }
             let media_type = oci::media_type_of(&bytes).unwrap_or_else(|| MANIFEST_TYPES[0].to_owned());
             Ok((bytes.to_vec(), media_type, digest))

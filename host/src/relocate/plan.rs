@@ -112,10 +112,10 @@ pub fn plan(bundle: &str, images: &[Image], destinations: &Destinations) -> Resu
             (None, None) => bail!("image {} ({}) is not in --map, and there is no --to", image.key, image.reference),
         };
         let full = format!("{}:{}", name_of(&target), target.tag.clone().unwrap_or_else(|| image.digest.to_string()));
-        if let Some((other, digest)) = names.get(&full) {
-            if *digest != image.digest {
-                bail!("images {other} and {} would both be relocated to {full}, with different content", image.key);
-            }
+        if let Some((other, digest)) = names.get(&full)
+            && *digest != image.digest
+        {
+            bail!("images {other} and {} would both be relocated to {full}, with different content", image.key);
         }
         names.insert(full, (image.key, image.digest));
         targets.push(target);
