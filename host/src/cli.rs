@@ -46,6 +46,9 @@ struct Global {
     /// Bytes of a driver's stdout and stderr that are kept, e.g. 64KiB
     #[arg(long, global = true, value_name = "SIZE", value_parser = config::parse_size)]
     driver_output: Option<u64>,
+    /// Time a download may go without receiving a byte, e.g. 60s [default: 60s]
+    #[arg(long, global = true, value_name = "DURATION", value_parser = config::parse_duration)]
+    stall_timeout: Option<Duration>,
     /// A registry (host[:port]) to reach over plain http, such as a local one; repeatable
     #[arg(long = "insecure-registry", global = true, value_name = "HOST")]
     insecure_registries: Vec<String>,
@@ -309,7 +312,11 @@ pub fn run() -> Result<ExitCode> {
 }
 
 fn registry(global: &Global) -> Result<Arc<Registry>> {
-    let options = RegistryOptions { insecure: global.insecure_registries.clone(), docker_config: None };
+    let options = RegistryOptions {
+        insecure: global.insecure_registries.clone(),
+        docker_config: None,
+        stall_timeout: global.stall_timeout.unwrap_or(ferry::transfer::STALL_TIMEOUT),
+    };
     Ok(Arc::new(Registry::new(&options)?))
 }
 

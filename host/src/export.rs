@@ -8,11 +8,13 @@ use crate::archive::{self, Compression};
 use crate::bundle::{Bundle, ImageSpec, Location};
 use crate::bundle_drivers::Source;
 use crate::driver::{Driver, Drivers, Image, Origin, declared};
-use crate::oci::{Descriptor, Layout};
+use crate::http::Expected;
+use crate::oci::{Descriptor, Digest, Layout};
 use crate::registry::Registry;
 use anyhow::{Context, Result, bail};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 pub struct ExportOptions {
     pub output: PathBuf,
@@ -82,10 +84,29 @@ pub(crate) fn origin(
     })
 }
 
-/// Makes an origin's bytes available: downloads an http(s) image.
-pub(crate) fn ready(origin: &Origin) -> Result<()> {
-    if let Origin::Http { url, download } = origin {
-        crate::http::download(url, download)?;
+/// Makes an origin's bytes available: downloads an http(s) image, held to the `size` and
+/// `contentDigest` bundle.json declares for it while it arrives (`stall`: --stall-timeout). A
+/// file image must have the declared size; its driver checks its digest as it stores it.
+pub(crate) fn ready(key: &str, spec: &ImageSpec, origin: &Origin, stall: Duration) -> Result<()> {
+    match origin {
+        Origin::Http { url, download } => {
+            let digest = spec
+                .content_digest
+                .as_deref()
+                .map(|d| d.parse::<Digest>().with_context(|| format!("image {key}: contentDigest {d:?}")))
+                .transpose()?;
+            let expected = Expected { size: spec.size, digest: digest.as_ref() };
+            crate::http::download(url, download, expected, stall).with_context(|| format!("image {key}"))?;
+        }
+        Origin::File(path) => {
+            let found = std::fs::metadata(path).ok().filter(|m| m.is_file()).map(|m| m.len());
+            if let (Some(declared), Some(found)) = (spec.size, found) {
+                if declared != found {
+                    bail!("image {key} ({}): bundle.json says size {declared}, the file is {found} bytes", spec.image);
+                }
+            }
+        }
+        Origin::Layout { .. } | Origin::Registry { .. } => {}
     }
     Ok(())
 }
@@ -116,7 +137,7 @@ pub fn export(
 
     let store = Arc::new(Layout::create(&staging.path().join("layout"))?);
     let roots = crate::parallel::try_map(&work, options.jobs, |(key, spec, driver, origin)| {
-        ready(origin)?;
+        ready(key, spec, origin, registry.stall_timeout())?;
         Ok(driver.fetch(&driver_image(key, spec), origin, &store)?)
     })?;
     let mut images = Vec::new();

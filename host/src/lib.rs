@@ -17,3 +17,4 @@ pub mod reference;
 pub mod registry;
 pub mod relocate;
 pub mod thick;
+pub mod transfer;
