@@ -382,3 +382,93 @@ fn a_url_server_that_stalls_after_its_headers_fails_at_the_stall_timeout() {
     assert!(stderr.contains(&format!("{} sent nothing for 1s (--stall-timeout)", server.host)), "{stderr}");
     assert!(took < Duration::from_secs(15), "the export took {took:?}");
 }
+
+/// Names in `dir` that ferry's temporary files and directories have.
+fn leftovers(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with(".ferry-"))
+        .collect()
+}
+
+/// Sends `signal` to `child` once `ready` holds, then waits for it to end; its exit code.
+fn interrupt(mut child: std::process::Child, signal: &str, ready: impl Fn() -> bool) -> Option<i32> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ready() {
+        assert!(child.try_wait().unwrap().is_none(), "ferry ended before it could be interrupted");
+        assert!(Instant::now() < deadline, "ferry never got to where it is interrupted");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = std::process::Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("ferry did not end after {signal}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn an_export_interrupted_by_sigint_leaves_no_staging_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, tmp) = (dir.path().join("out"), dir.path().join("tmp"));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let server = Server::start(|_, _| Answer::ok(Body::StallAfterHeaders));
+    let image = json!({ "image": format!("http://{}/disk.img", server.host), "imageType": "vm-disk" });
+    let bundle = bundle(dir.path(), image);
+    let child = ferry_command(dir.path())
+        .env("TMPDIR", &tmp)
+        .args(["export", bundle.to_str().unwrap(), "-o", out.join("bundle.tgz").to_str().unwrap()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Mid-download: the staging directory holds the partial download.
+    let code = interrupt(child, "-INT", || !server.requests("/disk.img").is_empty() && !leftovers(&out).is_empty());
+    assert_eq!(leftovers(&out), Vec::<String>::new());
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "TMPDIR is not empty");
+    assert_eq!(code, Some(130));
+}
+
+#[test]
+fn a_relocation_of_a_tgz_interrupted_by_sigterm_leaves_no_decompressed_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, tmp) = (dir.path().join("out"), dir.path().join("tmp"));
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::create_dir_all(&tmp).unwrap();
+    let image = Image::new(&[7; 1000]);
+    let source = Server::start(move |_, path| image.answer(path, |image| Body::Bytes(image.layer.clone())));
+    let tgz = dir.path().join("bundle.tgz");
+    let o = ferry(
+        &[
+            "--insecure-registry",
+            &source.host,
+            "export",
+            bundle(dir.path(), registry_image(&source)).to_str().unwrap(),
+            "-o",
+            tgz.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+
+    let destination = Server::start(|_, _| Answer::ok(Body::Silent));
+    let child = ferry_command(dir.path())
+        .env("TMPDIR", &tmp)
+        .args(["--insecure-registry", &destination.host, "relocate", tgz.to_str().unwrap()])
+        .args(["--to", &format!("{}/site", destination.host), "-o", out.join("mapping.json").to_str().unwrap()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Decompressed, and waiting for the destination to answer.
+    let code = interrupt(child, "-TERM", || !destination.requests("/v2/").is_empty());
+    assert_eq!(leftovers(&out), Vec::<String>::new());
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "TMPDIR is not empty");
+    assert_eq!(code, Some(143));
+}

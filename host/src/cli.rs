@@ -173,6 +173,7 @@ enum Output {
 
 pub fn run() -> Result<ExitCode> {
     let cli = Cli::parse();
+    ferry::cleanup::remove_on_signals().context("installing the SIGINT and SIGTERM handler")?;
     match &cli.command {
         Command::Validate { bundle, output } => return validate(bundle, *output),
         _ => {}
@@ -246,7 +247,8 @@ pub fn run() -> Result<ExitCode> {
                 let registry = registry(&cli.global)?;
                 let drivers =
                     bundle_drivers::drivers(&runtime, &Source::of(&bundle, &registry)?, &cli.global.policy())?;
-                for (key, summary) in thick::details(&bundle, &drivers, &std::env::temp_dir())? {
+                let scratch = ferry::cleanup::TempDir::new_in(&std::env::temp_dir(), ".ferry-inspect-")?;
+                for (key, summary) in thick::details(&bundle, &drivers, scratch.path())? {
                     if let Some(image) = inspection.images.iter_mut().find(|i| i.key == key) {
                         image.details = summary.details;
                     }
@@ -439,7 +441,8 @@ fn validate(path: &std::path::Path, output: Output) -> Result<ExitCode> {
 fn verify(path: &std::path::Path, drivers: Result<Drivers>) -> Result<ExitCode> {
     let mut problems = thick::verify(path)?;
     if problems.is_empty() {
-        problems = thick::verify_images(path, &drivers?, &std::env::temp_dir())?;
+        let scratch = ferry::cleanup::TempDir::new_in(&std::env::temp_dir(), ".ferry-verify-")?;
+        problems = thick::verify_images(path, &drivers?, scratch.path())?;
     }
     for p in &problems {
         eprintln!("{}: {p}", path.display());

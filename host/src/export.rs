@@ -123,7 +123,7 @@ pub fn export(
 
     let out_dir = options.output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
-    let staging = tempfile::Builder::new().prefix(".ferry-export-").tempdir_in(out_dir)?;
+    let staging = crate::cleanup::TempDir::new_in(out_dir, ".ferry-export-")?;
     let downloads = staging.path().join("downloads");
     std::fs::create_dir(&downloads)?;
 
@@ -160,7 +160,11 @@ pub fn export(
             .with_context(|| format!("bundle driver {:?}", declared.name))?;
     }
 
-    let bytes = archive::write(&options.output, compression, bundle.bytes(), b"{}", &store)?;
+    // Written inside the staging directory, so that an interrupted export leaves no partial
+    // archive behind, then moved into place.
+    let written = staging.path().join("archive");
+    let bytes = archive::write(&written, compression, bundle.bytes(), b"{}", &store)?;
+    std::fs::rename(&written, &options.output).with_context(|| format!("writing {}", options.output.display()))?;
     Ok(ExportReport { output: options.output.clone(), images, bytes })
 }
 

@@ -7,6 +7,7 @@ pub mod archive;
 pub mod authoring;
 pub mod bundle;
 pub mod bundle_drivers;
+pub mod cleanup;
 pub mod config;
 pub mod driver;
 pub mod export;
