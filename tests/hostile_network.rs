@@ -62,7 +62,8 @@ struct Seen {
     sent: u64,
 }
 
-type Route = dyn Fn(&str, &str) -> Answer + Send + Sync;
+/// `route(method, path, authorization)`: the answer to a request.
+type Route = dyn Fn(&str, &str, Option<&str>) -> Answer + Send + Sync;
 
 struct Server {
     host: String,
@@ -70,8 +71,8 @@ struct Server {
 }
 
 impl Server {
-    /// Answers each request (`route(method, path)`), one per connection.
-    fn start(route: impl Fn(&str, &str) -> Answer + Send + Sync + 'static) -> Self {
+    /// Answers each request as `route` says, one per connection.
+    fn start(route: impl Fn(&str, &str, Option<&str>) -> Answer + Send + Sync + 'static) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let host = listener.local_addr().unwrap().to_string();
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
@@ -125,12 +126,12 @@ fn serve(client: TcpStream, route: &Route, log: &Mutex<Vec<Seen>>) -> std::io::R
     let line = line.trim_end().to_owned();
     let at = {
         let mut log = log.lock().unwrap();
-        log.push(Seen { line: line.clone(), authorization, sent: 0 });
+        log.push(Seen { line: line.clone(), authorization: authorization.clone(), sent: 0 });
         log.len() - 1
     };
     let mut parts = line.split(' ');
     let (method, path) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
-    let answer = route(method, path);
+    let answer = route(method, path, authorization.as_deref());
     let mut client = client;
     let sent = |n: usize| log.lock().unwrap()[at].sent += n as u64;
     let length = match &answer.body {
@@ -255,7 +256,7 @@ fn registry_image(server: &Server) -> serde_json::Value {
 fn a_manifest_answer_is_read_no_further_than_the_manifest_cap() {
     let dir = tempfile::tempdir().unwrap();
     let image = Image::new(b"layer");
-    let server = Server::start(move |_, path| {
+    let server = Server::start(move |_, path, _| {
         if path.contains("/manifests/") { Answer::ok(Body::Endless) } else { image.answer(path, |_| Body::Endless) }
     });
     let o = export(dir.path(), &bundle(dir.path(), registry_image(&server)), Some(&server.host), &[]);
@@ -269,9 +270,9 @@ fn a_manifest_answer_is_read_no_further_than_the_manifest_cap() {
 #[test]
 fn a_token_answer_is_read_no_further_than_the_token_cap() {
     let dir = tempfile::tempdir().unwrap();
-    let realm = Server::start(|_, _| Answer::ok(Body::Endless));
+    let realm = Server::start(|_, _, _| Answer::ok(Body::Endless));
     let challenge = format!(r#"Bearer realm="http://{}/token",service="hostile""#, realm.host);
-    let registry = Server::start(move |_, _| Answer::status(401).with("WWW-Authenticate", challenge.clone()));
+    let registry = Server::start(move |_, _, _| Answer::status(401).with("WWW-Authenticate", challenge.clone()));
     let o = export(dir.path(), &bundle(dir.path(), registry_image(&registry)), Some(&registry.host), &[]);
     let stderr = text(&o.stderr);
     assert!(!o.status.success());
@@ -285,7 +286,7 @@ fn a_blob_is_read_no_further_than_its_declared_size_and_not_fetched_again() {
     let dir = tempfile::tempdir().unwrap();
     let image = Image::new(&[7; 100]);
     let layer = format!("/blobs/{}", image.layer_digest);
-    let server = Server::start(move |_, path| image.answer(path, |_| Body::Endless));
+    let server = Server::start(move |_, path, _| image.answer(path, |_| Body::Endless));
     let o = export(dir.path(), &bundle(dir.path(), registry_image(&server)), Some(&server.host), &[]);
     let stderr = text(&o.stderr);
     assert!(!o.status.success());
@@ -301,7 +302,7 @@ fn a_blob_whose_bytes_do_not_match_its_digest_is_not_fetched_again() {
     let dir = tempfile::tempdir().unwrap();
     let image = Image::new(&[7; 100]);
     let layer = format!("/blobs/{}", image.layer_digest);
-    let server = Server::start(move |_, path| image.answer(path, |_| Body::Bytes(vec![8; 100])));
+    let server = Server::start(move |_, path, _| image.answer(path, |_| Body::Bytes(vec![8; 100])));
     let o = export(dir.path(), &bundle(dir.path(), registry_image(&server)), Some(&server.host), &[]);
     let stderr = text(&o.stderr);
     assert!(!o.status.success());
@@ -313,7 +314,7 @@ fn a_blob_whose_bytes_do_not_match_its_digest_is_not_fetched_again() {
 fn a_registry_trickling_a_blob_is_stopped_at_the_driver_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let image = Image::new(&[7; 1000]);
-    let server = Server::start(move |_, path| image.answer(path, |_| Body::Trickle));
+    let server = Server::start(move |_, path, _| image.answer(path, |_| Body::Trickle));
     let started = Instant::now();
     let o = export(
         dir.path(),
@@ -330,7 +331,7 @@ fn a_registry_trickling_a_blob_is_stopped_at_the_driver_timeout() {
 #[test]
 fn a_url_image_is_downloaded_no_further_than_its_declared_size() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(|_, _| Answer::ok(Body::Endless));
+    let server = Server::start(|_, _, _| Answer::ok(Body::Endless));
     let url = format!("http://{}/disk.img", server.host);
     let o = export(
         dir.path(),
@@ -350,7 +351,7 @@ fn a_url_image_is_downloaded_no_further_than_its_declared_size() {
 fn a_url_image_must_have_the_declared_size_and_content_digest() {
     let dir = tempfile::tempdir().unwrap();
     let server =
-        Server::start(|_, path| if path == "/short" { Answer::bytes(&[1; 50]) } else { Answer::bytes(&[1; 100]) });
+        Server::start(|_, path, _| if path == "/short" { Answer::bytes(&[1; 50]) } else { Answer::bytes(&[1; 100]) });
     let short = json!({ "image": format!("http://{}/short", server.host), "imageType": "vm-disk", "size": 100 });
     let o = export(dir.path(), &bundle(dir.path(), short), None, &[]);
     assert!(text(&o.stderr).contains("sent 50 bytes; bundle.json says size 100"), "{}", text(&o.stderr));
@@ -368,7 +369,7 @@ fn a_url_image_must_have_the_declared_size_and_content_digest() {
 #[test]
 fn a_url_server_that_stalls_after_its_headers_fails_at_the_stall_timeout() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(|_, _| Answer::ok(Body::StallAfterHeaders));
+    let server = Server::start(|_, _, _| Answer::ok(Body::StallAfterHeaders));
     let url = format!("http://{}/disk.img", server.host);
     let started = Instant::now();
     let o = export(
@@ -381,6 +382,67 @@ fn a_url_server_that_stalls_after_its_headers_fails_at_the_stall_timeout() {
     assert!(!o.status.success());
     assert!(stderr.contains(&format!("{} sent nothing for 1s (--stall-timeout)", server.host)), "{stderr}");
     assert!(took < Duration::from_secs(15), "the export took {took:?}");
+}
+
+/// A Docker config in `dir` with credentials `user:secret` for `registry`; its directory.
+fn docker_config(dir: &Path, registry: &str) -> PathBuf {
+    let config = dir.join("docker");
+    std::fs::create_dir_all(&config).unwrap();
+    let auths = json!({ "auths": { registry: { "auth": "dXNlcjpzZWNyZXQ=" } } });
+    std::fs::write(config.join("config.json"), auths.to_string()).unwrap();
+    config
+}
+
+#[test]
+fn credentials_are_not_sent_to_a_plain_http_token_realm_on_another_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let realm = Server::start(|_, _, _| Answer::bytes(br#"{"token":"stolen"}"#));
+    let challenge = format!(r#"Bearer realm="http://{}/token",service="hostile""#, realm.host);
+    let registry = Server::start(move |_, _, _| Answer::status(401).with("WWW-Authenticate", challenge.clone()));
+    let bundle = bundle(dir.path(), registry_image(&registry));
+    let o = ferry_command(dir.path())
+        .env("DOCKER_CONFIG", docker_config(dir.path(), &registry.host))
+        .args(["--insecure-registry", &registry.host, "export", bundle.to_str().unwrap()])
+        .args(["-o", dir.path().join("out/bundle.tar").to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = text(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        stderr.contains(&format!("its credentials at token realm http://{}/token; refused", realm.host)),
+        "{stderr}"
+    );
+    let leaked: Vec<Seen> = realm.requests("").into_iter().filter(|s| s.authorization.is_some()).collect();
+    assert!(leaked.is_empty(), "the realm was sent credentials: {leaked:?}");
+}
+
+#[test]
+fn credentials_go_to_a_token_realm_on_the_insecure_registry_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = Image::new(&[7; 1000]);
+    let own_host: Arc<std::sync::OnceLock<String>> = Arc::default();
+    let host = own_host.clone();
+    let registry = Server::start(move |_, path, authorization| {
+        let realm = format!(r#"Bearer realm="http://{}/token",service="self""#, host.get().unwrap());
+        match (path, authorization) {
+            (p, Some("Basic dXNlcjpzZWNyZXQ=")) if p.starts_with("/token?") => Answer::bytes(br#"{"token":"good"}"#),
+            (_, Some("Bearer good")) => image.answer(path, |image| Body::Bytes(image.layer.clone())),
+            _ => Answer::status(401).with("WWW-Authenticate", realm),
+        }
+    });
+    own_host.set(registry.host.clone()).unwrap();
+    let bundle = bundle(dir.path(), registry_image(&registry));
+    let o = ferry_command(dir.path())
+        .env("DOCKER_CONFIG", docker_config(dir.path(), &registry.host))
+        .args(["--insecure-registry", &registry.host, "export", bundle.to_str().unwrap()])
+        .args(["-o", dir.path().join("out/bundle.tar").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let tokens = registry.requests("/token?");
+    assert!(tokens.iter().any(|s| s.line.contains("scope=repository%3Ateam%2Fapp%3Apull")), "{tokens:?}");
+    let manifests = registry.requests("/manifests/1");
+    assert!(manifests.iter().all(|s| s.authorization.as_deref() == Some("Bearer good")), "{manifests:?}");
 }
 
 /// Names in `dir` that ferry's temporary files and directories have.
@@ -420,7 +482,7 @@ fn an_export_interrupted_by_sigint_leaves_no_staging_directory() {
     let dir = tempfile::tempdir().unwrap();
     let (out, tmp) = (dir.path().join("out"), dir.path().join("tmp"));
     std::fs::create_dir_all(&tmp).unwrap();
-    let server = Server::start(|_, _| Answer::ok(Body::StallAfterHeaders));
+    let server = Server::start(|_, _, _| Answer::ok(Body::StallAfterHeaders));
     let image = json!({ "image": format!("http://{}/disk.img", server.host), "imageType": "vm-disk" });
     let bundle = bundle(dir.path(), image);
     let child = ferry_command(dir.path())
@@ -443,7 +505,7 @@ fn a_relocation_of_a_tgz_interrupted_by_sigterm_leaves_no_decompressed_copy() {
     std::fs::create_dir_all(&out).unwrap();
     std::fs::create_dir_all(&tmp).unwrap();
     let image = Image::new(&[7; 1000]);
-    let source = Server::start(move |_, path| image.answer(path, |image| Body::Bytes(image.layer.clone())));
+    let source = Server::start(move |_, path, _| image.answer(path, |image| Body::Bytes(image.layer.clone())));
     let tgz = dir.path().join("bundle.tgz");
     let o = ferry(
         &[
@@ -458,7 +520,7 @@ fn a_relocation_of_a_tgz_interrupted_by_sigterm_leaves_no_decompressed_copy() {
     );
     assert!(o.status.success(), "{}", text(&o.stderr));
 
-    let destination = Server::start(|_, _| Answer::ok(Body::Silent));
+    let destination = Server::start(|_, _, _| Answer::ok(Body::Silent));
     let child = ferry_command(dir.path())
         .env("TMPDIR", &tmp)
         .args(["--insecure-registry", &destination.host, "relocate", tgz.to_str().unwrap()])
