@@ -98,14 +98,6 @@ impl Server {
     fn sent(&self, part: &str) -> u64 {
         self.requests(part).iter().map(|s| s.sent).sum()
     }
-
-    fn wait_for(&self, part: &str) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while self.requests(part).is_empty() {
-            assert!(Instant::now() < deadline, "no request for {part} came");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
 }
 
 fn serve(client: TcpStream, route: &Route, log: &Mutex<Vec<Seen>>) -> std::io::Result<()> {
