@@ -437,6 +437,32 @@ fn credentials_go_to_a_token_realm_on_the_insecure_registry_itself() {
     assert!(manifests.iter().all(|s| s.authorization.as_deref() == Some("Bearer good")), "{manifests:?}");
 }
 
+#[test]
+fn credentials_do_not_follow_a_redirect_to_another_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = Image::new(&[7; 1000]);
+    let layer = image.layer.clone();
+    let storage = Server::start(move |_, _, _| Answer::bytes(&layer));
+    let storage_host = storage.host.clone();
+    let registry = Server::start(move |_, path, authorization| match authorization {
+        Some("Basic dXNlcjpzZWNyZXQ=") if path.contains(&image.layer_digest.to_string()) => {
+            Answer::status(307).with("Location", format!("http://{storage_host}/layer"))
+        }
+        Some("Basic dXNlcjpzZWNyZXQ=") => image.answer(path, |_| unreachable!("redirected")),
+        _ => Answer::status(401).with("WWW-Authenticate", r#"Basic realm="hostile""#),
+    });
+    let bundle = bundle(dir.path(), registry_image(&registry));
+    let o = ferry_command(dir.path())
+        .env("DOCKER_CONFIG", docker_config(dir.path(), &registry.host))
+        .args(["--insecure-registry", &registry.host, "export", bundle.to_str().unwrap()])
+        .args(["-o", dir.path().join("out/bundle.tar").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let fetched = storage.requests("/layer");
+    assert!(!fetched.is_empty() && fetched.iter().all(|s| s.authorization.is_none()), "{fetched:?}");
+}
+
 /// Names in `dir` that ferry's temporary files and directories have.
 fn leftovers(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
