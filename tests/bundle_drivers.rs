@@ -165,11 +165,22 @@ fn bundle_drivers_are_refused_by_digest_and_by_the_operator() {
     // Another component under the pinned name: refused before it is compiled.
     std::fs::copy(guest(FILE_DRIVER), dir.path().join("drivers/helm.wasm")).unwrap();
     let tampered = Digest::of(&std::fs::read(guest(FILE_DRIVER)).unwrap());
-    let o = in_dir(&[&insecure[..], &["export", "bundle.json", "-o", "b.tar"]].concat(), dir.path());
+    // A cache of this test's own: the shared one may hold the file driver from other tests.
+    let cache = dir.path().join("cache");
+    let o = ferry_command(dir.path())
+        .current_dir(dir.path())
+        .env("FERRY_CACHE_DIR", &cache)
+        .args([&insecure[..], &["export", "bundle.json", "-o", "b.tar"]].concat())
+        .output()
+        .unwrap();
     assert!(!o.status.success(), "a driver with another digest was used");
     let stderr = text(&o.stderr);
     assert!(stderr.contains("bundle driver \"helm\"") && stderr.contains("digest mismatch"), "{stderr}");
-    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ferry-cache");
+    assert!(
+        !cached(&cache).is_empty(),
+        "nothing was compiled into {}: the check below proves nothing",
+        cache.display()
+    );
     assert!(!cached(&cache).iter().any(|name| name.contains(tampered.hex())), "the tampered driver was compiled");
     assert!(!dir.path().join("b.tar").exists());
 }

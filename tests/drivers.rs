@@ -30,7 +30,7 @@ fn the_oci_driver_relocates_every_platform_of_an_index_into_a_directory() {
     assert_eq!(summary.size, total);
 
     let granted = dir.path().join("site");
-    let relocated = oci.relocate(&app, &stored, &DestinationGrant::Directory(granted.clone()), "", &[]).unwrap();
+    let relocated = oci.relocate(&app, &stored, &DestinationGrant::directory(granted.clone()), "", &[]).unwrap();
     assert_eq!(relocated, format!("{}:1.2@{}", granted.display(), root.digest));
     let site = Layout::open(&granted).unwrap();
     for digest in &blobs {
@@ -56,7 +56,7 @@ fn the_oci_driver_refuses_a_content_digest_that_does_not_match() {
     let mut app = image("web", "app", "oci");
     let wrong = Digest::of(b"another image");
     app.content_digest = Some(wrong.to_string());
-    let err = oci.relocate(&app, &stored, &DestinationGrant::Directory(dir.path().join("site")), "", &[]).unwrap_err();
+    let err = oci.relocate(&app, &stored, &DestinationGrant::directory(dir.path().join("site")), "", &[]).unwrap_err();
     assert_eq!(err.kind, ErrorKind::InvalidContent, "{err}");
     assert!(err.message.contains(&wrong.to_string()) && err.message.contains("web"), "{err}");
     assert!(
@@ -126,7 +126,7 @@ fn the_example_driver_stores_a_file_as_an_artifact_and_relocates_it() {
     let summary = driver.inspect(&img, &stored).unwrap();
     assert_eq!(summary.size, content.len() as u64);
     let relocated =
-        driver.relocate(&img, &stored, &DestinationGrant::Directory(dir.path().join("site")), "", &[]).unwrap();
+        driver.relocate(&img, &stored, &DestinationGrant::directory(dir.path().join("site")), "", &[]).unwrap();
     assert!(relocated.ends_with(&format!(":firmware.bin@{}", root.digest)), "{relocated}");
 
     img.content_digest = Some(Digest::of(b"not it").to_string());

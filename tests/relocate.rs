@@ -413,3 +413,39 @@ fn a_bundle_json_is_relocated_registry_to_registry_mounting_blobs_within_one_reg
         "a blob was uploaded rather than mounted: {seen:#?}"
     );
 }
+
+#[test]
+fn a_directory_relocation_writes_layouts_skopeo_and_umoci_read_and_a_rerun_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tar, _source) = exported_bundle(dir.path());
+    let site = dir.path().join("site");
+    let to = format!("file://{}", site.display());
+    let mapping = dir.path().join("mapping.json");
+    let index = |image: &str| std::fs::read(site.join(image).join("index.json")).unwrap();
+    let mut first = Vec::new();
+    for run in 1..=3 {
+        let o = ferry(&["relocate", tar.to_str().unwrap(), "--to", &to, "-o", mapping.to_str().unwrap()], dir.path());
+        assert!(o.status.success(), "run {run}: {}", text(&o.stderr));
+        let now = [index("team/a"), index("team/b")];
+        if run == 1 {
+            first = now.to_vec();
+        } else {
+            assert_eq!(now.to_vec(), first, "run {run} changed an index.json");
+        }
+    }
+    // Each layout lists its image once, by tag: its child manifests are blobs, not entries.
+    for image in ["team/a", "team/b"] {
+        let listed: Value = serde_json::from_slice(&index(image)).unwrap();
+        assert_eq!(listed["manifests"].as_array().unwrap().len(), 1, "{image}: {listed}");
+        let layout = site.join(image);
+        let o = Command::new("skopeo")
+            .args(["inspect", "--raw"])
+            .arg(format!("oci:{}:1", layout.display()))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "skopeo cannot read {image}: {}", text(&o.stderr));
+        let o = Command::new("umoci").args(["ls", "--layout"]).arg(&layout).output().unwrap();
+        assert!(o.status.success(), "umoci cannot read {image}: {}", text(&o.stderr));
+        assert_eq!(text(&o.stdout).trim(), "1", "{image}");
+    }
+}

@@ -25,7 +25,7 @@ fn fixture() -> Fixture {
     let granted = dir.path().join("granted");
     Fixture {
         stored: Origin::Layout { layout: Arc::new(store), name: "example.com/app:1".into() },
-        grant: DestinationGrant::Directory(granted.clone()),
+        grant: DestinationGrant::directory(granted.clone()),
         granted,
         outside: dir.path().join("escaped"),
         _dir: dir,

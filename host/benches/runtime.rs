@@ -107,7 +107,7 @@ fn main() {
     for i in 0..5 {
         let destination = work.path().join(format!("site-{i}"));
         let started = Instant::now();
-        file_driver.relocate(&image, &stored, &DestinationGrant::Directory(destination.clone()), "", &[]).unwrap();
+        file_driver.relocate(&image, &stored, &DestinationGrant::directory(destination.clone()), "", &[]).unwrap();
         ferry_runs.push(started.elapsed());
         std::fs::remove_dir_all(&destination).unwrap();
 

@@ -208,9 +208,17 @@ pub fn run() -> Result<ExitCode> {
         }
         Command::Relocate { bundle, to, map, output, jobs, dry_run, keep_going, format } => {
             let map = map.as_deref().map(relocate::read_map).transpose()?.unwrap_or_default();
+            let destinations = relocate::Destinations::parse(to.as_deref(), &map)?;
             let registry = registry(&cli.global)?;
             let drivers = bundle_drivers::drivers(&runtime, &Source::of(&bundle, &registry)?, &cli.global.policy())?;
-            let options = RelocateOptions { to, map, jobs, output: output.clone(), keep_going };
+            // Temporary files go beside the mapping, on the filesystem that will hold it.
+            let scratch = output
+                .as_deref()
+                .and_then(std::path::Path::parent)
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."))
+                .to_owned();
+            let options = RelocateOptions { destinations, jobs, scratch, keep_going };
             if dry_run {
                 let plan = relocate::dry_run(&bundle, &drivers, &registry, &options)?;
                 match format {
@@ -229,15 +237,19 @@ pub fn run() -> Result<ExitCode> {
             terminal.start(format!("relocating {}", bundle.display()));
             let result = relocate::relocate(&bundle, &drivers, &registry, &options);
             terminal.finish();
-            let relocated = result?;
+            let (relocated, mapping) = result?;
+            let Some(output) = output else {
+                std::io::Write::write_all(&mut std::io::stdout(), &mapping.to_json())?;
+                return Ok(ExitCode::SUCCESS);
+            };
+            mapping.write(&output)?;
             match format {
-                Output::Json if output.is_some() => println!("{}", serde_json::to_string_pretty(&relocated)?),
-                Output::Text if output.is_some() => {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&relocated)?),
+                Output::Text => {
                     for r in &relocated {
                         println!("{:<24} {}", r.key, r.relocated);
                     }
                 }
-                _ => {}
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -402,19 +414,25 @@ fn driver_inspect(runtime: &Runtime, file: &std::path::Path, output: Output) -> 
 }
 
 fn validate(path: &std::path::Path, output: Output) -> Result<ExitCode> {
-    let bytes = if ferry::bundle::Bundle::is_json_file(path)? {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        anyhow::ensure!(
-            bytes.len() as u64 <= bundle::MAX_BUNDLE_JSON,
-            "{}: {} bytes is more than a bundle.json may have",
-            path.display(),
-            bytes.len()
-        );
-        bytes
-    } else {
-        ferry::archive::bundle_json(path)?
+    use ferry::bundle::file::{Kind, identify};
+    let read = || -> Result<Vec<u8>> {
+        match identify(path)? {
+            Kind::Thick => ferry::archive::bundle_json(path),
+            Kind::ClearSigned => {
+                eprintln!("{}: a clear-signed bundle; its signature was not checked", path.display());
+                bundle::Bundle::read_json(path)
+            }
+            Kind::Json => bundle::Bundle::read_json(path),
+        }
     };
-    let problems = bundle::validate(&bytes);
+    let problems = match read() {
+        Ok(bytes) => bundle::validate(&bytes),
+        // A script asking for JSON gets a JSON document whatever happened.
+        Err(e) if output == Output::Json => {
+            vec![bundle::Problem { path: "$".into(), rule: bundle::Rule::Unreadable, message: format!("{e:#}") }]
+        }
+        Err(e) => return Err(e),
+    };
     match output {
         Output::Json => {
             let list: Vec<_> = problems

@@ -6,29 +6,30 @@
 //! different content are refused before anything is pushed.
 
 use crate::archive::InPlace;
-use crate::bundle::{Bundle, ImageSpec, Location};
+use crate::bundle::{Bundle, ImageSpec};
 use crate::driver::{DestinationGrant, Drivers, Origin, repository_under};
 use crate::export::{check_pinned, driver_image, origin, ready};
+use crate::mapping::RelocationMapping;
 use crate::oci::{Layout, REF_NAME, Stored, is_document};
 use crate::registry::Registry;
-use crate::thick::find_root;
+use crate::thick::Roots;
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+mod plan;
+
+pub use plan::{Destination, Destinations, Target};
+
 pub struct RelocateOptions {
-    /// `REGISTRY[/PREFIX]` for every image `map` does not name.
-    pub to: Option<String>,
-    /// Per-image destinations, `REGISTRY/REPOSITORY`, by original reference or image key.
-    pub map: BTreeMap<String, String>,
+    /// Where images go: `--to` and `--map`, parsed.
+    pub destinations: Destinations,
     /// Blob uploads at once.
     pub jobs: usize,
-    /// Where to write the mapping; `None` prints it.
-    pub output: Option<PathBuf>,
-    /// Relocate the other images when one fails (the mapping is still written only when all
-    /// succeed).
+    /// Where temporary files go (beside the mapping that will be written).
+    pub scratch: PathBuf,
+    /// Relocate the other images when one fails (the relocation still fails as a whole).
     pub keep_going: bool,
 }
 
@@ -51,21 +52,13 @@ pub struct Relocated {
     pub relocated: String,
 }
 
-/// Where an image goes under `prefix`: its repository path, with its tag if it had one.
-pub fn target_for(reference: &str) -> Result<(String, Option<String>)> {
-    let parsed =
-        crate::reference::parse(reference).with_context(|| format!("{reference:?} is not an image reference"))?;
-    Ok((parsed.repository().to_owned(), parsed.tag().map(str::to_owned)))
-}
-
 /// The bundle's images stored (a thick bundle opened in place, or a bundle.json's images fetched
-/// into a staging layout) and every image matched to its driver, stored root and destination.
+/// into a staging layout) and every image matched to its driver, stored root and target.
 struct Prepared<'d> {
     layout: Arc<dyn Stored>,
     _staging: Option<crate::cleanup::TempDir>,
     bundle: Bundle,
-    plan: Vec<Step<'d>>,
-    staging_parent: PathBuf,
+    steps: Vec<Step<'d>>,
 }
 
 struct Step<'d> {
@@ -73,56 +66,23 @@ struct Step<'d> {
     driver: &'d crate::driver::Driver<'d>,
     name: String,
     root: crate::oci::Descriptor,
-    /// The registry (and path) granted for this image, and the repository under it.
-    prefix: String,
-    repository: String,
-    tag: Option<String>,
+    target: Target,
 }
 
 /// Reads a `--map` file: a JSON object from original reference or image key to destination.
 pub fn read_map(path: &Path) -> Result<BTreeMap<String, String>> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_slice(&bytes).with_context(|| {
+    crate::bundle::json::from_slice_strict(&bytes).with_context(|| {
         format!("{}: expected a JSON object from image reference or key to REGISTRY/REPOSITORY", path.display())
     })
 }
 
-/// A destination directory rather than a registry: `file:///absolute/path`.
-const FILE_SCHEME: &str = "file://";
-
-/// `--to` checked: `REGISTRY[/PREFIX]` (no scheme, no trailing slash) or `file:///DIRECTORY`.
-fn registry_prefix(to: &str, flag: &str) -> Result<String> {
-    if let Some(path) = to.strip_prefix(FILE_SCHEME) {
-        if !path.starts_with('/') {
-            bail!("{flag} {to:?}: a directory destination is file:// and an absolute path, such as file:///srv/site");
-        }
-        return Ok(to.to_owned());
+/// What a target grants the image's driver: a directory, or repositories under a registry prefix.
+fn grant(destination: &Destination, registry: &Arc<Registry>, jobs: usize) -> DestinationGrant {
+    match destination {
+        Destination::Directory(path) => DestinationGrant::directory(path.clone()),
+        Destination::Registry(prefix) => DestinationGrant::registry(registry.clone(), prefix.clone(), jobs),
     }
-    let prefix = to.trim_end_matches('/');
-    if prefix.is_empty() || prefix.contains("://") {
-        bail!("{flag} {to:?}: give REGISTRY[/PREFIX], such as registry.example:5000/site, or file:///DIRECTORY");
-    }
-    Ok(prefix.to_owned())
-}
-
-/// What `prefix` grants: a directory (`file://`) or repositories under a registry prefix.
-fn grant(prefix: &str, registry: &Arc<Registry>, jobs: usize) -> DestinationGrant {
-    match prefix.strip_prefix(FILE_SCHEME) {
-        Some(path) => DestinationGrant::Directory(PathBuf::from(path)),
-        None => DestinationGrant::Registry { registry: registry.clone(), prefix: prefix.to_owned(), jobs },
-    }
-}
-
-/// A repository for an image that is a file or URL rather than a registry image:
-/// `BUNDLE-NAME/KEY`, in the characters a repository allows.
-fn repository_for_file(bundle: &str, key: &str) -> String {
-    let part = |s: &str| {
-        let cleaned: String =
-            s.to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
-        let parts: Vec<&str> = cleaned.split('-').filter(|p| !p.is_empty()).collect();
-        if parts.is_empty() { "image".to_owned() } else { parts.join("-") }
-    };
-    format!("{}/{}", part(bundle), part(key))
 }
 
 fn prepare<'d>(
@@ -131,19 +91,13 @@ fn prepare<'d>(
     registry: &Arc<Registry>,
     options: &RelocateOptions,
 ) -> Result<Prepared<'d>> {
-    let to = options.to.as_deref().map(|to| registry_prefix(to, "--to")).transpose()?;
-    let staging_parent = options
-        .output
-        .as_deref()
-        .and_then(Path::parent)
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let scratch = &options.scratch;
     let (bundle, layout, relocation_mapping, staging) = if Bundle::is_json_file(bundle_path)? {
-        let (bundle, layout, staging) = fetch_thin(bundle_path, drivers, registry, options.jobs, staging_parent)?;
+        let (bundle, layout, staging) = fetch_thin(bundle_path, drivers, registry, options.jobs, scratch)?;
         (bundle, layout, None, Some(staging))
     } else {
         // A compressed bundle is decompressed in here, removed even when ferry is interrupted.
-        let scratch = crate::cleanup::TempDir::new_in(staging_parent, ".ferry-relocate-")?;
+        let scratch = crate::cleanup::TempDir::new_in(scratch, ".ferry-relocate-")?;
         let in_place = InPlace::open(bundle_path, scratch.path())?;
         let bundle =
             Bundle::from_bytes(in_place.bundle_json.clone(), &format!("{}: bundle.json", bundle_path.display()))?;
@@ -151,54 +105,42 @@ fn prepare<'d>(
         (bundle, Arc::new(in_place) as Arc<dyn Stored>, mapping, Some(scratch))
     };
     let index = layout.entries()?;
+    let relocation_mapping = crate::thick::parse_mapping(relocation_mapping.as_deref())?;
+    let roots = Roots::new(&index, relocation_mapping.as_ref());
 
     // The whole plan first: a driver for every image, its stored root, and a free target name.
-    let mut plan = Vec::new();
-    let mut names: BTreeMap<String, (String, String)> = BTreeMap::new();
-    for (key, spec) in bundle.all_images() {
-        let image_type = spec.image_type();
-        let driver = drivers.require(&key, &spec.image, &image_type)?;
-        let root = find_root(&index, relocation_mapping.as_deref(), &spec.image, spec.content_digest.as_deref())
+    let images = bundle.all_images();
+    let mut found = Vec::new();
+    for (key, spec) in &images {
+        let driver = drivers.require(key, &spec.image, &spec.image_type())?;
+        let root = roots
+            .find(&spec.image, spec.content_digest.as_deref())
             .with_context(|| format!("image {key} ({}) is not in the bundle's layout", spec.image))?;
         let name =
             root.annotations.get(REF_NAME).cloned().with_context(|| {
                 format!("image {key}: its layout entry {} has no {REF_NAME} annotation", root.digest)
             })?;
-        let (original_repository, tag) = match spec.location() {
-            Location::Registry => target_for(&spec.image)?,
-            Location::Url | Location::Path => (repository_for_file(&bundle.doc.name, &key), None),
-        };
-        let (prefix, repository) = match options.map.get(&spec.image).or_else(|| options.map.get(&key)) {
-            Some(destination) if destination.starts_with(FILE_SCHEME) => {
-                (registry_prefix(destination, "--map destination")?, String::new())
-            }
-            Some(destination) => {
-                let destination = registry_prefix(destination, "--map destination")?;
-                match destination.split_once('/') {
-                    Some((registry, repository)) => (registry.to_owned(), repository.to_owned()),
-                    None => bail!("--map: {destination:?} for image {key} names no repository (REGISTRY/REPOSITORY)"),
-                }
-            }
-            None => match &to {
-                Some(prefix) => (prefix.clone(), original_repository),
-                None => bail!("image {key} ({}) is not in --map, and there is no --to", spec.image),
-            },
-        };
-        let full = format!("{prefix}/{repository}:{}", tag.as_deref().unwrap_or(&root.digest.to_string()));
-        if let Some((other, digest)) = names.get(&full) {
-            if *digest != root.digest.to_string() {
-                bail!("images {other} and {key} would both be relocated to {full}, with different content");
-            }
-        }
-        names.insert(full, (key.clone(), root.digest.to_string()));
-        plan.push(Step { key: key.clone(), driver, name, root: root.clone(), prefix, repository, tag });
+        found.push((driver, name, root.clone()));
     }
-    let images = bundle.all_images();
-    if let Some(unknown) = options.map.keys().find(|k| !images.iter().any(|(key, spec)| key == *k || spec.image == **k))
-    {
-        bail!("--map names {unknown:?}, which is neither an image reference nor an image key of the bundle");
-    }
-    Ok(Prepared { layout, _staging: staging, bundle, plan, staging_parent: staging_parent.to_owned() })
+    let planned: Vec<plan::Image> = images
+        .iter()
+        .zip(&found)
+        .map(|((key, spec), (_, _, root))| plan::Image {
+            key,
+            reference: &spec.image,
+            location: spec.location(),
+            digest: &root.digest,
+        })
+        .collect();
+    let targets = plan::plan(&bundle.doc.name, &planned, &options.destinations)?;
+    drop(planned);
+    let steps = images
+        .iter()
+        .zip(found)
+        .zip(targets)
+        .map(|(((key, _), (driver, name, root)), target)| Step { key: key.clone(), driver, name, root, target })
+        .collect();
+    Ok(Prepared { layout, _staging: staging, bundle, steps })
 }
 
 /// A bundle.json's images fetched through their drivers into a staging layout (removed with the
@@ -246,26 +188,30 @@ pub fn dry_run(
     let prepared = prepare(bundle_path, drivers, registry, options)?;
     let specs: BTreeMap<String, &ImageSpec> = prepared.bundle.all_images().into_iter().collect();
     prepared
-        .plan
+        .steps
         .iter()
         .map(|step| {
             let blobs: Vec<_> =
                 prepared.layout.graph(&step.root)?.into_iter().filter(|d| !is_document(&d.media_type)).collect();
-            let tag = step.tag.as_deref().map(|t| format!(":{t}")).unwrap_or_default();
+            let target = &step.target;
+            let tag = target.tag.as_deref().map(|t| format!(":{t}")).unwrap_or_default();
             let (mut present, mut bytes_to_send) = (0, 0);
-            let destination = if step.prefix.starts_with(FILE_SCHEME) {
-                bytes_to_send = blobs.iter().map(|b| b.size).sum();
-                format!("{}/{}", step.prefix, step.repository)
-            } else {
-                let target = repository_under(&step.prefix, &step.repository);
-                for blob in &blobs {
-                    if registry.has_blob(&target, &blob.digest)? {
-                        present += 1;
-                    } else {
-                        bytes_to_send += blob.size;
-                    }
+            let destination = match &target.destination {
+                Destination::Directory(dir) => {
+                    bytes_to_send = blobs.iter().map(|b| b.size).sum();
+                    format!("{}", dir.join(&target.repository).display())
                 }
-                format!("{}/{}{tag}@{}", target.registry(), target.repository(), step.root.digest)
+                Destination::Registry(prefix) => {
+                    let at = repository_under(prefix, &target.repository);
+                    for blob in &blobs {
+                        if registry.has_blob(&at, &blob.digest)? {
+                            present += 1;
+                        } else {
+                            bytes_to_send += blob.size;
+                        }
+                    }
+                    format!("{}/{}{tag}@{}", at.registry(), at.repository(), step.root.digest)
+                }
             };
             Ok(Planned {
                 key: step.key.clone(),
@@ -279,25 +225,28 @@ pub fn dry_run(
         .collect()
 }
 
+/// Relocates every image; on success, what went where and the CNAB relocation mapping (original
+/// reference → relocated reference, pinned by digest) for the caller to write.
 pub fn relocate(
     bundle_path: &Path,
     drivers: &Drivers,
     registry: &Arc<Registry>,
     options: &RelocateOptions,
-) -> Result<Vec<Relocated>> {
-    let Prepared { layout, bundle, plan, staging_parent, _staging } = prepare(bundle_path, drivers, registry, options)?;
+) -> Result<(Vec<Relocated>, RelocationMapping)> {
+    let Prepared { layout, bundle, steps, _staging } = prepare(bundle_path, drivers, registry, options)?;
     let specs: BTreeMap<String, &ImageSpec> = bundle.all_images().into_iter().collect();
 
     // Drivers that rewrite references to other images (a chart's values) go last, handed the
     // mapping of all the others. With --keep-going a failure is kept as a message and the other
     // images go on.
-    let (readers, others): (Vec<&Step>, Vec<&Step>) = plan.iter().partition(|s| s.driver.info().reads_mapping);
+    let (readers, others): (Vec<&Step>, Vec<&Step>) = steps.iter().partition(|s| s.driver.info().reads_mapping);
     let run = |steps: &[&Step], mapping: &[(String, String)]| {
         crate::parallel::try_map(steps, options.jobs, |step| {
             let spec = specs[&step.key];
             let stored = Origin::Layout { layout: layout.clone(), name: step.name.clone() };
-            let grant = grant(&step.prefix, registry, options.jobs);
-            match step.driver.relocate(&driver_image(&step.key, spec), &stored, &grant, &step.repository, mapping) {
+            let grant = grant(&step.target.destination, registry, options.jobs);
+            let image = driver_image(&step.key, spec);
+            match step.driver.relocate(&image, &stored, &grant, &step.target.repository, mapping) {
                 Ok(reference) => Ok(Ok(Relocated {
                     key: step.key.clone(),
                     original: spec.image.clone(),
@@ -325,19 +274,8 @@ pub fn relocate(
         );
     }
     let relocated: Vec<Relocated> = outcomes.into_iter().filter_map(Result::ok).collect();
-
-    let mapping: BTreeMap<&str, &str> = relocated.iter().map(|r| (r.original.as_str(), r.relocated.as_str())).collect();
-    let json = serde_json::to_vec_pretty(&mapping)?;
-    match &options.output {
-        Some(path) => {
-            let mut tmp = tempfile::NamedTempFile::new_in(&staging_parent)?;
-            tmp.write_all(&json)?;
-            tmp.write_all(b"\n")?;
-            tmp.persist(path).with_context(|| format!("writing {}", path.display()))?;
-        }
-        None => println!("{}", String::from_utf8_lossy(&json)),
-    }
-    Ok(relocated)
+    let mapping = RelocationMapping::from_pairs(relocated.iter().map(|r| (r.original.clone(), r.relocated.clone())));
+    Ok((relocated, mapping))
 }
 
 /// The mapping pins by digest: `host/repo:tag@digest` → `host/repo@digest` (the tag, if any,

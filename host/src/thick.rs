@@ -5,9 +5,10 @@ use crate::archive::{self, Contents, InPlace};
 use crate::bundle::Bundle;
 use crate::driver::{Driver, Drivers, Image, Origin, Policy, Summary, assign, declared};
 use crate::export::{driver_image, stored_as_named};
+use crate::mapping::RelocationMapping;
 use crate::oci::{Descriptor, Digest, REF_NAME, Stored, children, is_document};
 use anyhow::{Context, Result};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -46,45 +47,81 @@ pub struct BundleDriverReport {
     pub handles: Vec<String>,
 }
 
-fn index(contents: &Contents) -> Result<Vec<Descriptor>> {
-    #[derive(serde::Deserialize)]
-    struct Index {
-        manifests: Vec<Descriptor>,
-    }
-    let bytes = contents.index.as_ref().context("no artifacts/layout/index.json")?;
-    Ok(serde_json::from_slice::<Index>(bytes).context("artifacts/layout/index.json is not an OCI index")?.manifests)
+/// The relocation mapping a thick bundle carries, if any, parsed once per command.
+pub(crate) fn parse_mapping(bytes: Option<&[u8]>) -> Result<Option<RelocationMapping>> {
+    bytes.map(|b| RelocationMapping::from_bytes(b).context("relocation-mapping.json")).transpose()
 }
 
-/// The layout entry for an image: by its reference (ferry, duffle), by where the relocation
-/// mapping says it went (porter), or by its pinned digest.
-pub(crate) fn find_root<'a>(
-    index: &'a [Descriptor],
-    relocation_mapping: Option<&[u8]>,
-    reference: &str,
-    pinned: Option<&str>,
-) -> Option<&'a Descriptor> {
-    let mapped: Option<String> = relocation_mapping
-        .and_then(|m| serde_json::from_slice::<std::collections::BTreeMap<String, String>>(m).ok())
-        .and_then(|m| m.get(reference).cloned());
-    let named = |name: &str| index.iter().find(|d| d.annotations.get(REF_NAME).is_some_and(|n| n == name));
-    named(reference)
-        .or_else(|| mapped.as_deref().and_then(named))
-        .or_else(|| pinned.and_then(|p| index.iter().find(|d| d.digest.to_string() == p)))
+/// A reference in the one form every tool agrees on: Docker Hub's short names expanded
+/// (`nginx:1` is `docker.io/library/nginx:1`), as duffle and porter write them in different
+/// places. What does not parse is compared as written.
+fn normalized(reference: &str) -> String {
+    crate::reference::parse(reference).map(|r| r.whole()).unwrap_or_else(|| reference.to_owned())
+}
+
+/// The entries of a layout's index, looked up by the images of bundle.json. Built once per
+/// command: every name is normalized once, whatever the number of images.
+pub(crate) struct Roots<'a> {
+    by_name: HashMap<String, &'a Descriptor>,
+    by_digest: HashMap<String, &'a Descriptor>,
+    mapped: HashMap<String, String>,
+}
+
+impl<'a> Roots<'a> {
+    pub(crate) fn new(index: &'a [Descriptor], mapping: Option<&RelocationMapping>) -> Self {
+        let mut by_name = HashMap::new();
+        let mut by_digest = HashMap::new();
+        for d in index {
+            if let Some(name) = d.annotations.get(REF_NAME) {
+                by_name.entry(name.clone()).or_insert(d);
+                by_name.entry(normalized(name)).or_insert(d);
+            }
+            by_digest.entry(d.digest.to_string()).or_insert(d);
+        }
+        let mapped =
+            mapping.into_iter().flat_map(|m| m.iter()).map(|(from, to)| (normalized(from), to.to_owned())).collect();
+        Roots { by_name, by_digest, mapped }
+    }
+
+    /// The entry for an image: by its reference (ferry, duffle), by where the relocation
+    /// mapping says it went (porter), by the digest bundle.json pins, or by the digest its
+    /// reference pins.
+    pub(crate) fn find(&self, reference: &str, pinned: Option<&str>) -> Option<&'a Descriptor> {
+        let wanted = normalized(reference);
+        let named = |name: &str| self.by_name.get(name).or_else(|| self.by_name.get(&normalized(name))).copied();
+        named(reference)
+            .or_else(|| self.mapped.get(&wanted).and_then(|m| named(m)))
+            .or_else(|| pinned.and_then(|p| self.by_digest.get(p).copied()))
+            .or_else(|| reference.split_once('@').and_then(|(_, d)| self.by_digest.get(d).copied()))
+    }
 }
 
 struct Walk {
-    blobs: BTreeSet<(Digest, u64)>,
+    /// Every blob once, with the size it was first listed with.
+    blobs: BTreeMap<Digest, u64>,
     platforms: Vec<String>,
     problems: Vec<String>,
 }
 
+/// Everything `root` refers to, each digest visited once however often it is listed.
 fn walk(contents: &Contents, root: &Descriptor) -> Walk {
-    let mut w = Walk { blobs: BTreeSet::new(), platforms: Vec::new(), problems: Vec::new() };
+    const MAX_DEPTH: usize = 8;
+    let mut w = Walk { blobs: BTreeMap::new(), platforms: Vec::new(), problems: Vec::new() };
     let mut stack = vec![(root.clone(), 0)];
     while let Some((d, depth)) = stack.pop() {
-        if !w.blobs.insert((d.digest.clone(), d.size)) || depth > 8 {
+        match w.blobs.get(&d.digest) {
+            Some(&size) if size != d.size => {
+                w.problems.push(format!("blob {} is listed as {} bytes and as {size}", d.digest, d.size));
+                continue;
+            }
+            Some(_) => continue,
+            None => {}
+        }
+        if depth > MAX_DEPTH {
+            w.problems.push(format!("{}: manifests nest deeper than {MAX_DEPTH}", d.digest));
             continue;
         }
+        w.blobs.insert(d.digest.clone(), d.size);
         match contents.blobs.get(&d.digest) {
             None => w.problems.push(format!("blob {} is missing", d.digest)),
             Some(b) if b.size != d.size => {
@@ -98,7 +135,13 @@ fn walk(contents: &Contents, root: &Descriptor) -> Walk {
         if is_document(&d.media_type) {
             match contents.documents.get(&d.digest) {
                 Some(bytes) => {
-                    let kids = children(bytes);
+                    let kids = match children(bytes) {
+                        Ok(kids) => kids,
+                        Err(e) => {
+                            w.problems.push(format!("manifest {}: {e:#}", d.digest));
+                            continue;
+                        }
+                    };
                     if depth == 0 && !kids.iter().any(|k| is_document(&k.media_type)) {
                         if let Some(config) = kids.first().and_then(|c| contents.documents.get(&c.digest)) {
                             w.platforms.extend(serde_json::from_slice(config).ok().as_ref().and_then(platform_name));
@@ -129,7 +172,9 @@ fn platform_name(p: &serde_json::Value) -> Option<String> {
 pub fn inspect(path: &Path, builtin: &Drivers, policy: &Policy) -> Result<Inspection> {
     let contents = archive::read(path, false)?;
     let bundle = Bundle::from_bytes(contents.bundle_json.clone(), &format!("{}: bundle.json", path.display()))?;
-    let index = index(&contents)?;
+    let index = archive::parse_index(contents.index.as_deref())?;
+    let mapping = parse_mapping(contents.relocation_mapping.as_deref())?;
+    let roots = Roots::new(&index, mapping.as_ref());
     let declared = declared(&bundle)?;
     let assigned = assign(&declared, |t| builtin.for_type(t).is_some(), policy);
     let driver_for = |image_type: &str| -> Option<(String, String)> {
@@ -143,8 +188,7 @@ pub fn inspect(path: &Path, builtin: &Drivers, policy: &Policy) -> Result<Inspec
         .into_iter()
         .map(|(key, spec)| {
             let image_type = spec.image_type();
-            let root =
-                find_root(&index, contents.relocation_mapping.as_deref(), &spec.image, spec.content_digest.as_deref());
+            let root = roots.find(&spec.image, spec.content_digest.as_deref());
             let walked = root.map(|r| walk(&contents, r));
             let (driver, driver_from) = driver_for(&image_type).unzip();
             ImageReport {
@@ -154,7 +198,7 @@ pub fn inspect(path: &Path, builtin: &Drivers, policy: &Policy) -> Result<Inspec
                 driver_from,
                 image_type,
                 digest: root.map(|r| r.digest.to_string()),
-                size: walked.as_ref().map(|w| w.blobs.iter().map(|(_, s)| s).sum()).unwrap_or(0),
+                size: walked.as_ref().map(|w| w.blobs.values().sum()).unwrap_or(0),
                 platforms: walked.map(|w| w.platforms).unwrap_or_default(),
                 details: Vec::new(),
             }
@@ -194,12 +238,18 @@ pub fn verify(path: &Path) -> Result<Vec<String>> {
     if !contents.has_oci_layout {
         problems.push("artifacts/layout has no oci-layout file".into());
     }
-    let index = index(&contents)?;
+    let index = archive::parse_index(contents.index.as_deref())?;
+    let mapping = match parse_mapping(contents.relocation_mapping.as_deref()) {
+        Ok(m) => m,
+        Err(e) => {
+            problems.push(format!("{e:#}"));
+            None
+        }
+    };
+    let roots = Roots::new(&index, mapping.as_ref());
     for (key, spec) in bundle.all_images() {
         let at = format!("image {key} ({})", spec.image);
-        let Some(root) =
-            find_root(&index, contents.relocation_mapping.as_deref(), &spec.image, spec.content_digest.as_deref())
-        else {
+        let Some(root) = roots.find(&spec.image, spec.content_digest.as_deref()) else {
             problems.push(format!("{at}: not in artifacts/layout/index.json"));
             continue;
         };
@@ -233,10 +283,13 @@ fn each_stored<T>(
     let stored = Arc::new(InPlace::open(path, scratch)?);
     let bundle = Bundle::from_bytes(stored.bundle_json.clone(), &format!("{}: bundle.json", path.display()))?;
     let index = stored.entries()?;
+    let mapping = parse_mapping(stored.relocation_mapping.as_deref())?;
+    let roots = Roots::new(&index, mapping.as_ref());
     let mut out = Vec::new();
     for (key, spec) in bundle.all_images() {
         let driver = drivers.require(&key, &spec.image, &spec.image_type())?;
-        let root = find_root(&index, stored.relocation_mapping.as_deref(), &spec.image, spec.content_digest.as_deref())
+        let root = roots
+            .find(&spec.image, spec.content_digest.as_deref())
             .with_context(|| format!("image {key} ({}) is not in the bundle's layout", spec.image))?;
         let name = root.annotations.get(REF_NAME).cloned().unwrap_or_default();
         let origin = Origin::Layout { layout: stored.clone(), name };
@@ -259,4 +312,35 @@ pub fn details(path: &Path, drivers: &Drivers, scratch: &Path) -> Result<Vec<(St
         .into_iter()
         .map(|(key, summary)| Ok((key, summary?)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: Option<&str>, seed: &[u8]) -> Descriptor {
+        let mut d = Descriptor::new("application/vnd.oci.image.index.v1+json", Digest::of(seed), 1);
+        if let Some(name) = name {
+            d.annotations.insert(REF_NAME.into(), name.into());
+        }
+        d
+    }
+
+    #[test]
+    fn images_are_found_by_docker_hub_names_in_any_form_mappings_and_pinned_digests() {
+        let index = vec![
+            entry(Some("docker.io/library/nginx:1.25"), b"nginx"),
+            entry(Some("registry.local:5000/porter/redis:7"), b"redis"),
+            entry(None, b"pinned"),
+        ];
+        let mapping = RelocationMapping::from_pairs([("redis:7".into(), "registry.local:5000/porter/redis:7".into())]);
+        let roots = Roots::new(&index, Some(&mapping));
+        let digest = |seed: &[u8]| Some(Digest::of(seed));
+        assert_eq!(roots.find("nginx:1.25", None).map(|d| d.digest.clone()), digest(b"nginx"));
+        assert_eq!(roots.find("docker.io/nginx:1.25", None).map(|d| d.digest.clone()), digest(b"nginx"));
+        assert_eq!(roots.find("docker.io/library/redis:7", None).map(|d| d.digest.clone()), digest(b"redis"));
+        let pinned = format!("example.com/app@{}", Digest::of(b"pinned"));
+        assert_eq!(roots.find(&pinned, None).map(|d| d.digest.clone()), digest(b"pinned"));
+        assert!(roots.find("nginx:1.26", None).is_none());
+    }
 }

@@ -232,3 +232,117 @@ impl Drop for TestRegistry {
         let _ = self.child.wait();
     }
 }
+
+// ---- thick bundles and tarballs, made and changed byte by byte ----
+
+pub fn archive_names(tar: &Path) -> Vec<String> {
+    let file = std::fs::File::open(tar).unwrap();
+    tar::Archive::new(file).entries().unwrap().map(|e| e.unwrap().path().unwrap().display().to_string()).collect()
+}
+
+/// Where the bytes of entry `name` begin in a .tar.
+pub fn entry_offset(tar: &Path, name: &str) -> u64 {
+    let file = std::fs::File::open(tar).unwrap();
+    let mut archive = tar::Archive::new(file);
+    let found = archive.entries_with_seek().unwrap().map(|e| e.unwrap()).find(|e| e.path().unwrap() == Path::new(name));
+    found.unwrap_or_else(|| panic!("{} has no entry {name}", tar.display())).raw_file_position()
+}
+
+/// Copies the thick bundle `from` to `to` with blob `old` replaced by `bytes` under their own
+/// digest, and every document that names `old` (its manifest, then index.json naming that
+/// manifest) rewritten to match: digests all consistent, content changed.
+pub fn replace_blob(from: &Path, to: &Path, old: &str, bytes: &[u8]) {
+    let blobs = "artifacts/layout/blobs/sha256/";
+    let mut entries: Vec<(tar::Header, String, Vec<u8>)> = Vec::new();
+    let mut archive = tar::Archive::new(std::fs::File::open(from).unwrap());
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().display().to_string();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut data).unwrap();
+        entries.push((entry.header().clone(), name, data));
+    }
+    // Each replacement changes one digest, which the documents naming it must follow.
+    let mut renames = vec![(old.to_owned(), bytes.to_vec())];
+    while let Some((old, new_bytes)) = renames.pop() {
+        let new = Digest::of(&new_bytes).to_string();
+        for (_, name, data) in entries.iter_mut() {
+            if name.strip_prefix(blobs) == Some(old.trim_start_matches("sha256:")) {
+                *name = format!("{blobs}{}", new.trim_start_matches("sha256:"));
+                *data = new_bytes.clone();
+            } else if (name.starts_with(blobs) || name.ends_with("index.json"))
+                && std::str::from_utf8(data).is_ok_and(|s| s.contains(&old))
+            {
+                let rewritten = String::from_utf8(data.clone()).unwrap().replace(&old, &new).into_bytes();
+                if name.starts_with(blobs) {
+                    renames.push((format!("sha256:{}", &name[blobs.len()..]), rewritten));
+                } else {
+                    *data = rewritten;
+                }
+            }
+        }
+    }
+    let mut builder = tar::Builder::new(std::fs::File::create(to).unwrap());
+    for (mut header, name, data) in entries {
+        header.set_path(&name).unwrap();
+        header.set_size(data.len() as u64);
+        header.set_cksum();
+        builder.append(&header, data.as_slice()).unwrap();
+    }
+    builder.finish().unwrap();
+}
+
+/// An entry of a tarball made by [`tar_gz`].
+pub enum Entry<'a> {
+    Dir(&'a str),
+    File(&'a str, &'a [u8]),
+    Symlink(&'a str, &'a str),
+    HardLink(&'a str, &'a str),
+}
+
+/// A gzip tarball of `entries`, names written as given (`..` and absolute targets included: the
+/// tar crate's own checks would refuse them).
+pub fn tar_gz(entries: &[Entry]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, &tar_of(entries)).unwrap();
+    gz.finish().unwrap()
+}
+
+/// An uncompressed tarball of `entries`, names written as [`tar_gz`] writes them.
+pub fn tar_of(entries: &[Entry]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for entry in entries {
+        let mut header = tar::Header::new_gnu();
+        let (name, bytes, link): (&str, &[u8], Option<&str>) = match *entry {
+            Entry::Dir(name) => {
+                header.set_entry_type(tar::EntryType::Directory);
+                header.set_mode(0o755);
+                (name, b"", None)
+            }
+            Entry::File(name, bytes) => {
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_mode(0o644);
+                (name, bytes, None)
+            }
+            Entry::Symlink(name, target) => {
+                header.set_entry_type(tar::EntryType::Symlink);
+                header.set_mode(0o777);
+                (name, b"", Some(target))
+            }
+            Entry::HardLink(name, target) => {
+                header.set_entry_type(tar::EntryType::Link);
+                header.set_mode(0o644);
+                (name, b"", Some(target))
+            }
+        };
+        header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        if let Some(link) = link {
+            header.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
+        }
+        header.set_size(bytes.len() as u64);
+        header.set_mtime(1_700_000_000);
+        header.set_cksum();
+        builder.append(&header, bytes).unwrap();
+    }
+    builder.into_inner().unwrap()
+}

@@ -12,7 +12,7 @@ mod stored_gzip;
 
 use crate::oci::{BlobFile, Descriptor, Digest, HashingWriter, Layout, MAX_DOCUMENT, Stored};
 use anyhow::{Context, Result, bail};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::Path;
@@ -35,11 +35,16 @@ pub enum Compression {
 }
 
 impl Compression {
-    /// From the output's name: `.tar`, `.tar.zst`, or gzip (`.tgz`, `.tar.gz`, anything else).
-    /// gzip defaults to level 0: stored blocks, valid gzip at memory speed, since image layers
-    /// are compressed already.
+    /// From the output's name: `.tar`, `.tar.zst` (`.tzst`), or gzip (`.tgz`, `.tar.gz`); any
+    /// other name is refused rather than given a format it does not announce. gzip defaults to
+    /// level 0: stored blocks, valid gzip at memory speed, since image layers are compressed
+    /// already.
     pub fn from_name(path: &Path, level: Option<u32>) -> Result<Self> {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let known = [".tar", ".tgz", ".tar.gz", ".tar.zst", ".tzst"];
+        if !known.iter().any(|ext| name.ends_with(ext)) {
+            bail!("{}: a thick bundle is written as .tar, .tgz (.tar.gz) or .tar.zst; name it so", path.display());
+        }
         Ok(if name.ends_with(".tar") {
             if level.is_some() {
                 bail!("{name}: a .tar is not compressed; drop --compression-level or name it .tgz or .tar.zst");
@@ -99,8 +104,7 @@ pub fn write(
     mapping: &[u8],
     store: &Layout,
 ) -> Result<u64> {
-    let dir = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new().prefix(".ferry-").suffix(".partial").tempfile_in(dir)?;
+    let mut tmp = crate::files::temporary_beside(output)?;
     let counting = Counting { inner: BufWriter::with_capacity(1 << 20, tmp.as_file_mut()), count: 0 };
     let counted = match compression {
         Compression::None => {
@@ -127,7 +131,7 @@ pub fn write(
         }
     };
     tmp.as_file().sync_all()?;
-    tmp.persist(output).with_context(|| format!("renaming the finished bundle to {}", output.display()))?;
+    crate::files::persist(tmp, output)?;
     Ok(counted)
 }
 
@@ -210,7 +214,7 @@ const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
 /// Whether a file starting with `magic` is gzip or zstd.
 pub fn is_compressed_magic(magic: &[u8]) -> bool {
-    magic.starts_with(&GZIP_MAGIC) || magic == ZSTD_MAGIC
+    magic.starts_with(&GZIP_MAGIC) || magic.starts_with(&ZSTD_MAGIC)
 }
 
 fn is_compressed(file: &File) -> Result<bool> {
@@ -232,12 +236,15 @@ pub fn decompress<'a>(mut input: impl io::BufRead + 'a) -> Result<Box<dyn Read +
     })
 }
 
-/// Only the bundle.json of a thick bundle, read up to where it is.
+/// Only the bundle.json of a thick bundle, read up to where it is, by the same rules as every
+/// other reader (a directory or link named bundle.json is refused, not skipped or read).
 pub fn bundle_json(path: &Path) -> Result<Vec<u8>> {
-    let mut archive = open(path)?;
-    for entry in archive.entries()? {
-        let mut entry = entry?;
-        if entry_name(&entry.path_bytes())? == BUNDLE_JSON {
+    let at = |e: anyhow::Error| e.context(format!("{}", path.display()));
+    let mut archive = open(path).map_err(at)?;
+    let mut seen = BTreeSet::new();
+    for entry in archive.entries().map_err(|e| at(e.into()))? {
+        let mut entry = entry.map_err(|e| at(e.into()))?;
+        if checked_name(&entry, &mut seen).map_err(at)?.as_deref() == Some(BUNDLE_JSON) {
             let size = entry.size();
             return read_capped(&mut entry, size, MAX_JSON, BUNDLE_JSON);
         }
@@ -281,10 +288,18 @@ fn each_file(path: &Path, mut visit: impl FnMut(&str, u64, &mut dyn Read) -> Res
 }
 
 /// A file entry's cleaned-up name, `None` for a directory; absolute names, `..`, links, devices
-/// and duplicates are refused.
+/// and duplicates are refused, and so is a directory that carries data or takes a name the
+/// format reserves for a file (a second "bundle.json" that one reader would skip and another
+/// read).
 fn checked_name<R: Read>(entry: &tar::Entry<R>, seen: &mut BTreeSet<String>) -> Result<Option<String>> {
     let name = entry_name(&entry.path_bytes())?;
     match entry.header().entry_type() {
+        tar::EntryType::Directory if is_reserved_file(&name) => {
+            bail!("entry {name:?} is a directory, but the format reserves that name for a file")
+        }
+        tar::EntryType::Directory if entry.size() > 0 => {
+            bail!("entry {name:?} is a directory that carries {} bytes of data", entry.size())
+        }
         tar::EntryType::Directory => return Ok(None),
         tar::EntryType::Regular | tar::EntryType::Continuous => {}
         other => bail!("entry {name:?} is a {other:?}; a bundle holds only files and directories"),
@@ -293,6 +308,15 @@ fn checked_name<R: Read>(entry: &tar::Entry<R>, seen: &mut BTreeSet<String>) -> 
         bail!("entry {name:?} appears twice");
     }
     Ok(Some(name))
+}
+
+/// Names only a regular file may have in a thick bundle.
+fn is_reserved_file(name: &str) -> bool {
+    matches!(name, BUNDLE_JSON | RELOCATION_MAPPING)
+        || name.strip_prefix(LAYOUT).is_some_and(|rest| {
+            matches!(rest, "/index.json" | "/oci-layout")
+                || rest.strip_prefix("/blobs/sha256/").is_some_and(|hex| !hex.is_empty())
+        })
 }
 
 /// The digest a blob entry's name gives, if it is one.
@@ -349,9 +373,11 @@ fn read_inner(path: &Path, hash: bool) -> Result<Contents> {
     Ok(contents)
 }
 
-/// A thick bundle read in place: its small files in memory, every blob a byte range of the
-/// uncompressed tar. A compressed bundle is decompressed once into a temporary file first,
-/// since a compressed stream cannot be read at random.
+/// A thick bundle read in place: its small files in memory, every blob a byte range of a file.
+/// An uncompressed bundle is its own file. A compressed stream cannot be read at random, so it
+/// is read twice: once for its index and manifests, then again to copy only the blobs the index
+/// reaches, each hashed on the way, into a temporary file; an unreferenced blob (a
+/// decompression bomb, say) is decompressed but never written.
 pub struct InPlace {
     file: Arc<File>,
     location: String,
@@ -363,20 +389,14 @@ pub struct InPlace {
 }
 
 impl InPlace {
-    /// Indexes the bundle at `path`; a compressed one is decompressed into a temporary file in
-    /// `scratch`, removed when this is dropped.
+    /// Indexes the bundle at `path`; the blobs of a compressed one are copied into a temporary
+    /// file in `scratch`, removed when this is dropped.
     pub fn open(path: &Path, scratch: &Path) -> Result<Self> {
         let at = |e: anyhow::Error| e.context(format!("{}", path.display()));
         let file = File::open(path).with_context(|| format!("opening {}", path.display())).map_err(at)?;
-        let (file, decompressed) = if is_compressed(&file)? {
-            let mut tmp = tempfile::Builder::new().prefix(".ferry-bundle-").suffix(".tar").tempfile_in(scratch)?;
-            let mut reader = decompress(BufReader::with_capacity(1 << 20, file))?;
-            io::copy(&mut reader, &mut BufWriter::with_capacity(1 << 20, tmp.as_file_mut()))
-                .with_context(|| format!("decompressing {}", path.display()))?;
-            (tmp.reopen()?, Some(tmp))
-        } else {
-            (file, None)
-        };
+        if is_compressed(&file).map_err(at)? {
+            return Self::open_compressed(path, scratch).map_err(at);
+        }
         let mut bundle = InPlace {
             file: Arc::new(file),
             location: path.display().to_string(),
@@ -384,10 +404,44 @@ impl InPlace {
             relocation_mapping: None,
             index: Vec::new(),
             blobs: HashMap::new(),
-            _decompressed: decompressed,
+            _decompressed: None,
         };
         bundle.read_entries().map_err(at)?;
         Ok(bundle)
+    }
+
+    fn open_compressed(path: &Path, scratch: &Path) -> Result<Self> {
+        let contents = read_inner(path, false)?;
+        let index = parse_index(contents.index.as_deref())?;
+        let wanted = reachable(&index, &contents)?;
+        let mut tmp = tempfile::Builder::new().prefix(".ferry-bundle-").suffix(".blobs").tempfile_in(scratch)?;
+        let mut blobs = HashMap::new();
+        {
+            let mut out = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
+            let mut offset = 0u64;
+            each_file(path, |name, size, entry| {
+                let Some(digest) = blob_digest(name)?.filter(|d| wanted.contains(d)) else { return Ok(()) };
+                let mut hashing = HashingWriter::new(&mut out);
+                let copied = io::copy(&mut entry.take(size), &mut hashing)?;
+                let (actual, _, _) = hashing.finish();
+                if copied != size || actual != digest {
+                    bail!("blob {digest}: its bytes hash to {actual}");
+                }
+                blobs.insert(digest, (offset, size));
+                offset += size;
+                Ok(())
+            })?;
+            out.flush()?;
+        }
+        Ok(InPlace {
+            file: Arc::new(tmp.reopen()?),
+            location: path.display().to_string(),
+            bundle_json: contents.bundle_json,
+            relocation_mapping: contents.relocation_mapping,
+            index,
+            blobs,
+            _decompressed: Some(tmp),
+        })
     }
 
     fn read_entries(&mut self) -> Result<()> {
@@ -411,16 +465,36 @@ impl InPlace {
         if self.bundle_json.is_empty() {
             bail!("no bundle.json at the root: not a thick bundle");
         }
-        #[derive(serde::Deserialize)]
-        struct Index {
-            manifests: Vec<Descriptor>,
-        }
-        let index = index.with_context(|| format!("no {LAYOUT}/index.json"))?;
-        self.index = serde_json::from_slice::<Index>(&index)
-            .with_context(|| format!("{LAYOUT}/index.json is not an OCI index"))?
-            .manifests;
+        self.index = parse_index(index.as_deref())?;
         Ok(())
     }
+}
+
+/// The descriptors of the layout's index.json.
+pub fn parse_index(bytes: Option<&[u8]>) -> Result<Vec<Descriptor>> {
+    #[derive(serde::Deserialize)]
+    struct Index {
+        manifests: Vec<Descriptor>,
+    }
+    let bytes = bytes.with_context(|| format!("no {LAYOUT}/index.json"))?;
+    Ok(crate::bundle::json::from_slice_strict::<Index>(bytes)
+        .with_context(|| format!("{LAYOUT}/index.json is not an OCI index"))?
+        .manifests)
+}
+
+/// Every blob the index reaches through the manifests the bundle holds, each digest once.
+fn reachable(index: &[Descriptor], contents: &Contents) -> Result<HashSet<Digest>> {
+    let mut wanted = HashSet::new();
+    let mut stack: Vec<Descriptor> = index.to_vec();
+    while let Some(d) = stack.pop() {
+        if !wanted.insert(d.digest.clone()) {
+            continue;
+        }
+        if let Some(document) = contents.documents.get(&d.digest).filter(|_| crate::oci::is_document(&d.media_type)) {
+            stack.extend(crate::oci::children(document).with_context(|| format!("manifest {}", d.digest))?);
+        }
+    }
+    Ok(wanted)
 }
 
 impl Stored for InPlace {

@@ -3,6 +3,8 @@
 //! A [`Bundle`] keeps the exact bytes it was read from: they are what gets signed and what a
 //! thick bundle carries.
 
+pub mod file;
+pub mod json;
 mod model;
 mod validate;
 
@@ -37,17 +39,31 @@ impl Bundle {
         Ok(Bundle { bytes, doc })
     }
 
-    /// Whether the file at `path` is a bundle.json (JSON) rather than a thick bundle (a tar).
+    /// Whether the file at `path` is a bundle.json (JSON, or clear-signed JSON) rather than a
+    /// thick bundle (a tar); a file that is neither is an error saying what it seems to be.
     pub fn is_json_file(path: &Path) -> Result<bool> {
-        let mut head = [0u8; 512];
-        let mut file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
-        let n = std::io::Read::read(&mut file, &mut head)?;
-        Ok(head[..n].iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{'))
+        Ok(file::identify(path)? != file::Kind::Thick)
     }
 
+    /// A bundle.json, or the JSON inside a clear-signed `bundle.cnab` (its signature unchecked).
     pub fn read(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        Self::from_bytes(bytes, &path.display().to_string())
+        Self::from_bytes(Self::read_json(path)?, &path.display().to_string())
+    }
+
+    /// The bytes of a bundle.json file, or of the JSON a clear-signed one holds, capped.
+    pub fn read_json(path: &Path) -> Result<Vec<u8>> {
+        let kind = file::identify(path)?;
+        let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(file, MAX_BUNDLE_JSON + 1), &mut bytes)
+            .with_context(|| format!("reading {}", path.display()))?;
+        if bytes.len() as u64 > MAX_BUNDLE_JSON {
+            bail!("{}: more than the {MAX_BUNDLE_JSON} bytes allowed for a bundle.json", path.display());
+        }
+        match kind {
+            file::Kind::ClearSigned => file::clear_signed_json(&bytes).with_context(|| path.display().to_string()),
+            _ => Ok(bytes),
+        }
     }
 
     /// The bytes exactly as given.

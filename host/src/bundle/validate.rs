@@ -10,8 +10,13 @@ const SCHEMA: &str = include_str!("../../schema/bundle.schema.json");
 /// Which rule a problem breaks: the schema, or a named rule of the spec's prose.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rule {
+    /// The file could not be read as a bundle at all (not JSON, not a thick bundle).
+    Unreadable,
     /// Not JSON at all.
     Syntax,
+    /// RFC 8259 §4: names within an object SHOULD be unique; ferry refuses a repeated one,
+    /// since tools disagree on which of them counts.
+    DuplicateKey,
     Schema,
     /// 101 §Invocation Images: a bundle MUST have at least one invocation image.
     InvocationImageRequired,
@@ -19,6 +24,9 @@ pub enum Rule {
     VersionSemver,
     /// 101 §Schema Version: `schemaVersion` is a SemVer, with or without a leading `v`.
     SchemaVersionSemver,
+    /// ferry reads CNAB Core 1.x (`v1`, `v1.0.0-WD` … `v1.2.0`); another major is a format it
+    /// does not know.
+    SchemaVersionSupported,
     /// 101 §Name and Version: `name` holds only graphic characters and spaces.
     NameGraphic,
     /// 101 §Parameters: a destination MUST give `env` or `path`.
@@ -36,6 +44,9 @@ pub enum Rule {
     /// 101 §Resolving Destination Conflicts: no variable shared by a parameter and a
     /// credential, and none with the reserved `CNAB_` prefix.
     EnvConflict,
+    /// 101 §Resolving Destination Conflicts: no file path shared by a parameter and a
+    /// credential (the spec calls it an error, as for variables).
+    PathConflict,
     /// 101 §Invocation Images: `contentDigest` is an OCI digest, `algorithm:encoded`.
     ContentDigestFormat,
     /// 101 §Required Extensions: the schema checks nothing in this list; its items are names.
@@ -72,6 +83,15 @@ pub fn validate(bytes: &[u8]) -> Vec<Problem> {
             return vec![Problem { path: "$".into(), rule: Rule::Syntax, message: format!("not JSON: {e}") }];
         }
     };
+    if let Err(e) = super::json::check_duplicate_keys(bytes) {
+        let text = e.to_string();
+        let (path, message) = match text.split_once(' ') {
+            Some((path, rest)) if path.starts_with('$') => (path.to_owned(), format!("the key {rest}")),
+            _ => ("$".to_owned(), format!("not JSON: {text}")),
+        };
+        let rule = if e.is_data() { Rule::DuplicateKey } else { Rule::Syntax };
+        return vec![Problem { path, rule, message }];
+    }
     let mut problems: Vec<Problem> = validator()
         .iter_errors(&value)
         .map(|e| Problem {
@@ -104,7 +124,7 @@ fn json_path(root: &Value, pointer: &str) -> String {
     path
 }
 
-fn key(k: &str) -> String {
+pub(super) fn key(k: &str) -> String {
     if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
         format!(".{k}")
     } else {
@@ -180,11 +200,27 @@ fn prose(doc: &Value, problems: &mut Vec<Problem>) {
         }
     }
     if let Some(version) = doc.get("schemaVersion").and_then(Value::as_str) {
-        if !is_semver(version.strip_prefix('v').unwrap_or(version), true) {
+        let bare = version.strip_prefix('v').unwrap_or(version);
+        if !is_semver(bare, true) {
             add(
                 "$.schemaVersion".into(),
                 Rule::SchemaVersionSemver,
                 format!("{version:?} is not a schema version such as v1.2.0"),
+            );
+        } else if bare.split(['.', '-']).next() == Some("0") {
+            add(
+                "$.schemaVersion".into(),
+                Rule::SchemaVersionSupported,
+                format!(
+                    "{version:?} is a pre-1.0 draft of CNAB, as early duffle and porter releases wrote; \
+                     ferry reads CNAB Core 1.x: rebuild the bundle with a current porter or cnab-go"
+                ),
+            );
+        } else if bare.split(['.', '-']).next() != Some("1") {
+            add(
+                "$.schemaVersion".into(),
+                Rule::SchemaVersionSupported,
+                format!("{version:?} is not a CNAB Core version ferry knows; it reads v1.0.0 to v1.2.0"),
             );
         }
     }
@@ -221,6 +257,7 @@ fn prose(doc: &Value, problems: &mut Vec<Problem>) {
 
     let definitions = doc.get("definitions").and_then(Value::as_object);
     let mut param_envs = Vec::new();
+    let mut param_paths: Vec<(String, String)> = Vec::new();
     for (name, param) in entries(doc, "parameters") {
         let at = format!("$.parameters{}", key(name));
         if let Some(definition) = param.get("definition").and_then(Value::as_str) {
@@ -248,6 +285,9 @@ fn prose(doc: &Value, problems: &mut Vec<Problem>) {
             if let Some(env) = env {
                 param_envs.push((env.to_owned(), format!("{at}.destination.env")));
             }
+            if let Some(path) = path {
+                param_paths.push((path.to_owned(), format!("{at}.destination.path")));
+            }
         }
     }
     let mut cred_envs = Vec::new();
@@ -267,6 +307,11 @@ fn prose(doc: &Value, problems: &mut Vec<Problem>) {
         }
         if let Some(env) = env {
             cred_envs.push((env.to_owned(), format!("{at}.env")));
+        }
+        if let Some(path) = path {
+            if let Some((_, other)) = param_paths.iter().find(|(p, _)| p == path) {
+                add(format!("{at}.path"), Rule::PathConflict, format!("{path:?} is also the path of {other}"));
+            }
         }
     }
     for (env, at) in param_envs.iter().chain(&cred_envs) {

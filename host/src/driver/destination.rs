@@ -9,7 +9,7 @@ use super::tar_access;
 use crate::oci::{self, BlobFile, Digest, HashingWriter, Layout, MAX_DOCUMENT, REF_NAME, Stored, is_document};
 use crate::registry::{Pushed, Registry, Upload};
 use oci_client::Reference;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Read, Write};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use wasmtime::component::Resource;
@@ -17,9 +17,17 @@ use wasmtime::component::Resource;
 /// What `copy-blob-as-tar` makes: an uncompressed layer, so its diff ID is its digest.
 const TAR_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
 
-/// Where the operator allows a relocation to write.
+/// Where the operator allows a relocation to write: a directory or a registry prefix, and,
+/// once an image's relocation starts, only that image's own place in it.
 #[derive(Clone)]
-pub enum DestinationGrant {
+pub struct DestinationGrant {
+    to: Granted,
+    /// The one destination (and what lies below it) this operation may open.
+    place: Option<String>,
+}
+
+#[derive(Clone)]
+enum Granted {
     /// A directory; destinations are OCI layouts in it or below it.
     Directory(PathBuf),
     /// Repositories under `prefix` (`host[:port][/path]`) of a registry; `jobs` uploads at once.
@@ -28,7 +36,7 @@ pub enum DestinationGrant {
 
 /// A destination inside the operator's grant.
 pub enum DestinationHandle {
-    Directory(Layout),
+    Directory(Arc<Layout>),
     Registry { registry: Arc<Registry>, target: Reference, jobs: usize },
 }
 
@@ -50,10 +58,32 @@ pub fn repository_under(prefix: &str, relative: &str) -> Reference {
 }
 
 impl DestinationGrant {
+    pub fn directory(root: PathBuf) -> Self {
+        DestinationGrant { to: Granted::Directory(root), place: None }
+    }
+
+    pub fn registry(registry: Arc<Registry>, prefix: String, jobs: usize) -> Self {
+        DestinationGrant { to: Granted::Registry { registry, prefix, jobs }, place: None }
+    }
+
+    /// This grant cut down to `place` and what lies below it: one image's relocation cannot
+    /// open another image's destination.
+    pub(super) fn narrowed(&self, place: &str) -> Self {
+        DestinationGrant { to: self.to.clone(), place: Some(place.to_owned()) }
+    }
+
     /// Opens `relative` (empty: the grant itself) as a destination, refusing anything outside.
     pub(super) fn open(&self, relative: &str) -> HostResult<DestinationHandle> {
-        match self {
-            DestinationGrant::Directory(root) => {
+        if let Some(place) = self.place.as_deref().filter(|p| !p.is_empty()) {
+            let below = relative.strip_prefix(place).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+            if !below {
+                return Err(HostError::denied(format!(
+                    "destination {relative:?} is not this image's place {place:?} in the grant"
+                )));
+            }
+        }
+        match &self.to {
+            Granted::Directory(root) => {
                 let path = Path::new(relative);
                 if !path.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)) {
                     return Err(HostError::denied(format!(
@@ -67,9 +97,9 @@ impl DestinationGrant {
                 let display = if relative.is_empty() { root.clone() } else { root.join(path) };
                 let layout = Layout::create_beneath(&dir, path, display)
                     .map_err(|e| HostError::denied(format!("destination {relative:?}: {e:#}")))?;
-                Ok(DestinationHandle::Directory(layout))
+                Ok(DestinationHandle::Directory(Arc::new(layout)))
             }
-            DestinationGrant::Registry { registry, prefix, jobs } => {
+            Granted::Registry { registry, prefix, jobs } => {
                 if !valid_repository(relative) {
                     return Err(HostError::denied(format!(
                         "destination {relative:?} is not a repository under the granted prefix {prefix}"
@@ -106,11 +136,18 @@ impl DestinationHandle {
     }
 }
 
-/// `name` as a relative path that stays inside the destination.
+/// `name` as a relative path that stays inside the destination and takes none of the names the
+/// layout keeps for itself (a disk named `index.json` would replace the layout's index).
 fn inside<'a>(what: &str, name: &'a str) -> HostResult<&'a Path> {
     let path = Path::new(name);
     if name.is_empty() || !path.components().all(|c| matches!(c, Component::Normal(_))) {
         return Err(HostError::denied(format!("{what} {name:?} is outside the destination")));
+    }
+    let first = path.components().next().and_then(|c| c.as_os_str().to_str()).unwrap_or_default();
+    if oci::is_reserved_name(first)
+        || path.components().any(|c| c.as_os_str().to_string_lossy().starts_with(".partial"))
+    {
+        return Err(HostError::denied(format!("{what} {name:?} is a name the destination layout reserves")));
     }
     Ok(path)
 }
@@ -165,6 +202,14 @@ impl host::Host for HostState {
 }
 
 impl HostState {
+    /// Whether a directory destination holds blob `digest`: a file of that name whose bytes
+    /// hash to it. A file that does not is not trusted, and is replaced.
+    fn holds_verified(&mut self, layout: &Layout, digest: &Digest) -> HostResult<bool> {
+        let Ok(file) = layout.open_blob(digest) else { return Ok(false) };
+        let blob = BlobFile::whole(file).map_err(HostError::failed)?;
+        Ok(self.copy_verified(&blob, digest, &mut std::io::sink()).is_ok())
+    }
+
     /// Copies stored blobs that the destination lacks; returns how many were copied.
     fn copy_blobs(
         &mut self,
@@ -201,7 +246,8 @@ impl HostState {
                 let mut copied = 0;
                 for blob in blobs {
                     let DestinationHandle::Directory(layout) = self.table.get(d)? else { unreachable!() };
-                    if layout.has_blob(&blob.digest) {
+                    let layout = layout.clone();
+                    if self.holds_verified(&layout, &blob.digest)? {
                         continue;
                     }
                     let mut pending = layout.pending_blob().map_err(HostError::failed)?;
@@ -226,10 +272,26 @@ impl HostState {
         bytes: &[u8],
         tag: Option<&str>,
     ) -> HostResult<String> {
+        self.put_document_as(d, root, bytes, tag, true)
+    }
+
+    /// Stores a document; a directory's index lists it only when it is a root (`listed`):
+    /// skopeo and umoci refuse a layout whose index also lists the children of its images.
+    fn put_document_as(
+        &mut self,
+        d: &Resource<DestinationHandle>,
+        root: &oci::Descriptor,
+        bytes: &[u8],
+        tag: Option<&str>,
+        listed: bool,
+    ) -> HostResult<String> {
         let destination = self.table.get(d)?;
         match destination {
             DestinationHandle::Directory(layout) => {
                 layout.put_bytes(bytes).map_err(HostError::failed)?;
+                if !listed {
+                    return Ok(destination.reference(None, &root.digest));
+                }
                 let mut entry = root.clone();
                 if let Some(tag) = tag {
                     entry.annotations.insert(REF_NAME.into(), tag.to_owned());
@@ -259,7 +321,10 @@ impl host::HostDestination for HostState {
     fn has_blob(&mut self, d: Resource<DestinationHandle>, digest: String) -> HostResult<bool> {
         let digest = parse_digest(&digest)?;
         match self.table.get(&d)? {
-            DestinationHandle::Directory(layout) => Ok(layout.has_blob(&digest)),
+            DestinationHandle::Directory(layout) => {
+                let layout = layout.clone();
+                self.holds_verified(&layout, &digest)
+            }
             DestinationHandle::Registry { registry, target, .. } => Ok(registry.has_blob(target, &digest)?),
         }
     }
@@ -306,7 +371,7 @@ impl host::HostDestination for HostState {
             let is_root = document.digest == root.digest;
             let tag = if is_root { tag.as_deref() } else { None };
             let stored = oci::Descriptor { annotations: Default::default(), ..document.clone() };
-            let named = self.put_root(&d, &stored, &bytes, tag)?;
+            let named = self.put_document_as(&d, &stored, &bytes, tag, is_root)?;
             if is_root {
                 reference = named;
             }
@@ -344,11 +409,28 @@ impl host::HostDestination for HostState {
         let DestinationHandle::Directory(layout) = self.table.get(&d)? else {
             return Err(HostError::unsupported("write-file needs a directory destination"));
         };
+        let layout = layout.clone();
+        let location = format!("{}/{name}", layout.path().display());
+        // Already there with these bytes: nothing to write. Something else there is replaced
+        // only if ferry wrote it.
+        if let Ok(existing) = layout.open_file(path) {
+            let existing = BlobFile::whole(existing).map_err(HostError::failed)?;
+            if existing.size == blob.size && self.copy_verified(&existing, &blob.digest, &mut std::io::sink()).is_ok() {
+                return Ok(location);
+            }
+        }
+        let replace = layout.made_by_ferry(path).map_err(HostError::failed)?;
+        if !replace && layout.exists(path) {
+            return Err(HostError::denied(format!(
+                "{location} exists already and ferry did not make it; move it away to relocate here"
+            )));
+        }
         let parent = path.parent().unwrap_or(Path::new(""));
         let mut pending = layout.pending(parent).map_err(HostError::denied)?;
         self.copy_verified(&from, &blob.digest, pending.file())?;
+        layout.note_made(path).map_err(HostError::failed)?;
         pending.persist_as(path).map_err(HostError::denied)?;
-        Ok(self.table.get(&d)?.location() + "/" + &name)
+        Ok(location)
     }
 
     fn put_blob(
@@ -405,9 +487,28 @@ impl host::HostDestination for HostState {
         };
         let mut hashing = HashingWriter::new(out);
         hashing.write_all(&head).map_err(HostError::failed)?;
-        let inner = std::io::copy(&mut source.reader(), &mut hashing).map_err(HostError::failed)?;
-        if inner != blob.size {
-            return Err(HostError::invalid(format!("blob {} ended after {inner} bytes", blob.digest)));
+        // The blob's own bytes are checked against its digest in the same pass: the layer's
+        // digest alone would only prove that ferry framed whatever the file held.
+        let mut own = HashingWriter::new(std::io::sink());
+        let (mut reader, mut buffer, mut inner) = (source.reader(), vec![0u8; 1 << 20], 0u64);
+        loop {
+            let n = reader.read(&mut buffer).map_err(HostError::failed)?;
+            if n == 0 {
+                break;
+            }
+            own.write_all(&buffer[..n]).map_err(HostError::failed)?;
+            hashing.write_all(&buffer[..n]).map_err(HostError::failed)?;
+            inner += n as u64;
+            if inner % (64 << 20) < n as u64 {
+                self.check_deadline()?;
+            }
+        }
+        let (actual, _, _) = own.finish();
+        if inner != blob.size || actual != blob.digest {
+            return Err(HostError::invalid(format!(
+                "blob {} holds {inner} bytes with digest {actual}; its descriptor says {} bytes",
+                blob.digest, blob.size
+            )));
         }
         hashing.write_all(&tail).map_err(HostError::failed)?;
         let (digest, size, mut out) = hashing.finish();
@@ -440,15 +541,29 @@ impl host::HostDestination for HostState {
         let blob = from_wit(&blob)?;
         let path = inside("directory name", &name)?;
         let (source, what) = self.blob_of(&s, Some(blob.digest.to_string()))?;
+        if source.size != blob.size {
+            return Err(HostError::invalid(format!(
+                "{what} is {} bytes, its descriptor says {}",
+                source.size, blob.size
+            )));
+        }
+        // Every byte is checked against the digest before any of it is extracted.
+        self.copy_verified(&source, &blob.digest, &mut std::io::sink())?;
         let DestinationHandle::Directory(layout) = self.table.get(&d)? else {
             return Err(HostError::unsupported("extract-tar needs a directory destination"));
         };
-        // Extracted beside its final place and renamed into it when complete.
+        let layout = layout.clone();
+        // Extracted beside its final place and renamed into it when complete; on any error,
+        // the time limit included, the pending directory is removed with all it holds.
         let pending = layout.pending_dir(path.parent().unwrap_or(Path::new(""))).map_err(HostError::denied)?;
-        tar_access::extract(&source, pending.dir()).map_err(|e| HostError::invalid(format!("{what}: {e:#}")))?;
-        pending.persist_as(path).map_err(HostError::denied)?;
+        tar_access::extract(&source, pending.dir(), self.deadline()).map_err(|e| self.archive_error(&what, e))?;
         self.check_deadline()?;
-        Ok(self.table.get(&d)?.location() + "/" + &name)
+        let replace = layout.made_by_ferry(path).map_err(HostError::failed)?;
+        layout.note_made(path).map_err(HostError::failed)?;
+        pending
+            .persist_as(path, replace)
+            .map_err(|e| HostError::denied(format!("{}/{name}: {e:#}", layout.path().display())))?;
+        Ok(format!("{}/{name}", layout.path().display()))
     }
 
     fn drop(&mut self, d: Resource<DestinationHandle>) -> wasmtime::Result<()> {

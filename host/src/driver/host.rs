@@ -111,6 +111,21 @@ impl HostState {
         Ok(())
     }
 
+    /// The operation's deadline for the host's own loops on the driver's behalf.
+    pub(super) fn deadline(&self) -> tar_access::Deadline {
+        tar_access::Deadline(self.deadline)
+    }
+
+    /// An error from the host's work on an archive: the time limit when that is what stopped
+    /// it, else what was wrong with the archive.
+    pub(super) fn archive_error(&mut self, what: &str, e: anyhow::Error) -> HostError {
+        if e.is::<tar_access::Expired>() {
+            self.hit = Some(LimitHit::Timeout);
+            return HostError::Trap(wasmtime::Error::msg("the driver's time limit passed"));
+        }
+        HostError::invalid(format!("{what}: {e:#}"))
+    }
+
     pub(super) fn check_call_bytes(&mut self, call: &'static str, bytes: usize) -> HostResult<()> {
         let bytes = bytes as u64;
         if bytes > self.limits.call_bytes {
@@ -196,7 +211,7 @@ impl HostState {
         &mut self,
         from: &BlobFile,
         digest: &Digest,
-        to: &mut std::fs::File,
+        to: &mut dyn std::io::Write,
     ) -> HostResult<u64> {
         const CHUNK: u64 = 64 << 20;
         let mut reader = from.reader();
@@ -332,7 +347,7 @@ impl host::HostSource for HostState {
     fn tar_entries(&mut self, s: Resource<SourceHandle>, digest: Option<String>) -> HostResult<Vec<types::TarEntry>> {
         self.check_deadline()?;
         let (blob, what) = self.blob_of(&s, digest)?;
-        let entries = tar_access::entries(&blob).map_err(|e| HostError::invalid(format!("{what}: {e:#}")))?;
+        let entries = tar_access::entries(&blob, self.deadline()).map_err(|e| self.archive_error(&what, e))?;
         self.check_deadline()?;
         Ok(entries)
     }
@@ -347,7 +362,7 @@ impl host::HostSource for HostState {
         let (blob, what) = self.blob_of(&s, digest)?;
         let scratch = std::env::temp_dir();
         let entry =
-            tar_access::entry(&blob, &name, &scratch).map_err(|e| HostError::invalid(format!("{what}: {e:#}")))?;
+            tar_access::entry(&blob, &name, &scratch, self.deadline()).map_err(|e| self.archive_error(&what, e))?;
         self.take_handle()?;
         let handle =
             SourceHandle::Bytes { blob: entry, location: format!("{what}: {name}"), kind: host::SourceKind::File };

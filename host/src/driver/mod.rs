@@ -281,7 +281,7 @@ impl<'rt> Driver<'rt> {
         mapping: &[(String, String)],
     ) -> Result<String, DriverError> {
         let mapping = if self.info.reads_mapping { mapping.to_vec() } else { Vec::new() };
-        self.call(Operation::Relocate, Some(image), Some(grant.clone()), |s, d| {
+        self.call(Operation::Relocate, Some(image), Some(grant.narrowed(target)), |s, d| {
             let stored = push_source(s, stored)?;
             let destination = grant.open(target).map_err(host_error)?;
             let destination = push(s, destination)?;

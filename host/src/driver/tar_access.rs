@@ -7,9 +7,9 @@ use crate::archive::decompress;
 use crate::oci::BlobFile;
 use anyhow::{Context, Result, bail};
 use cap_std::fs::Dir;
-use std::collections::BTreeSet;
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Component, Path, PathBuf};
+use std::time::Instant;
 
 /// More entries than this and a listing is refused: the guest would hold them all.
 pub const MAX_ENTRIES: usize = 100_000;
@@ -29,10 +29,11 @@ fn kind(entry_type: tar::EntryType) -> TarEntryKind {
 }
 
 /// Every entry of the tar in `blob` (plain, gzip or zstd), names as the archive writes them.
-pub fn entries(blob: &BlobFile) -> Result<Vec<TarEntry>> {
+pub fn entries(blob: &BlobFile, deadline: Deadline) -> Result<Vec<TarEntry>> {
     let mut archive = archive(blob)?;
     let mut listed = Vec::new();
     for entry in archive.entries()? {
+        deadline.check()?;
         let entry = entry?;
         if listed.len() == MAX_ENTRIES {
             bail!("the archive has more than {MAX_ENTRIES} entries");
@@ -51,7 +52,7 @@ pub fn entries(blob: &BlobFile) -> Result<Vec<TarEntry>> {
 
 /// The regular file `name` inside the tar in `blob`: a byte range of `blob` when the tar is
 /// uncompressed, else a temporary copy in `scratch`.
-pub fn entry(blob: &BlobFile, name: &str, scratch: &Path) -> Result<BlobFile> {
+pub fn entry(blob: &BlobFile, name: &str, scratch: &Path, deadline: Deadline) -> Result<BlobFile> {
     let compressed = {
         let mut magic = [0u8; 4];
         let n = blob.read_at(&mut magic, 0)?;
@@ -59,6 +60,7 @@ pub fn entry(blob: &BlobFile, name: &str, scratch: &Path) -> Result<BlobFile> {
     };
     let mut archive = archive(blob)?;
     for entry in archive.entries()? {
+        deadline.check()?;
         let mut entry = entry?;
         if *entry.path_bytes() != *name.as_bytes() {
             continue;
@@ -70,7 +72,7 @@ pub fn entry(blob: &BlobFile, name: &str, scratch: &Path) -> Result<BlobFile> {
             return Ok(blob.slice(entry.raw_file_position(), entry.size()));
         }
         let mut copy = tempfile::tempfile_in(scratch)?;
-        io::copy(&mut entry, &mut io::BufWriter::with_capacity(1 << 20, &mut copy))?;
+        copy_checked(&mut entry, &mut io::BufWriter::with_capacity(1 << 20, &mut copy), deadline)?;
         return Ok(BlobFile::whole(copy)?);
     }
     bail!("the archive has no entry {name:?}")
@@ -109,50 +111,186 @@ pub fn one_file_layer(file: &TarFile, size: u64) -> Result<(Vec<u8>, Vec<u8>)> {
     Ok((head, vec![0; padding as usize + 1024]))
 }
 
+/// The operation's deadline, checked inside the host's own long loops (listing, copying out
+/// and extracting an archive), which the epoch cannot interrupt.
+#[derive(Clone, Copy)]
+pub struct Deadline(pub Instant);
+
+/// The error a [`Deadline`] check returns, so that the caller can report the time limit.
+#[derive(Debug, thiserror::Error)]
+#[error("the driver's time limit passed while the host worked on an archive")]
+pub struct Expired;
+
+impl Deadline {
+    fn check(&self) -> Result<()> {
+        if Instant::now() >= self.0 {
+            return Err(Expired.into());
+        }
+        Ok(())
+    }
+}
+
+/// `io::copy` that checks the deadline between chunks, so a decompression bomb stops at the
+/// time limit instead of after it.
+fn copy_checked(from: &mut dyn Read, to: &mut dyn Write, deadline: Deadline) -> Result<u64> {
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut copied = 0u64;
+    loop {
+        deadline.check()?;
+        let n = match from.read(&mut buffer) {
+            Ok(0) => return Ok(copied),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
+        };
+        to.write_all(&buffer[..n])?;
+        copied += n as u64;
+    }
+}
+
 /// Extracts the tar in `blob` into `into`, which must be empty. Refused, naming the entry:
-/// absolute names, `..`, links whose target leaves the directory, devices and fifos,
-/// duplicates. Modes keep only the permission bits.
-pub fn extract(blob: &BlobFile, into: &Dir) -> Result<()> {
+/// absolute names, `..`, links whose target leaves the directory once every link before and
+/// after them is followed, entries that land where an earlier one is, devices and fifos, more
+/// than [`MAX_ENTRIES`] entries. Modes keep only the permission bits. The caller verifies the
+/// blob's digest first and discards `into` on any error.
+pub fn extract(blob: &BlobFile, into: &Dir, deadline: Deadline) -> Result<()> {
     let mut archive = archive(blob)?;
-    let mut seen = BTreeSet::new();
-    for entry in archive.entries()? {
+    let mut tree = Tree::default();
+    for (count, entry) in archive.entries()?.enumerate() {
+        deadline.check()?;
+        if count == MAX_ENTRIES {
+            bail!("the archive has more than {MAX_ENTRIES} entries");
+        }
         let mut entry = entry?;
         let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let name = clean(Path::new(&raw), Path::new("")).with_context(|| format!("entry {raw:?}"))?;
-        if name.as_os_str().is_empty() {
-            continue;
+        let name = clean(Path::new(&raw)).with_context(|| format!("entry {raw:?}"))?;
+        let Some(file_name) = name.file_name() else { continue };
+        // Where the entry lands once the links extracted so far are followed (as the kernel
+        // follows them when the file is created).
+        let parent = tree.resolve(Path::new(""), name.parent().unwrap_or(Path::new("")), true)?;
+        let landed = parent.join(file_name);
+        let entry_kind = kind(entry.header().entry_type());
+        match tree.nodes.get(&landed) {
+            Some(Node::Directory) if entry_kind == TarEntryKind::Directory => continue,
+            Some(_) => bail!("entry {raw:?} lands on {}, where an earlier entry is", landed.display()),
+            None => {}
         }
-        if !seen.insert(name.clone()) {
-            bail!("entry {raw:?} appears twice");
-        }
+        tree.add_directories(into, &parent)?;
         let mode = entry.header().mode().unwrap_or(0o644) & 0o777;
-        if let Some(parent) = name.parent().filter(|p| !p.as_os_str().is_empty()) {
-            into.create_dir_all(parent)?;
-        }
-        match kind(entry.header().entry_type()) {
-            TarEntryKind::Directory => into.create_dir_all(&name)?,
+        match entry_kind {
+            TarEntryKind::Directory => {
+                into.create_dir(&landed).with_context(|| format!("entry {raw:?}"))?;
+                tree.nodes.insert(landed, Node::Directory);
+            }
             TarEntryKind::File => {
-                let mut out = into.create(&name).with_context(|| format!("entry {raw:?}"))?;
-                io::copy(&mut entry, &mut out)?;
+                let mut out = into.create(&landed).with_context(|| format!("entry {raw:?}"))?;
+                copy_checked(&mut entry, &mut out, deadline)?;
                 out.flush()?;
                 use cap_std::fs::PermissionsExt;
                 out.set_permissions(cap_std::fs::Permissions::from_mode(mode))?;
+                tree.nodes.insert(landed, Node::File);
             }
             TarEntryKind::Symlink => {
                 let target = link(&entry, &raw)?;
-                clean(&target, name.parent().unwrap_or(Path::new("")))
+                tree.resolve(&parent, &target, true)
                     .with_context(|| format!("symlink {raw:?} -> {}", target.display()))?;
-                into.symlink(&target, &name)?;
+                into.symlink(&target, &landed).with_context(|| format!("symlink {raw:?}"))?;
+                tree.nodes.insert(landed, Node::Link(target));
             }
             TarEntryKind::Hardlink => {
                 let target = link(&entry, &raw)?;
-                let target = clean(&target, Path::new("")).with_context(|| format!("hard link {raw:?}"))?;
-                into.hard_link(&target, into, &name).with_context(|| format!("hard link {raw:?}"))?;
+                let named = clean(&target).with_context(|| format!("hard link {raw:?}"))?;
+                let source =
+                    tree.resolve(Path::new(""), &named, false).with_context(|| format!("hard link {raw:?}"))?;
+                // A hard link to a symlink is a second symlink, judged where it now stands.
+                let node = match tree.nodes.get(&source) {
+                    Some(Node::File) => Node::File,
+                    Some(Node::Link(to)) => Node::Link(to.clone()),
+                    _ => bail!("hard link {raw:?} -> {}: no earlier file of that name", target.display()),
+                };
+                into.hard_link(&source, into, &landed).with_context(|| format!("hard link {raw:?}"))?;
+                tree.nodes.insert(landed, node);
             }
             TarEntryKind::Other => bail!("entry {raw:?} is a device or fifo; only files, directories and links"),
         }
     }
+    // An entry extracted after a link can change where that link leads: judge every link again
+    // against the finished tree.
+    for (path, node) in &tree.nodes {
+        if let Node::Link(target) = node {
+            tree.resolve(path.parent().unwrap_or(Path::new("")), target, true)
+                .with_context(|| format!("symlink {} -> {}", path.display(), target.display()))?;
+        }
+    }
     Ok(())
+}
+
+/// What extraction has made so far, by the path it really has (no links in it).
+#[derive(Default)]
+struct Tree {
+    nodes: std::collections::HashMap<PathBuf, Node>,
+}
+
+enum Node {
+    Directory,
+    File,
+    Link(PathBuf),
+}
+
+/// Links followed in one resolution before it is called a loop (Linux's ELOOP limit).
+const MAX_LINK_HOPS: u32 = 40;
+
+impl Tree {
+    /// `path`, relative to the real directory `base`, with every link in the tree followed (the
+    /// last one only with `follow_last`); an error if it would leave the root.
+    fn resolve(&self, base: &Path, path: &Path, follow_last: bool) -> Result<PathBuf> {
+        let mut hops = 0;
+        self.resolve_counting(base, path, follow_last, &mut hops)
+    }
+
+    fn resolve_counting(&self, base: &Path, path: &Path, follow_last: bool, hops: &mut u32) -> Result<PathBuf> {
+        let mut at = base.to_path_buf();
+        let parts: Vec<Component> = path.components().collect();
+        for (i, part) in parts.iter().enumerate() {
+            match part {
+                Component::RootDir | Component::Prefix(_) => bail!("it is an absolute path"),
+                Component::CurDir => {}
+                Component::ParentDir => {
+                    if !at.pop() {
+                        bail!("it points outside the directory (..)");
+                    }
+                }
+                Component::Normal(name) => {
+                    let next = at.join(name);
+                    match self.nodes.get(&next) {
+                        Some(Node::Link(target)) if follow_last || i + 1 < parts.len() => {
+                            *hops += 1;
+                            if *hops > MAX_LINK_HOPS {
+                                bail!("links lead through more than {MAX_LINK_HOPS} others (a loop?)");
+                            }
+                            at = self.resolve_counting(&at, target, true, hops)?;
+                        }
+                        _ => at = next,
+                    }
+                }
+            }
+        }
+        Ok(at)
+    }
+
+    /// Creates `path` and its parents as directories, noting them.
+    fn add_directories(&mut self, into: &Dir, path: &Path) -> Result<()> {
+        if path.as_os_str().is_empty() || matches!(self.nodes.get(path), Some(Node::Directory)) {
+            return Ok(());
+        }
+        into.create_dir_all(path).with_context(|| format!("creating {}", path.display()))?;
+        let mut prefix = PathBuf::new();
+        for part in path.components() {
+            prefix.push(part);
+            self.nodes.entry(prefix.clone()).or_insert(Node::Directory);
+        }
+        Ok(())
+    }
 }
 
 fn link<R: Read>(entry: &tar::Entry<R>, raw: &str) -> Result<PathBuf> {
@@ -160,9 +298,9 @@ fn link<R: Read>(entry: &tar::Entry<R>, raw: &str) -> Result<PathBuf> {
     Ok(PathBuf::from(String::from_utf8_lossy(&target).into_owned()))
 }
 
-/// `path` (relative to `base`) made lexical and checked to stay inside the root.
-fn clean(path: &Path, base: &Path) -> Result<PathBuf> {
-    let mut out = base.to_path_buf();
+/// An entry's name made lexical and checked to stay inside the root.
+fn clean(path: &Path) -> Result<PathBuf> {
+    let mut out = PathBuf::new();
     for c in path.components() {
         match c {
             Component::Normal(part) => out.push(part),
@@ -204,6 +342,10 @@ mod tests {
         BlobFile::whole(file).unwrap()
     }
 
+    fn later() -> Deadline {
+        Deadline(Instant::now() + std::time::Duration::from_secs(60))
+    }
+
     #[test]
     fn extraction_refuses_names_and_links_that_leave_the_directory() {
         use tar::EntryType::{Regular, Symlink};
@@ -213,13 +355,78 @@ mod tests {
             (vec![("a/../../evil", Regular, &b"x"[..], None)], "outside"),
             (vec![("link", Symlink, &b""[..], Some("../../etc"))], "outside"),
             (vec![("link", Symlink, &b""[..], Some("/etc"))], "absolute"),
-            (vec![("a", Regular, &b"x"[..], None), ("./a", Regular, &b"y"[..], None)], "twice"),
+            (vec![("a", Regular, &b"x"[..], None), ("./a", Regular, &b"y"[..], None)], "earlier entry"),
         ] {
             let dir = tempfile::tempdir().unwrap();
             let into = Dir::open_ambient_dir(dir.path(), cap_std::ambient_authority()).unwrap();
-            let err = extract(&tar_of(&entries), &into).unwrap_err();
+            let err = extract(&tar_of(&entries), &into, later()).unwrap_err();
             assert!(format!("{err:#}").contains(expected), "{entries:?}: {err:#}");
         }
+    }
+
+    /// Each link below is lexically inside; followed as the kernel follows them, they leave.
+    #[test]
+    fn links_are_judged_where_they_resolve_not_by_their_text() {
+        use tar::EntryType::{Directory, Link, Regular, Symlink};
+        for (entries, expected) in [
+            // A link through a link to the root: d/l is the root, so d/l/.. is its parent.
+            (
+                vec![
+                    ("d/", Directory, &b""[..], None),
+                    ("d/l", Symlink, b"", Some("..")),
+                    ("up", Symlink, b"", Some("d/l/..")),
+                ],
+                "outside",
+            ),
+            // The same, then a file written through the escaping chain's first step.
+            (
+                vec![
+                    ("d/", Directory, &b""[..], None),
+                    ("d/l", Symlink, b"", Some("..")),
+                    ("d/l/d/l/top", Symlink, b"", Some("../../..")),
+                ],
+                "outside",
+            ),
+            // Harmless when written; a later entry turns a/b/s into a link that lifts it out.
+            (
+                vec![
+                    ("a/b/", Directory, &b""[..], None),
+                    ("esc", Symlink, b"", Some("a/b/s/../../..")),
+                    ("a/b/s", Symlink, b"", Some("..")),
+                ],
+                "outside",
+            ),
+            // A hard link to a link is a second link, judged where it stands.
+            (
+                vec![
+                    ("a/", Directory, &b""[..], None),
+                    ("a/l", Symlink, b"", Some("..")),
+                    ("h", Link, b"", Some("a/l")),
+                ],
+                "outside",
+            ),
+            // Loops end.
+            (
+                vec![("x", Symlink, &b""[..], Some("y")), ("y", Symlink, b"", Some("x")), ("z", Regular, b"1", None)],
+                "loop",
+            ),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let into = Dir::open_ambient_dir(dir.path(), cap_std::ambient_authority()).unwrap();
+            let err = extract(&tar_of(&entries), &into, later()).unwrap_err();
+            assert!(format!("{err:#}").contains(expected), "{entries:?}: {err:#}");
+        }
+    }
+
+    #[test]
+    fn extraction_stops_at_the_deadline() {
+        use tar::EntryType::Regular;
+        let dir = tempfile::tempdir().unwrap();
+        let into = Dir::open_ambient_dir(dir.path(), cap_std::ambient_authority()).unwrap();
+        let passed = Deadline(Instant::now());
+        let err = extract(&tar_of(&[("a", Regular, b"x", None)]), &into, passed).unwrap_err();
+        assert!(err.is::<Expired>(), "{err:#}");
+        assert!(entries(&tar_of(&[("a", Regular, b"x", None)]), passed).unwrap_err().is::<Expired>());
     }
 
     #[test]
@@ -232,12 +439,12 @@ mod tests {
         ]);
         let dir = tempfile::tempdir().unwrap();
         let into = Dir::open_ambient_dir(dir.path(), cap_std::ambient_authority()).unwrap();
-        extract(&blob, &into).unwrap();
+        extract(&blob, &into, later()).unwrap();
         assert_eq!(std::fs::read(dir.path().join("app/current")).unwrap(), b"#!/bin/sh\n");
-        let listed = entries(&blob).unwrap();
+        let listed = entries(&blob, later()).unwrap();
         assert_eq!(listed.len(), 3);
         assert_eq!(listed[2].link.as_deref(), Some("bin/run"));
-        let run = entry(&blob, "app/bin/run", dir.path()).unwrap();
+        let run = entry(&blob, "app/bin/run", dir.path(), later()).unwrap();
         let mut bytes = Vec::new();
         run.reader().read_to_end(&mut bytes).unwrap();
         assert_eq!(bytes, b"#!/bin/sh\n");

@@ -59,12 +59,13 @@ struct Links {
 }
 
 /// What a manifest or index refers to: its config, layers and child manifests (not its subject,
-/// which points back at another image). Anything that is not such a document has no children.
-pub fn children(document: &[u8]) -> Vec<Descriptor> {
-    let Ok(links) = serde_json::from_slice::<Links>(document) else {
-        return Vec::new();
-    };
-    links.config.into_iter().chain(links.layers).chain(links.manifests).collect()
+/// which points back at another image). A document whose links cannot be read (not JSON, a
+/// digest of another algorithm, a non-string annotation) is an error, never a leaf: treated as
+/// childless, it would be copied without the blobs it needs.
+pub fn children(document: &[u8]) -> anyhow::Result<Vec<Descriptor>> {
+    let links = serde_json::from_slice::<Links>(document)
+        .map_err(|e| anyhow::anyhow!("its config, layers or manifests are not OCI descriptors: {e}"))?;
+    Ok(links.config.into_iter().chain(links.layers).chain(links.manifests).collect())
 }
 
 /// The media type a manifest or index declares, or the one its shape implies.

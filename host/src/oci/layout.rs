@@ -11,6 +11,43 @@ use std::sync::{Condvar, Mutex};
 const OCI_LAYOUT: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
 const BLOBS: &str = "blobs/sha256";
 const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
+/// The paths ferry wrote into a destination on drivers' behalf, one per line.
+const MADE: &str = ".ferry-made";
+
+/// Names a driver may not write at the top of a destination layout: the layout's own files,
+/// and ferry's bookkeeping and half-written files.
+pub fn is_reserved_name(first_component: &str) -> bool {
+    matches!(first_component, "index.json" | "oci-layout" | "blobs")
+        || first_component.starts_with(".ferry")
+        || first_component.starts_with(".partial")
+}
+
+/// Opens `path` beneath `dir` for reading only if it is a regular file: a fifo or device planted
+/// in a destination would block the read or never end.
+pub fn open_regular(dir: &Dir, path: &Path) -> io::Result<std::fs::File> {
+    use cap_std::fs::OpenOptionsExt;
+    let mut options = cap_std::fs::OpenOptions::new();
+    options.read(true).custom_flags(libc::O_NONBLOCK);
+    let file = dir.open_with(path, &options)?.into_std();
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{} is not a regular file", path.display())));
+    }
+    // Back to blocking reads: O_NONBLOCK only guarded the open.
+    let flags = unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&file), libc::F_GETFL) };
+    unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&file), libc::F_SETFL, flags & !libc::O_NONBLOCK) };
+    Ok(file)
+}
+
+/// A regular file beneath `dir`, at most `cap` bytes.
+fn read_regular(dir: &Dir, path: &Path, cap: u64) -> Result<Vec<u8>> {
+    let file = open_regular(dir, path)?;
+    let mut bytes = Vec::new();
+    file.take(cap + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > cap {
+        bail!("it is larger than {cap} bytes");
+    }
+    Ok(bytes)
+}
 
 /// An OCI image layout directory. Every path inside it is opened through a capability handle on
 /// the directory, so no name can lead outside it.
@@ -113,7 +150,47 @@ impl Layout {
     }
 
     pub fn open_blob(&self, digest: &Digest) -> io::Result<std::fs::File> {
-        Ok(self.dir.open(Self::blob_name(digest))?.into_std())
+        open_regular(&self.dir, &Self::blob_name(digest))
+    }
+
+    /// A regular file at `path` inside the layout.
+    pub fn open_file(&self, path: &Path) -> io::Result<std::fs::File> {
+        open_regular(&self.dir, path)
+    }
+
+    /// Whether anything (a file, directory or link) is at `path` inside the layout.
+    pub fn exists(&self, path: &Path) -> bool {
+        self.dir.symlink_metadata(path).is_ok()
+    }
+
+    /// Whether `path` (a file or directory written on a driver's behalf) was made by ferry, so
+    /// that a later run may replace it: what an operator keeps in the directory is never
+    /// replaced or deleted.
+    pub fn made_by_ferry(&self, path: &Path) -> Result<bool> {
+        Ok(self.made()?.iter().any(|p| Path::new(p) == path))
+    }
+
+    /// Records that ferry made `path`; see [`Layout::made_by_ferry`].
+    pub fn note_made(&self, path: &Path) -> Result<()> {
+        let _writer = self.index_lock.lock().unwrap();
+        let mut made = self.made()?;
+        let path = path.to_str().context("a path ferry made is not UTF-8")?.to_owned();
+        if made.contains(&path) {
+            return Ok(());
+        }
+        made.push(path);
+        let mut pending = self.pending(Path::new(""))?;
+        pending.file().write_all(made.join("\n").as_bytes())?;
+        pending.persist_as(MADE)
+    }
+
+    fn made(&self) -> Result<Vec<String>> {
+        if !self.dir.exists(MADE) {
+            return Ok(Vec::new());
+        }
+        let bytes = read_regular(&self.dir, Path::new(MADE), crate::archive::MAX_JSON)
+            .with_context(|| format!("{}/{MADE}", self.path.display()))?;
+        Ok(String::from_utf8_lossy(&bytes).lines().map(str::to_owned).collect())
     }
 
     /// Streams `source` into the layout, hashing every byte; the blob appears under its digest
@@ -173,19 +250,27 @@ impl Layout {
 
     /// The index's descriptors, in order.
     pub fn index(&self) -> Result<Vec<Descriptor>> {
-        let bytes = self.dir.read("index.json").with_context(|| format!("{}/index.json", self.path.display()))?;
+        let bytes = read_regular(&self.dir, Path::new("index.json"), crate::archive::MAX_JSON)
+            .with_context(|| format!("{}/index.json", self.path.display()))?;
         let index: Index = serde_json::from_slice(&bytes)
             .with_context(|| format!("{}/index.json is not an OCI index", self.path.display()))?;
         Ok(index.manifests)
     }
 
-    /// Adds `descriptor` to the index, replacing an entry with the same ref.name. Entries stay
-    /// sorted by name so that the same content always gives the same index.
+    /// Adds `descriptor` to the index, replacing an entry with the same ref.name (or, for an
+    /// unnamed one, the same digest: a rerun adds nothing). Entries stay sorted by name so that
+    /// the same content always gives the same index.
     pub fn add_to_index(&self, descriptor: Descriptor) -> Result<()> {
         let _writer = self.index_lock.lock().unwrap();
         let name = descriptor.annotations.get(REF_NAME).cloned();
         let mut manifests = self.index()?;
-        manifests.retain(|d| name.is_none() || d.annotations.get(REF_NAME) != name.as_ref());
+        if manifests.contains(&descriptor) {
+            return Ok(());
+        }
+        manifests.retain(|d| match &name {
+            Some(name) => d.annotations.get(REF_NAME) != Some(name),
+            None => d.annotations.contains_key(REF_NAME) || d.digest != descriptor.digest,
+        });
         manifests.push(descriptor);
         manifests.sort_by(|a, b| a.annotations.get(REF_NAME).cmp(&b.annotations.get(REF_NAME)));
         self.write_index(manifests)
@@ -274,11 +359,14 @@ impl PendingDir {
         &self.dir
     }
 
-    /// Gives the directory its final name, a path inside the layout, replacing a directory
-    /// that a former run left there.
-    pub fn persist_as(mut self, target: impl AsRef<Path>) -> Result<()> {
+    /// Gives the directory its final name, a path inside the layout. Something already there
+    /// is replaced only when `replace` says ferry made it; otherwise the error names it.
+    pub fn persist_as(mut self, target: impl AsRef<Path>, replace: bool) -> Result<()> {
         let target = target.as_ref();
-        if self.parent.is_dir(target) {
+        if self.parent.symlink_metadata(target).is_ok() {
+            if !replace || !self.parent.is_dir(target) {
+                bail!("{} exists already and ferry did not make it; move it away to relocate here", target.display());
+            }
             self.parent.remove_dir_all(target).with_context(|| format!("replacing {}", target.display()))?;
         }
         self.parent.rename(&self.name, &self.parent, target)?;
@@ -342,6 +430,23 @@ mod tests {
         assert_eq!(size, 7);
         assert_eq!(layout.read_blob(&digest, 7).unwrap(), b"content");
         assert!(layout.read_blob(&digest, 6).is_err());
+    }
+
+    #[test]
+    fn a_fifo_planted_as_the_index_is_refused_without_blocking() {
+        let tmp = tempfile::tempdir().unwrap();
+        let layout = Layout::create(tmp.path()).unwrap();
+        std::fs::remove_file(tmp.path().join("index.json")).unwrap();
+        let path = std::ffi::CString::new(tmp.path().join("index.json").into_os_string().into_encoded_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o644) }, 0);
+        let err = layout.index().unwrap_err();
+        assert!(format!("{err:#}").contains("not a regular file"), "{err:#}");
+        let digest = Digest::of(b"x");
+        let fifo =
+            std::ffi::CString::new(tmp.path().join(Layout::blob_name(&digest)).into_os_string().into_encoded_bytes())
+                .unwrap();
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+        assert!(layout.open_blob(&digest).is_err());
     }
 
     #[test]

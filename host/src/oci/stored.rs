@@ -3,6 +3,7 @@
 
 use super::{Descriptor, Digest, MAX_DOCUMENT, REF_NAME, children, is_document};
 use anyhow::{Context, Result, bail};
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
@@ -46,34 +47,41 @@ pub trait Stored: Send + Sync {
 
     /// `root` and everything it refers to, each once, children before the documents that name
     /// them: copied in this order, a destination never holds a manifest whose blobs are missing.
+    /// Each digest is read and walked once, however many times and under whatever sizes it is
+    /// listed; a size that disagrees with the stored blob is an error.
     fn graph(&self, root: &Descriptor) -> Result<Vec<Descriptor>> {
         const MAX_DEPTH: usize = 8;
         fn visit(
             stored: &(impl Stored + ?Sized),
             d: &Descriptor,
             depth: usize,
-            seen: &mut Vec<Descriptor>,
+            seen: &mut HashSet<Digest>,
+            out: &mut Vec<Descriptor>,
         ) -> Result<()> {
-            if seen.iter().any(|s| s.digest == d.digest) {
+            if !seen.insert(d.digest.clone()) {
                 return Ok(());
             }
             if depth > MAX_DEPTH {
                 bail!("{}: manifests nest deeper than {MAX_DEPTH}", d.digest);
             }
+            let blob = stored
+                .blob(&d.digest)
+                .map_err(|_| anyhow::anyhow!("blob {} is missing from {}", d.digest, stored.location()))?;
+            if blob.size != d.size {
+                bail!("blob {} is {} bytes, its descriptor says {}", d.digest, blob.size, d.size);
+            }
             if is_document(&d.media_type) {
                 let bytes = stored.read_blob(&d.digest, MAX_DOCUMENT)?;
-                for child in children(&bytes) {
-                    visit(stored, &child, depth + 1, seen)?;
+                for child in children(&bytes).with_context(|| format!("manifest {}", d.digest))? {
+                    visit(stored, &child, depth + 1, seen, out)?;
                 }
-            } else if !stored.has_blob(&d.digest) {
-                bail!("blob {} is missing from {}", d.digest, stored.location());
             }
-            seen.push(d.clone());
+            out.push(d.clone());
             Ok(())
         }
-        let mut seen = Vec::new();
-        visit(self, root, 0, &mut seen)?;
-        Ok(seen)
+        let mut out = Vec::new();
+        visit(self, root, 0, &mut HashSet::new(), &mut out)?;
+        Ok(out)
     }
 }
 

@@ -226,7 +226,9 @@ impl Registry {
     fn note_declared(&self, reference: &Reference, manifest: &[u8]) -> Result<(), RegistryError> {
         let (registry, repository) = (reference.resolve_registry(), reference.repository());
         let mut declared = self.declared.lock().unwrap();
-        for child in oci::children(manifest) {
+        let children =
+            oci::children(manifest).map_err(|e| RegistryError::failed(format!("manifest {reference}: {e:#}")))?;
+        for child in children {
             let key = (registry.to_owned(), repository.to_owned(), child.digest.clone());
             match declared.get(&key) {
                 Some(size) if *size != child.size => {

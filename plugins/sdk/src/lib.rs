@@ -1,7 +1,7 @@
 //! Guest SDK for ferry image-type drivers.
 //!
 //! A driver is a `wasm32-wasip2` component that implements the `ferry:driver/driver` interface of
-//! `wit/driver.wit`. With this crate a driver is one `impl Driver for T` and one
+//! `wit/latest/driver.wit`. With this crate a driver is one `impl Driver for T` and one
 //! `export_driver!(T);`; the types, host handles and helpers below are everything else it needs.
 //! Bulk bytes stay in the host: a driver decides what to copy and the host copies it.
 //!
@@ -9,7 +9,7 @@
 //! file names and tags from image locations and references.
 
 wit_bindgen::generate!({
-    path: "../../wit",
+    path: "../../wit/latest",
     world: "image-driver",
     pub_export_macro: true,
     export_macro_name: "export_driver",

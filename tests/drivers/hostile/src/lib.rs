@@ -53,6 +53,11 @@ impl Driver for Hostile {
                 other.location();
                 Ok("opened".into())
             }
+            // Another image's place in the same grant: its relocated content is not this one's.
+            "neighbour" => {
+                let other = open_destination("web/other-image")?;
+                Ok(format!("opened {}", other.location()))
+            }
             "hoard-handles" => {
                 let mut held = Vec::new();
                 loop {
