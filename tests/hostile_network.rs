@@ -358,6 +358,22 @@ fn a_url_image_must_have_the_declared_size_and_content_digest() {
     assert!(stderr.contains(&format!("bundle.json says contentDigest {other}")), "{stderr}");
 }
 
+/// A file image is held to its declared size as a URL image is.
+#[test]
+fn a_file_image_must_have_the_declared_size() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("disk.img"), [0; 4096]).unwrap();
+    let o = export(
+        dir.path(),
+        &bundle(dir.path(), json!({ "image": "disk.img", "imageType": "vm-disk", "size": 100 })),
+        None,
+        &[],
+    );
+    let stderr = text(&o.stderr);
+    assert!(!o.status.success());
+    assert!(stderr.contains("bundle.json says size 100, the file is 4096 bytes"), "{stderr}");
+}
+
 #[test]
 fn a_url_server_that_stalls_after_its_headers_fails_at_the_stall_timeout() {
     let dir = tempfile::tempdir().unwrap();

@@ -164,6 +164,10 @@ pub fn export(
     // archive behind, then moved into place.
     let written = staging.path().join("archive");
     let bytes = archive::write(&written, compression, bundle.bytes(), b"{}", &store)?;
+    // A bundle written over an existing one keeps that file's mode, as files::persist would.
+    if let Ok(existing) = std::fs::metadata(&options.output) {
+        std::fs::set_permissions(&written, existing.permissions())?;
+    }
     std::fs::rename(&written, &options.output).with_context(|| format!("writing {}", options.output.display()))?;
     Ok(ExportReport { output: options.output.clone(), images, bytes })
 }
