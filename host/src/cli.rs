@@ -46,6 +46,9 @@ struct Global {
     /// Bytes of a driver's stdout and stderr that are kept, e.g. 64KiB
     #[arg(long, global = true, value_name = "SIZE", value_parser = config::parse_size)]
     driver_output: Option<u64>,
+    /// Time a download may go without receiving a byte, e.g. 60s [default: 60s]
+    #[arg(long, global = true, value_name = "DURATION", value_parser = config::parse_duration)]
+    stall_timeout: Option<Duration>,
     /// A registry (host[:port]) to reach over plain http, such as a local one; repeatable
     #[arg(long = "insecure-registry", global = true, value_name = "HOST")]
     insecure_registries: Vec<String>,
@@ -170,6 +173,7 @@ enum Output {
 
 pub fn run() -> Result<ExitCode> {
     let cli = Cli::parse();
+    ferry::cleanup::remove_on_signals().context("installing the SIGINT and SIGTERM handler")?;
     if let Command::Validate { bundle, output } = &cli.command {
         return validate(bundle, *output);
     }
@@ -254,7 +258,8 @@ pub fn run() -> Result<ExitCode> {
                 let registry = registry(&cli.global)?;
                 let drivers =
                     bundle_drivers::drivers(&runtime, &Source::of(&bundle, &registry)?, &cli.global.policy())?;
-                for (key, summary) in thick::details(&bundle, &drivers, &std::env::temp_dir())? {
+                let scratch = ferry::cleanup::TempDir::new_in(&std::env::temp_dir(), ".ferry-inspect-")?;
+                for (key, summary) in thick::details(&bundle, &drivers, scratch.path())? {
                     if let Some(image) = inspection.images.iter_mut().find(|i| i.key == key) {
                         image.details = summary.details;
                     }
@@ -320,7 +325,11 @@ pub fn run() -> Result<ExitCode> {
 }
 
 fn registry(global: &Global) -> Result<Arc<Registry>> {
-    let options = RegistryOptions { insecure: global.insecure_registries.clone(), docker_config: None };
+    let options = RegistryOptions {
+        insecure: global.insecure_registries.clone(),
+        docker_config: None,
+        stall_timeout: global.stall_timeout.unwrap_or(ferry::transfer::STALL_TIMEOUT),
+    };
     Ok(Arc::new(Registry::new(&options)?))
 }
 
@@ -449,7 +458,8 @@ fn validate(path: &std::path::Path, output: Output) -> Result<ExitCode> {
 fn verify(path: &std::path::Path, drivers: Result<Drivers>) -> Result<ExitCode> {
     let mut problems = thick::verify(path)?;
     if problems.is_empty() {
-        problems = thick::verify_images(path, &drivers?, &std::env::temp_dir())?;
+        let scratch = ferry::cleanup::TempDir::new_in(&std::env::temp_dir(), ".ferry-verify-")?;
+        problems = thick::verify_images(path, &drivers?, scratch.path())?;
     }
     for p in &problems {
         eprintln!("{}: {p}", path.display());

@@ -8,11 +8,13 @@ use crate::archive::{self, Compression};
 use crate::bundle::{Bundle, ImageSpec, Location};
 use crate::bundle_drivers::Source;
 use crate::driver::{Driver, Drivers, Image, Origin, declared};
-use crate::oci::{Descriptor, Layout};
+use crate::http::Expected;
+use crate::oci::{Descriptor, Digest, Layout};
 use crate::registry::Registry;
 use anyhow::{Context, Result, bail};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 pub struct ExportOptions {
     pub output: PathBuf,
@@ -82,10 +84,29 @@ pub(crate) fn origin(
     })
 }
 
-/// Makes an origin's bytes available: downloads an http(s) image.
-pub(crate) fn ready(origin: &Origin) -> Result<()> {
-    if let Origin::Http { url, download } = origin {
-        crate::http::download(url, download)?;
+/// Makes an origin's bytes available: downloads an http(s) image, held to the `size` and
+/// `contentDigest` bundle.json declares for it while it arrives (`stall`: --stall-timeout). A
+/// file image must have the declared size; its driver checks its digest as it stores it.
+pub(crate) fn ready(key: &str, spec: &ImageSpec, origin: &Origin, stall: Duration) -> Result<()> {
+    match origin {
+        Origin::Http { url, download } => {
+            let digest = spec
+                .content_digest
+                .as_deref()
+                .map(|d| d.parse::<Digest>().with_context(|| format!("image {key}: contentDigest {d:?}")))
+                .transpose()?;
+            let expected = Expected { size: spec.size, digest: digest.as_ref() };
+            crate::http::download(url, download, expected, stall).with_context(|| format!("image {key}"))?;
+        }
+        Origin::File(path) => {
+            let found = std::fs::metadata(path).ok().filter(|m| m.is_file()).map(|m| m.len());
+            if let (Some(declared), Some(found)) = (spec.size, found)
+                && declared != found
+            {
+                bail!("image {key} ({}): bundle.json says size {declared}, the file is {found} bytes", spec.image);
+            }
+        }
+        Origin::Layout { .. } | Origin::Registry { .. } => {}
     }
     Ok(())
 }
@@ -102,7 +123,7 @@ pub fn export(
 
     let out_dir = options.output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
-    let staging = tempfile::Builder::new().prefix(".ferry-export-").tempdir_in(out_dir)?;
+    let staging = crate::cleanup::TempDir::new_in(out_dir, ".ferry-export-")?;
     let downloads = staging.path().join("downloads");
     std::fs::create_dir(&downloads)?;
 
@@ -116,7 +137,7 @@ pub fn export(
 
     let store = Arc::new(Layout::create(&staging.path().join("layout"))?);
     let roots = crate::parallel::try_map(&work, options.jobs, |(key, spec, driver, origin)| {
-        ready(origin)?;
+        ready(key, spec, origin, registry.stall_timeout())?;
         Ok(driver.fetch(&driver_image(key, spec), origin, &store)?)
     })?;
     let mut images = Vec::new();
@@ -139,7 +160,15 @@ pub fn export(
             .with_context(|| format!("bundle driver {:?}", declared.name))?;
     }
 
-    let bytes = archive::write(&options.output, compression, bundle.bytes(), b"{}", &store)?;
+    // Written inside the staging directory, so that an interrupted export leaves no partial
+    // archive behind, then moved into place.
+    let written = staging.path().join("archive");
+    let bytes = archive::write(&written, compression, bundle.bytes(), b"{}", &store)?;
+    // A bundle written over an existing one keeps that file's mode, as files::persist would.
+    if let Ok(existing) = std::fs::metadata(&options.output) {
+        std::fs::set_permissions(&written, existing.permissions())?;
+    }
+    std::fs::rename(&written, &options.output).with_context(|| format!("writing {}", options.output.display()))?;
     Ok(ExportReport { output: options.output.clone(), images, bytes })
 }
 

@@ -56,7 +56,7 @@ pub struct Relocated {
 /// into a staging layout) and every image matched to its driver, stored root and target.
 struct Prepared<'d> {
     layout: Arc<dyn Stored>,
-    _staging: Option<tempfile::TempDir>,
+    _staging: Option<crate::cleanup::TempDir>,
     bundle: Bundle,
     steps: Vec<Step<'d>>,
 }
@@ -96,11 +96,13 @@ fn prepare<'d>(
         let (bundle, layout, staging) = fetch_thin(bundle_path, drivers, registry, options.jobs, scratch)?;
         (bundle, layout, None, Some(staging))
     } else {
-        let in_place = InPlace::open(bundle_path, scratch)?;
+        // A compressed bundle is decompressed in here, removed even when ferry is interrupted.
+        let scratch = crate::cleanup::TempDir::new_in(scratch, ".ferry-relocate-")?;
+        let in_place = InPlace::open(bundle_path, scratch.path())?;
         let bundle =
             Bundle::from_bytes(in_place.bundle_json.clone(), &format!("{}: bundle.json", bundle_path.display()))?;
         let mapping = in_place.relocation_mapping.clone();
-        (bundle, Arc::new(in_place) as Arc<dyn Stored>, mapping, None)
+        (bundle, Arc::new(in_place) as Arc<dyn Stored>, mapping, Some(scratch))
     };
     let index = layout.entries()?;
     let relocation_mapping = crate::thick::parse_mapping(relocation_mapping.as_deref())?;
@@ -150,10 +152,10 @@ fn fetch_thin(
     registry: &Arc<Registry>,
     jobs: usize,
     staging_parent: &Path,
-) -> Result<(Bundle, Arc<dyn Stored>, tempfile::TempDir)> {
+) -> Result<(Bundle, Arc<dyn Stored>, crate::cleanup::TempDir)> {
     let bundle = Bundle::read(path)?;
     let bundle_dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let staging = tempfile::Builder::new().prefix(".ferry-relocate-").tempdir_in(staging_parent)?;
+    let staging = crate::cleanup::TempDir::new_in(staging_parent, ".ferry-relocate-")?;
     let layout = Arc::new(Layout::create(&staging.path().join("layout"))?);
     let downloads = staging.path().join("downloads");
     std::fs::create_dir(&downloads)?;
@@ -161,7 +163,7 @@ fn fetch_thin(
     crate::parallel::try_map(&images, jobs, |(key, spec)| {
         let driver = drivers.require(key, &spec.image, &spec.image_type())?;
         let origin = origin(key, spec, bundle_dir, registry, &downloads)?;
-        ready(&origin)?;
+        ready(key, spec, &origin, registry.stall_timeout())?;
         let root = driver.fetch(&driver_image(key, spec), &origin, &layout)?;
         check_pinned(key, spec, &root)?;
         if let Origin::Registry { reference, .. } = &origin
