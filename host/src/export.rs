@@ -5,16 +5,15 @@
 //! is renamed into place only when complete: a failed export leaves nothing that looks finished.
 
 use crate::archive::{self, Compression};
-use crate::bundle::{Bundle, ImageSpec, Location};
+use crate::bundle::{Bundle, ImageSpec};
 use crate::bundle_drivers::Source;
-use crate::driver::{Driver, Drivers, Image, Origin, declared};
-use crate::http::Expected;
-use crate::oci::{Descriptor, Digest, Layout};
+use crate::driver::{Driver, Drivers, Origin, declared};
+use crate::images::{check_pinned, driver_image, origin, ready};
+use crate::oci::Layout;
 use crate::registry::Registry;
-use anyhow::{Context, Result, bail};
-use std::path::{Component, Path, PathBuf};
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 pub struct ExportOptions {
     pub output: PathBuf,
@@ -39,76 +38,6 @@ pub struct ExportedImage {
     pub image_type: String,
     pub driver: String,
     pub digest: String,
-}
-
-/// The image as drivers see it.
-pub fn driver_image(key: &str, spec: &ImageSpec) -> Image {
-    Image {
-        key: key.to_owned(),
-        reference: spec.image.clone(),
-        image_type: spec.image_type(),
-        media_type: spec.media_type.clone(),
-        content_digest: spec.content_digest.clone(),
-        size: spec.size,
-        labels: spec.labels.clone().unwrap_or_default().into_iter().collect(),
-    }
-}
-
-/// Where an image's bytes come from (docs/thick-bundles.md): a registry, an http(s) URL to be
-/// downloaded into `scratch` (see [`ready`]), or a path relative to bundle.json that must stay
-/// beside it.
-pub(crate) fn origin(
-    key: &str,
-    spec: &ImageSpec,
-    bundle_dir: &Path,
-    registry: &Arc<Registry>,
-    scratch: &Path,
-) -> Result<Origin> {
-    Ok(match spec.location() {
-        Location::Registry => Origin::Registry { registry: registry.clone(), reference: spec.image.clone() },
-        Location::Url => {
-            let file: String = key.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
-            Origin::Http { url: spec.image.clone(), download: scratch.join(format!("{file}.download")) }
-        }
-        Location::Path => {
-            let relative = Path::new(&spec.image);
-            if !relative.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)) {
-                bail!(
-                    "image {key}: {:?} must be a path inside {} (no absolute paths, no ..)",
-                    spec.image,
-                    bundle_dir.display()
-                );
-            }
-            Origin::File(bundle_dir.join(relative))
-        }
-    })
-}
-
-/// Makes an origin's bytes available: downloads an http(s) image, held to the `size` and
-/// `contentDigest` bundle.json declares for it while it arrives (`stall`: --stall-timeout). A
-/// file image must have the declared size; its driver checks its digest as it stores it.
-pub(crate) fn ready(key: &str, spec: &ImageSpec, origin: &Origin, stall: Duration) -> Result<()> {
-    match origin {
-        Origin::Http { url, download } => {
-            let digest = spec
-                .content_digest
-                .as_deref()
-                .map(|d| d.parse::<Digest>().with_context(|| format!("image {key}: contentDigest {d:?}")))
-                .transpose()?;
-            let expected = Expected { size: spec.size, digest: digest.as_ref() };
-            crate::http::download(url, download, expected, stall).with_context(|| format!("image {key}"))?;
-        }
-        Origin::File(path) => {
-            let found = std::fs::metadata(path).ok().filter(|m| m.is_file()).map(|m| m.len());
-            if let (Some(declared), Some(found)) = (spec.size, found)
-                && declared != found
-            {
-                bail!("image {key} ({}): bundle.json says size {declared}, the file is {found} bytes", spec.image);
-            }
-        }
-        Origin::Layout { .. } | Origin::Registry { .. } => {}
-    }
-    Ok(())
 }
 
 pub fn export(
@@ -170,35 +99,4 @@ pub fn export(
     }
     std::fs::rename(&written, &options.output).with_context(|| format!("writing {}", options.output.display()))?;
     Ok(ExportReport { output: options.output.clone(), images, bytes })
-}
-
-/// Whether an image is stored as the manifest (or index) its reference names, so that the
-/// stored root is what `contentDigest` and `size` pin: `oci` and `docker` images. Other drivers
-/// may store a registry image under a manifest of their own (a containerDisk's disk, a tarball
-/// artifact's layer) and check `contentDigest` themselves, as they do for files and URLs.
-pub(crate) fn stored_as_named(spec: &ImageSpec) -> bool {
-    matches!(spec.image_type().as_str(), "oci" | "docker")
-}
-
-/// bundle.json's `contentDigest` and `size` must describe the registry image fetched. For other
-/// locations and image types they describe what only the image's driver knows: it checks them.
-pub(crate) fn check_pinned(key: &str, spec: &ImageSpec, root: &Descriptor) -> Result<()> {
-    if !stored_as_named(spec) {
-        return Ok(());
-    }
-    if let Some(pinned) = &spec.content_digest
-        && *pinned != root.digest.to_string()
-    {
-        bail!(
-            "image {key} ({}): bundle.json says contentDigest {pinned}, but the image fetched is {}",
-            spec.image,
-            root.digest
-        );
-    }
-    if let Some(size) = spec.size
-        && size != root.size
-    {
-        bail!("image {key} ({}): bundle.json says size {size}, but its manifest is {} bytes", spec.image, root.size);
-    }
-    Ok(())
 }

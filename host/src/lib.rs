@@ -13,6 +13,7 @@ pub mod driver;
 pub mod export;
 pub mod files;
 pub mod http;
+pub mod images;
 pub mod mapping;
 pub mod oci;
 pub mod parallel;

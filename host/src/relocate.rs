@@ -8,11 +8,10 @@
 use crate::archive::InPlace;
 use crate::bundle::{Bundle, ImageSpec};
 use crate::driver::{DestinationGrant, Drivers, Origin, repository_under};
-use crate::export::{check_pinned, driver_image, origin, ready};
+use crate::images::{Roots, check_pinned, driver_image, origin, parse_mapping, ready};
 use crate::mapping::RelocationMapping;
 use crate::oci::{Layout, REF_NAME, Stored, is_document};
 use crate::registry::Registry;
-use crate::thick::Roots;
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -105,7 +104,7 @@ fn prepare<'d>(
         (bundle, Arc::new(in_place) as Arc<dyn Stored>, mapping, Some(scratch))
     };
     let index = layout.entries()?;
-    let relocation_mapping = crate::thick::parse_mapping(relocation_mapping.as_deref())?;
+    let relocation_mapping = parse_mapping(relocation_mapping.as_deref())?;
     let roots = Roots::new(&index, relocation_mapping.as_ref());
 
     // The whole plan first: a driver for every image, its stored root, and a free target name.
