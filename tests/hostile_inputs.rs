@@ -286,3 +286,23 @@ fn printing_into_a_closed_pipe_ends_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_ne!(o.status.code(), Some(101), "{stderr}");
 }
+
+#[test]
+fn a_driver_cannot_open_another_images_place_in_the_grant() {
+    use ferry::driver::{DestinationGrant, ErrorKind, Origin};
+    let dir = tempfile::tempdir().unwrap();
+    let store = ferry::oci::Layout::create(&dir.path().join("store")).unwrap();
+    write_multiarch_image(&store, "example.com/app:1", 7);
+    let runtime = runtime(ferry::config::Limits::default(), &dir.path().join("cache"));
+    let driver = load(&runtime, HOSTILE_DRIVER);
+    let stored = Origin::Layout { layout: std::sync::Arc::new(store), name: "example.com/app:1".into() };
+    let grant = DestinationGrant::directory(dir.path().join("site"));
+    let hostile = image("neighbour", "example.com/app:1", "hostile");
+    let err = driver.relocate(&hostile, &stored, &grant, "web/this-image", &[]).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Denied, "{err}");
+    assert!(err.to_string().contains("not this image's place"), "{err}");
+    assert!(!dir.path().join("site/web/other-image").exists(), "the other image's place was created");
+    // Its own place, and below it, stay open to it.
+    let own = driver.relocate(&hostile, &stored, &grant, "web", &[]).unwrap();
+    assert!(own.contains("web/other-image"), "{own}");
+}

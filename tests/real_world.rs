@@ -105,3 +105,53 @@ fn a_parameter_and_a_credential_sharing_a_path_is_an_error() {
     assert_eq!(problem["path"], "$.credentials.secret.path", "{report}");
     assert!(problem["message"].as_str().unwrap().contains("$.parameters.config"), "{report}");
 }
+
+#[test]
+fn written_files_get_the_umask_mode_and_unknown_extensions_and_bare_paths_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("installer.tar"), tar_of(&[Entry::File("run", b"#!/bin/sh\n")])).unwrap();
+    let mut doc = bundle();
+    doc["invocationImages"] = json!([{ "image": "installer.tar", "imageType": "tarball" }]);
+    let bundle = dir.path().join("bundle.json");
+    std::fs::write(&bundle, serde_json::to_vec(&doc).unwrap()).unwrap();
+    let export = |out: &Path| {
+        ferry_command(dir.path())
+            .args(["export", bundle.to_str().unwrap(), "-o", out.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+
+    let zip = dir.path().join("app.zip");
+    let o = export(&zip);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o.stderr).contains(".tar, .tgz"), "{}", text(&o.stderr));
+    assert!(!zip.exists());
+
+    // The test process's umask is inherited; what ferry writes must follow it, not be 0600.
+    let umask = u32::from_str_radix(
+        std::fs::read_to_string("/proc/self/status")
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("Umask:"))
+            .unwrap()
+            .trim(),
+        8,
+    )
+    .unwrap();
+    let tar = dir.path().join("app.tar");
+    let o = export(&tar);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(std::fs::metadata(&tar).unwrap().permissions().mode() & 0o777, 0o666 & !umask);
+    let mapping = dir.path().join("mapping.json");
+    let site = format!("file://{}", dir.path().join("site").display());
+    let o = ferry(&["relocate", tar.to_str().unwrap(), "--to", &site, "-o", mapping.to_str().unwrap()], dir.path());
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(std::fs::metadata(&mapping).unwrap().permissions().mode() & 0o777, 0o666 & !umask);
+
+    let bare = dir.path().join("site2");
+    let o = ferry(&["relocate", tar.to_str().unwrap(), "--to", bare.to_str().unwrap()], dir.path());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o.stderr).contains("file:///"), "{}", text(&o.stderr));
+    assert!(!bare.exists());
+}

@@ -167,14 +167,22 @@ fn ranged_reads_and_streamed_copies_return_the_blobs_bytes() {
     let client = ferry::registry::Registry::new(&ferry::registry::RegistryOptions {
         insecure: vec![registry.host.clone()],
         docker_config: Some(dir.path().join("none.json")),
+        ..Default::default()
     })
     .unwrap();
     let reference: oci_client::Reference = format!("{}/team/app:1", registry.host).parse().unwrap();
     let base = &blobs[0];
     let bytes = layout.read_blob(base, 1 << 20).unwrap();
-    assert_eq!(client.read(&reference, base, 1000, 64).unwrap(), bytes[1000..1064]);
-    assert_eq!(client.read(&reference, base, bytes.len() as u64 - 10, 64).unwrap(), bytes[bytes.len() - 10..]);
+    // Blobs are read only as a manifest fetched from the registry declares them.
+    let unread = client.read(&reference, base, 0, 64, None).unwrap_err();
+    assert!(unread.message.contains("no manifest fetched"), "{unread}");
+    let (index, _, _) = client.manifest(&reference, None).unwrap();
+    for child in ferry::oci::children(&index).unwrap() {
+        client.manifest(&reference.clone_with_digest(child.digest.to_string()), None).unwrap();
+    }
+    assert_eq!(client.read(&reference, base, 1000, 64, None).unwrap(), bytes[1000..1064]);
+    assert_eq!(client.read(&reference, base, bytes.len() as u64 - 10, 64, None).unwrap(), bytes[bytes.len() - 10..]);
     let mut copied = Vec::new();
-    assert_eq!(client.copy_blob(&reference, base, &mut copied).unwrap(), bytes.len() as u64);
+    assert_eq!(client.copy_blob(&reference, base, None, &mut copied).unwrap(), bytes.len() as u64);
     assert_eq!(copied, bytes);
 }

@@ -58,8 +58,8 @@ pub fn add_driver(runtime: &Runtime, bundle_path: &Path, file: &Path) -> Result<
     let canonical = serde_jcs::to_vec(&doc)?;
     Bundle::from_bytes(canonical.clone(), &bundle_path.display().to_string())
         .context("the bundle.json with the driver declared")?;
-    let mut tmp = tempfile::NamedTempFile::new_in(&dir)?;
+    let mut tmp = crate::files::temporary_beside(bundle_path)?;
     tmp.write_all(&canonical)?;
-    tmp.persist(bundle_path).with_context(|| format!("writing {}", bundle_path.display()))?;
+    crate::files::persist(tmp, bundle_path)?;
     Ok(declared)
 }

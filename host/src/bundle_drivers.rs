@@ -77,7 +77,7 @@ impl Source<'_> {
 /// The component layer of a Wasm OCI artifact.
 fn pull(registry: &Registry, reference: &str, digest: &Digest) -> Result<Vec<u8>> {
     let parsed = crate::reference::parse(reference).context("not an image reference")?;
-    let (manifest, _, _) = registry.manifest(&parsed)?;
+    let (manifest, _, _) = registry.manifest(&parsed, None)?;
     #[derive(serde::Deserialize)]
     struct Manifest {
         layers: Vec<Descriptor>,
@@ -91,7 +91,7 @@ fn pull(registry: &Registry, reference: &str, digest: &Digest) -> Result<Vec<u8>
         bail!("the component is {} bytes, more than {MAX_DRIVER}", layer.size);
     }
     let mut bytes = Vec::new();
-    registry.copy_blob(&parsed, digest, &mut bytes)?;
+    registry.copy_blob(&parsed, digest, None, &mut bytes)?;
     Ok(bytes)
 }
 

@@ -47,6 +47,9 @@ struct Global {
     /// Bytes of a driver's stdout and stderr that are kept, e.g. 64KiB
     #[arg(long, global = true, value_name = "SIZE", value_parser = config::parse_size)]
     driver_output: Option<u64>,
+    /// Time a download may go without receiving a byte, e.g. 60s [default: 60s]
+    #[arg(long, global = true, value_name = "DURATION", value_parser = config::parse_duration)]
+    stall_timeout: Option<Duration>,
     /// A registry (host[:port]) to reach over plain http, such as a local one; repeatable
     #[arg(long = "insecure-registry", global = true, value_name = "HOST")]
     insecure_registries: Vec<String>,
@@ -69,7 +72,7 @@ impl Global {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Check a bundle.json against the CNAB schema and the spec's rules; print every problem
+    /// Check a bundle.json's structure and the CNAB spec's rules; print every problem
     Validate {
         /// A bundle.json, or a thick bundle
         bundle: PathBuf,
@@ -171,9 +174,9 @@ enum Output {
 
 pub fn run() -> Result<ExitCode> {
     let cli = Cli::parse();
-    match &cli.command {
-        Command::Validate { bundle, output } => return validate(bundle, *output),
-        _ => {}
+    ferry::cleanup::remove_on_signals().context("installing the SIGINT and SIGTERM handler")?;
+    if let Command::Validate { bundle, output } = &cli.command {
+        return validate(bundle, *output);
     }
     let terminal = Arc::new(Terminal::new(cli.global.verbose));
     let runtime = runtime(&cli.global, terminal.clone())?;
@@ -262,7 +265,8 @@ pub fn run() -> Result<ExitCode> {
                 let registry = registry(&cli.global)?;
                 let drivers =
                     bundle_drivers::drivers(&runtime, &Source::of(&bundle, &registry)?, &cli.global.policy())?;
-                for (key, summary) in thick::details(&bundle, &drivers, &std::env::temp_dir())? {
+                let scratch = ferry::cleanup::TempDir::new_in(&std::env::temp_dir(), ".ferry-inspect-")?;
+                for (key, summary) in thick::details(&bundle, &drivers, scratch.path())? {
                     if let Some(image) = inspection.images.iter_mut().find(|i| i.key == key) {
                         image.details = summary.details;
                     }
@@ -331,7 +335,11 @@ pub fn run() -> Result<ExitCode> {
 }
 
 fn registry(global: &Global) -> Result<Arc<Registry>> {
-    let options = RegistryOptions { insecure: global.insecure_registries.clone(), docker_config: None };
+    let options = RegistryOptions {
+        insecure: global.insecure_registries.clone(),
+        docker_config: None,
+        stall_timeout: global.stall_timeout.unwrap_or(ferry::transfer::STALL_TIMEOUT),
+    };
     Ok(Arc::new(Registry::new(&options)?))
 }
 
@@ -460,7 +468,8 @@ fn validate(path: &std::path::Path, output: Output) -> Result<ExitCode> {
 fn verify(path: &std::path::Path, drivers: Result<Drivers>) -> Result<ExitCode> {
     let mut problems = thick::verify(path)?;
     if problems.is_empty() {
-        problems = thick::verify_images(path, &drivers?, &std::env::temp_dir())?;
+        let scratch = ferry::cleanup::TempDir::new_in(&std::env::temp_dir(), ".ferry-verify-")?;
+        problems = thick::verify_images(path, &drivers?, scratch.path())?;
     }
     for p in &problems {
         eprintln!("{}: {p}", path.display());

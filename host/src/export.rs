@@ -5,13 +5,14 @@
 //! is renamed into place only when complete: a failed export leaves nothing that looks finished.
 
 use crate::archive::{self, Compression};
-use crate::bundle::{Bundle, ImageSpec, Location};
+use crate::bundle::{Bundle, ImageSpec};
 use crate::bundle_drivers::Source;
-use crate::driver::{Driver, Drivers, Image, Origin, declared};
-use crate::oci::{Descriptor, Layout};
+use crate::driver::{Driver, Drivers, Origin, declared};
+use crate::images::{check_pinned, driver_image, origin, ready};
+use crate::oci::Layout;
 use crate::registry::Registry;
-use anyhow::{Context, Result, bail};
-use std::path::{Component, Path, PathBuf};
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub struct ExportOptions {
@@ -39,57 +40,6 @@ pub struct ExportedImage {
     pub digest: String,
 }
 
-/// The image as drivers see it.
-pub fn driver_image(key: &str, spec: &ImageSpec) -> Image {
-    Image {
-        key: key.to_owned(),
-        reference: spec.image.clone(),
-        image_type: spec.image_type(),
-        media_type: spec.media_type.clone(),
-        content_digest: spec.content_digest.clone(),
-        size: spec.size,
-        labels: spec.labels.clone().unwrap_or_default().into_iter().collect(),
-    }
-}
-
-/// Where an image's bytes come from (docs/thick-bundles.md): a registry, an http(s) URL to be
-/// downloaded into `scratch` (see [`ready`]), or a path relative to bundle.json that must stay
-/// beside it.
-pub(crate) fn origin(
-    key: &str,
-    spec: &ImageSpec,
-    bundle_dir: &Path,
-    registry: &Arc<Registry>,
-    scratch: &Path,
-) -> Result<Origin> {
-    Ok(match spec.location() {
-        Location::Registry => Origin::Registry { registry: registry.clone(), reference: spec.image.clone() },
-        Location::Url => {
-            let file: String = key.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
-            Origin::Http { url: spec.image.clone(), download: scratch.join(format!("{file}.download")) }
-        }
-        Location::Path => {
-            let relative = Path::new(&spec.image);
-            if !relative.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)) {
-                bail!(
-                    "image {key}: {:?} must be a path inside {} (no absolute paths, no ..)",
-                    spec.image,
-                    bundle_dir.display()
-                );
-            }
-            Origin::File { dir: bundle_dir.to_owned(), path: relative.to_owned() }
-        }
-    })
-}
-
-/// Makes an origin's bytes available: downloads an http(s) image.
-pub(crate) fn ready(origin: &Origin) -> Result<()> {
-    if let Origin::Http { url, download } = origin {
-        crate::http::download(url, download)?;
-    }
-    Ok(())
-}
-
 pub fn export(
     bundle_path: &Path,
     drivers: &Drivers,
@@ -102,7 +52,7 @@ pub fn export(
 
     let out_dir = options.output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
-    let staging = tempfile::Builder::new().prefix(".ferry-export-").tempdir_in(out_dir)?;
+    let staging = crate::cleanup::TempDir::new_in(out_dir, ".ferry-export-")?;
     let downloads = staging.path().join("downloads");
     std::fs::create_dir(&downloads)?;
 
@@ -116,7 +66,7 @@ pub fn export(
 
     let store = Arc::new(Layout::create(&staging.path().join("layout"))?);
     let roots = crate::parallel::try_map(&work, options.jobs, |(key, spec, driver, origin)| {
-        ready(origin)?;
+        ready(key, spec, origin, registry.stall_timeout())?;
         Ok(driver.fetch(&driver_image(key, spec), origin, &store)?)
     })?;
     let mut images = Vec::new();
@@ -139,41 +89,14 @@ pub fn export(
             .with_context(|| format!("bundle driver {:?}", declared.name))?;
     }
 
-    let bytes = archive::write(&options.output, compression, bundle.bytes(), b"{}", &store)?;
+    // Written inside the staging directory, so that an interrupted export leaves no partial
+    // archive behind, then moved into place.
+    let written = staging.path().join("archive");
+    let bytes = archive::write(&written, compression, bundle.bytes(), b"{}", &store)?;
+    // A bundle written over an existing one keeps that file's mode, as files::persist would.
+    if let Ok(existing) = std::fs::metadata(&options.output) {
+        std::fs::set_permissions(&written, existing.permissions())?;
+    }
+    std::fs::rename(&written, &options.output).with_context(|| format!("writing {}", options.output.display()))?;
     Ok(ExportReport { output: options.output.clone(), images, bytes })
-}
-
-/// Whether an image is stored as the manifest (or index) its reference names, so that the
-/// stored root is what `contentDigest` and `size` pin: `oci` and `docker` images. Other drivers
-/// may store a registry image under a manifest of their own (a containerDisk's disk, a tarball
-/// artifact's layer) and check `contentDigest` themselves, as they do for files and URLs.
-pub(crate) fn stored_as_named(spec: &ImageSpec) -> bool {
-    matches!(spec.image_type().as_str(), "oci" | "docker")
-}
-
-/// bundle.json's `contentDigest` and `size` must describe the registry image fetched. For other
-/// locations and image types they describe what only the image's driver knows: it checks them.
-pub(crate) fn check_pinned(key: &str, spec: &ImageSpec, root: &Descriptor) -> Result<()> {
-    if !stored_as_named(spec) {
-        return Ok(());
-    }
-    if let Some(pinned) = &spec.content_digest {
-        if *pinned != root.digest.to_string() {
-            bail!(
-                "image {key} ({}): bundle.json says contentDigest {pinned}, but the image fetched is {}",
-                spec.image,
-                root.digest
-            );
-        }
-    }
-    if let Some(size) = spec.size {
-        if size != root.size {
-            bail!(
-                "image {key} ({}): bundle.json says size {size}, but its manifest is {} bytes",
-                spec.image,
-                root.size
-            );
-        }
-    }
-    Ok(())
 }

@@ -1,23 +1,35 @@
 //! http(s) sources: an image whose `image` is a URL is downloaded by the host before its driver
 //! runs, so that drivers never touch the network and their deadline covers only their own work.
+//! What bundle.json declares about the file is enforced while it arrives: a server that sends
+//! more than `size` is cut off one chunk past it.
 
-use anyhow::{Context, Result};
-use futures_util::StreamExt;
+use crate::oci::{Digest, HashingWriter};
+use crate::transfer::{Pace, Stop};
+use anyhow::{Context, Result, anyhow};
 use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::time::Duration;
 
-/// Attempts per download; 5xx answers and broken connections are tried again.
+/// Attempts per download; 5xx answers, broken connections and stalls are tried again.
 const ATTEMPTS: u32 = 4;
 
-/// Downloads `url` into a new file at `path`; returns its size.
-pub fn download(url: &str, path: &Path) -> Result<u64> {
+/// What bundle.json says a downloaded file is (its `size` and `contentDigest`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Expected<'a> {
+    pub size: Option<u64>,
+    pub digest: Option<&'a Digest>,
+}
+
+/// Downloads `url` into a new file at `path`, checking it against `expected` as it arrives;
+/// returns its size. No byte for `stall` fails the attempt.
+pub fn download(url: &str, path: &Path, expected: Expected, stall: Duration) -> Result<u64> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let client = reqwest::Client::builder().connect_timeout(Duration::from_secs(15)).build()?;
+    let pace = Pace { stall, deadline: None };
     let mut delay = Duration::from_millis(200);
     let mut attempt = 1;
     loop {
-        match runtime.block_on(attempt_download(&client, url, path)) {
+        match runtime.block_on(attempt_download(&client, url, path, expected, &pace)) {
             Ok(size) => return Ok(size),
             Err(Failure::Retry(_)) if attempt < ATTEMPTS => {
                 std::thread::sleep(delay);
@@ -34,26 +46,54 @@ enum Failure {
     Final(anyhow::Error),
 }
 
-async fn attempt_download(client: &reqwest::Client, url: &str, path: &Path) -> Result<u64, Failure> {
-    let response = client.get(url).send().await.map_err(|e| Failure::Retry(e.into()))?;
+/// `host[:port]` of `url`, to name the server in messages.
+fn host_of(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => match (u.host_str(), u.port()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            (Some(host), None) => host.to_owned(),
+            _ => url.to_owned(),
+        },
+        Err(_) => url.to_owned(),
+    }
+}
+
+async fn attempt_download(
+    client: &reqwest::Client,
+    url: &str,
+    path: &Path,
+    expected: Expected<'_>,
+    pace: &Pace,
+) -> Result<u64, Failure> {
+    let host = host_of(url);
+    let transient = |stop: Stop| match stop {
+        Stop::Stalled(_) | Stop::Broken(_) => Failure::Retry(anyhow!(stop.describe(&host))),
+        Stop::TooLarge(max) => {
+            Failure::Final(anyhow!("{host} sent more than the {max} bytes bundle.json's size declares"))
+        }
+        Stop::Overdue | Stop::Sink(_) => Failure::Final(anyhow!(stop.describe(&host))),
+    };
+    let response = pace.send(client.get(url)).await.map_err(transient)?;
     let status = response.status();
     if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-        return Err(Failure::Retry(anyhow::anyhow!("the server answered {status}")));
+        return Err(Failure::Retry(anyhow!("the server answered {status}")));
     }
     if !status.is_success() {
-        return Err(Failure::Final(anyhow::anyhow!("the server answered {status}")));
+        return Err(Failure::Final(anyhow!("the server answered {status}")));
     }
-    let write = |path: &Path| -> Result<BufWriter<std::fs::File>> {
-        Ok(BufWriter::with_capacity(1 << 20, std::fs::File::create(path).with_context(|| path.display().to_string())?))
-    };
-    let mut out = write(path).map_err(Failure::Final)?;
-    let mut body = response.bytes_stream();
-    let mut size = 0u64;
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| Failure::Retry(e.into()))?;
-        out.write_all(&chunk).map_err(|e| Failure::Final(e.into()))?;
-        size += chunk.len() as u64;
+    let file = std::fs::File::create(path).with_context(|| path.display().to_string()).map_err(Failure::Final)?;
+    let mut out = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
+    let max = expected.size.unwrap_or(u64::MAX);
+    let size = pace.body(response, max, &mut |chunk| out.write_all(chunk)).await.map_err(transient)?;
+    let (digest, _, buffered) = out.finish();
+    buffered.into_inner().map_err(|e| Failure::Final(e.into_error().into()))?;
+    if let Some(declared) = expected.size.filter(|declared| *declared != size) {
+        return Err(Failure::Final(anyhow!("{host} sent {size} bytes; bundle.json says size {declared}")));
     }
-    out.flush().map_err(|e| Failure::Final(e.into()))?;
+    if let Some(declared) = expected.digest.filter(|declared| **declared != digest) {
+        return Err(Failure::Final(anyhow!(
+            "{host} sent content with digest {digest}; bundle.json says contentDigest {declared}"
+        )));
+    }
     Ok(size)
 }

@@ -39,11 +39,9 @@ impl RelocationMapping {
     /// Writes the document to `path` through a temporary file beside it, so that a mapping
     /// that exists is always complete.
     pub fn write(&self, path: &Path) -> Result<()> {
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("writing {}", path.display()))?;
-        tmp.write_all(&self.to_json())?;
-        tmp.persist(path).with_context(|| format!("writing {}", path.display()))?;
-        Ok(())
+        let mut tmp = crate::files::temporary_beside(path)?;
+        tmp.write_all(&self.to_json()).with_context(|| format!("writing {}", path.display()))?;
+        crate::files::persist(tmp, path)
     }
 }
 

@@ -65,9 +65,8 @@ fn path_component(part: &str) -> bool {
     let mut separator = String::new();
     for &b in bytes {
         if alnum(&b) {
-            if !(separator.is_empty() || separator == "." || separator == "_" || separator == "__")
-                && !separator.bytes().all(|s| s == b'-')
-            {
+            let allowed = matches!(separator.as_str(), "" | "." | "_" | "__") || separator.bytes().all(|s| s == b'-');
+            if !allowed {
                 return false;
             }
             separator.clear();

@@ -8,11 +8,10 @@
 use crate::archive::InPlace;
 use crate::bundle::{Bundle, ImageSpec};
 use crate::driver::{DestinationGrant, Drivers, Origin, repository_under};
-use crate::export::{check_pinned, driver_image, origin, ready};
+use crate::images::{Roots, check_pinned, driver_image, origin, parse_mapping, ready};
 use crate::mapping::RelocationMapping;
 use crate::oci::{Layout, REF_NAME, Stored, is_document};
 use crate::registry::Registry;
-use crate::thick::Roots;
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -56,7 +55,7 @@ pub struct Relocated {
 /// into a staging layout) and every image matched to its driver, stored root and target.
 struct Prepared<'d> {
     layout: Arc<dyn Stored>,
-    _staging: Option<tempfile::TempDir>,
+    _staging: Option<crate::cleanup::TempDir>,
     bundle: Bundle,
     steps: Vec<Step<'d>>,
 }
@@ -96,14 +95,16 @@ fn prepare<'d>(
         let (bundle, layout, staging) = fetch_thin(bundle_path, drivers, registry, options.jobs, scratch)?;
         (bundle, layout, None, Some(staging))
     } else {
-        let in_place = InPlace::open(bundle_path, scratch)?;
+        // A compressed bundle is decompressed in here, removed even when ferry is interrupted.
+        let scratch = crate::cleanup::TempDir::new_in(scratch, ".ferry-relocate-")?;
+        let in_place = InPlace::open(bundle_path, scratch.path())?;
         let bundle =
             Bundle::from_bytes(in_place.bundle_json.clone(), &format!("{}: bundle.json", bundle_path.display()))?;
         let mapping = in_place.relocation_mapping.clone();
-        (bundle, Arc::new(in_place) as Arc<dyn Stored>, mapping, None)
+        (bundle, Arc::new(in_place) as Arc<dyn Stored>, mapping, Some(scratch))
     };
     let index = layout.entries()?;
-    let relocation_mapping = crate::thick::parse_mapping(relocation_mapping.as_deref())?;
+    let relocation_mapping = parse_mapping(relocation_mapping.as_deref())?;
     let roots = Roots::new(&index, relocation_mapping.as_ref());
 
     // The whole plan first: a driver for every image, its stored root, and a free target name.
@@ -150,10 +151,10 @@ fn fetch_thin(
     registry: &Arc<Registry>,
     jobs: usize,
     staging_parent: &Path,
-) -> Result<(Bundle, Arc<dyn Stored>, tempfile::TempDir)> {
+) -> Result<(Bundle, Arc<dyn Stored>, crate::cleanup::TempDir)> {
     let bundle = Bundle::read(path)?;
     let bundle_dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let staging = tempfile::Builder::new().prefix(".ferry-relocate-").tempdir_in(staging_parent)?;
+    let staging = crate::cleanup::TempDir::new_in(staging_parent, ".ferry-relocate-")?;
     let layout = Arc::new(Layout::create(&staging.path().join("layout"))?);
     let downloads = staging.path().join("downloads");
     std::fs::create_dir(&downloads)?;
@@ -161,14 +162,14 @@ fn fetch_thin(
     crate::parallel::try_map(&images, jobs, |(key, spec)| {
         let driver = drivers.require(key, &spec.image, &spec.image_type())?;
         let origin = origin(key, spec, bundle_dir, registry, &downloads)?;
-        ready(&origin)?;
+        ready(key, spec, &origin, registry.stall_timeout())?;
         let root = driver.fetch(&driver_image(key, spec), &origin, &layout)?;
         check_pinned(key, spec, &root)?;
-        if let Origin::Registry { reference, .. } = &origin {
-            if let Some(parsed) = crate::reference::parse(reference) {
-                for blob in layout.graph(&root)? {
-                    registry.note_holder(parsed.resolve_registry(), &blob.digest, parsed.repository());
-                }
+        if let Origin::Registry { reference, .. } = &origin
+            && let Some(parsed) = crate::reference::parse(reference)
+        {
+            for blob in layout.graph(&root)? {
+                registry.note_holder(parsed.resolve_registry(), &blob.digest, parsed.repository());
             }
         }
         Ok(())

@@ -4,11 +4,10 @@
 use crate::archive::{self, Contents, InPlace};
 use crate::bundle::Bundle;
 use crate::driver::{Driver, Drivers, Image, Origin, Policy, Summary, assign, declared};
-use crate::export::{driver_image, stored_as_named};
-use crate::mapping::RelocationMapping;
+use crate::images::{Roots, driver_image, parse_mapping, stored_as_named};
 use crate::oci::{Descriptor, Digest, REF_NAME, Stored, children, is_document};
 use anyhow::{Context, Result};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -45,55 +44,6 @@ pub struct BundleDriverReport {
     pub digest: String,
     pub declared: Vec<String>,
     pub handles: Vec<String>,
-}
-
-/// The relocation mapping a thick bundle carries, if any, parsed once per command.
-pub(crate) fn parse_mapping(bytes: Option<&[u8]>) -> Result<Option<RelocationMapping>> {
-    bytes.map(|b| RelocationMapping::from_bytes(b).context("relocation-mapping.json")).transpose()
-}
-
-/// A reference in the one form every tool agrees on: Docker Hub's short names expanded
-/// (`nginx:1` is `docker.io/library/nginx:1`), as duffle and porter write them in different
-/// places. What does not parse is compared as written.
-fn normalized(reference: &str) -> String {
-    crate::reference::parse(reference).map(|r| r.whole()).unwrap_or_else(|| reference.to_owned())
-}
-
-/// The entries of a layout's index, looked up by the images of bundle.json. Built once per
-/// command: every name is normalized once, whatever the number of images.
-pub(crate) struct Roots<'a> {
-    by_name: HashMap<String, &'a Descriptor>,
-    by_digest: HashMap<String, &'a Descriptor>,
-    mapped: HashMap<String, String>,
-}
-
-impl<'a> Roots<'a> {
-    pub(crate) fn new(index: &'a [Descriptor], mapping: Option<&RelocationMapping>) -> Self {
-        let mut by_name = HashMap::new();
-        let mut by_digest = HashMap::new();
-        for d in index {
-            if let Some(name) = d.annotations.get(REF_NAME) {
-                by_name.entry(name.clone()).or_insert(d);
-                by_name.entry(normalized(name)).or_insert(d);
-            }
-            by_digest.entry(d.digest.to_string()).or_insert(d);
-        }
-        let mapped =
-            mapping.into_iter().flat_map(|m| m.iter()).map(|(from, to)| (normalized(from), to.to_owned())).collect();
-        Roots { by_name, by_digest, mapped }
-    }
-
-    /// The entry for an image: by its reference (ferry, duffle), by where the relocation
-    /// mapping says it went (porter), by the digest bundle.json pins, or by the digest its
-    /// reference pins.
-    pub(crate) fn find(&self, reference: &str, pinned: Option<&str>) -> Option<&'a Descriptor> {
-        let wanted = normalized(reference);
-        let named = |name: &str| self.by_name.get(name).or_else(|| self.by_name.get(&normalized(name))).copied();
-        named(reference)
-            .or_else(|| self.mapped.get(&wanted).and_then(|m| named(m)))
-            .or_else(|| pinned.and_then(|p| self.by_digest.get(p).copied()))
-            .or_else(|| reference.split_once('@').and_then(|(_, d)| self.by_digest.get(d).copied()))
-    }
 }
 
 struct Walk {
@@ -142,10 +92,11 @@ fn walk(contents: &Contents, root: &Descriptor) -> Walk {
                             continue;
                         }
                     };
-                    if depth == 0 && !kids.iter().any(|k| is_document(&k.media_type)) {
-                        if let Some(config) = kids.first().and_then(|c| contents.documents.get(&c.digest)) {
-                            w.platforms.extend(serde_json::from_slice(config).ok().as_ref().and_then(platform_name));
-                        }
+                    if depth == 0
+                        && !kids.iter().any(|k| is_document(&k.media_type))
+                        && let Some(config) = kids.first().and_then(|c| contents.documents.get(&c.digest))
+                    {
+                        w.platforms.extend(serde_json::from_slice(config).ok().as_ref().and_then(platform_name));
                     }
                     stack.extend(kids.into_iter().map(|k| (k, depth + 1)));
                 }
@@ -253,10 +204,10 @@ pub fn verify(path: &Path) -> Result<Vec<String>> {
             problems.push(format!("{at}: not in artifacts/layout/index.json"));
             continue;
         };
-        if let Some(pinned) = spec.content_digest.as_ref().filter(|_| stored_as_named(&spec)) {
-            if *pinned != root.digest.to_string() {
-                problems.push(format!("{at}: bundle.json pins {pinned}, the bundle holds {}", root.digest));
-            }
+        if let Some(pinned) = spec.content_digest.as_ref().filter(|_| stored_as_named(spec))
+            && *pinned != root.digest.to_string()
+        {
+            problems.push(format!("{at}: bundle.json pins {pinned}, the bundle holds {}", root.digest));
         }
         problems.extend(walk(&contents, root).problems.into_iter().map(|p| format!("{at}: {p}")));
     }
@@ -312,35 +263,4 @@ pub fn details(path: &Path, drivers: &Drivers, scratch: &Path) -> Result<Vec<(St
         .into_iter()
         .map(|(key, summary)| Ok((key, summary?)))
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn entry(name: Option<&str>, seed: &[u8]) -> Descriptor {
-        let mut d = Descriptor::new("application/vnd.oci.image.index.v1+json", Digest::of(seed), 1);
-        if let Some(name) = name {
-            d.annotations.insert(REF_NAME.into(), name.into());
-        }
-        d
-    }
-
-    #[test]
-    fn images_are_found_by_docker_hub_names_in_any_form_mappings_and_pinned_digests() {
-        let index = vec![
-            entry(Some("docker.io/library/nginx:1.25"), b"nginx"),
-            entry(Some("registry.local:5000/porter/redis:7"), b"redis"),
-            entry(None, b"pinned"),
-        ];
-        let mapping = RelocationMapping::from_pairs([("redis:7".into(), "registry.local:5000/porter/redis:7".into())]);
-        let roots = Roots::new(&index, Some(&mapping));
-        let digest = |seed: &[u8]| Some(Digest::of(seed));
-        assert_eq!(roots.find("nginx:1.25", None).map(|d| d.digest.clone()), digest(b"nginx"));
-        assert_eq!(roots.find("docker.io/nginx:1.25", None).map(|d| d.digest.clone()), digest(b"nginx"));
-        assert_eq!(roots.find("docker.io/library/redis:7", None).map(|d| d.digest.clone()), digest(b"redis"));
-        let pinned = format!("example.com/app@{}", Digest::of(b"pinned"));
-        assert_eq!(roots.find(&pinned, None).map(|d| d.digest.clone()), digest(b"pinned"));
-        assert!(roots.find("nginx:1.26", None).is_none());
-    }
 }

@@ -2,6 +2,7 @@
 //! components, and OCI images written byte by byte into layouts.
 #![allow(dead_code)]
 
+pub mod official_schema;
 pub mod proxy;
 
 use ferry::config::Limits;
@@ -274,8 +275,8 @@ pub fn replace_blob(from: &Path, to: &Path, old: &str, bytes: &[u8]) {
                 && std::str::from_utf8(data).is_ok_and(|s| s.contains(&old))
             {
                 let rewritten = String::from_utf8(data.clone()).unwrap().replace(&old, &new).into_bytes();
-                if name.starts_with(blobs) {
-                    renames.push((format!("sha256:{}", &name[blobs.len()..]), rewritten));
+                if let Some(hex) = name.strip_prefix(blobs) {
+                    renames.push((format!("sha256:{hex}"), rewritten));
                 } else {
                     *data = rewritten;
                 }

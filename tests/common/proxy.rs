@@ -17,16 +17,19 @@ pub enum Fault {
 /// Decides, for the n-th request (from 0) with this request line, whether to inject a fault.
 pub type Plan = dyn Fn(usize, &str) -> Option<Fault> + Send + Sync;
 
+/// Each request line the proxy saw, with the fault it injected, if any.
+pub type Seen = Vec<(String, Option<Fault>)>;
+
 pub struct FaultyProxy {
     pub host: String,
-    pub seen: Arc<Mutex<Vec<(String, Option<Fault>)>>>,
+    pub seen: Arc<Mutex<Seen>>,
 }
 
 impl FaultyProxy {
     pub fn start(upstream: &str, plan: Box<Plan>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let host = listener.local_addr().unwrap().to_string();
-        let seen: Arc<Mutex<Vec<(String, Option<Fault>)>>> = Arc::default();
+        let seen: Arc<Mutex<Seen>> = Arc::default();
         let (upstream, plan, log) = (upstream.to_owned(), Arc::new(plan), seen.clone());
         std::thread::spawn(move || {
             for client in listener.incoming() {
@@ -46,12 +49,7 @@ impl FaultyProxy {
     }
 }
 
-fn serve(
-    client: TcpStream,
-    upstream: &str,
-    plan: &Plan,
-    log: &Mutex<Vec<(String, Option<Fault>)>>,
-) -> std::io::Result<()> {
+fn serve(client: TcpStream, upstream: &str, plan: &Plan, log: &Mutex<Seen>) -> std::io::Result<()> {
     let mut reader = BufReader::new(client.try_clone()?);
     let mut client = client;
     loop {

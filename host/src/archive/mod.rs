@@ -35,11 +35,16 @@ pub enum Compression {
 }
 
 impl Compression {
-    /// From the output's name: `.tar`, `.tar.zst`, or gzip (`.tgz`, `.tar.gz`, anything else).
-    /// gzip defaults to level 0: stored blocks, valid gzip at memory speed, since image layers
-    /// are compressed already.
+    /// From the output's name: `.tar`, `.tar.zst` (`.tzst`), or gzip (`.tgz`, `.tar.gz`); any
+    /// other name is refused rather than given a format it does not announce. gzip defaults to
+    /// level 0: stored blocks, valid gzip at memory speed, since image layers are compressed
+    /// already.
     pub fn from_name(path: &Path, level: Option<u32>) -> Result<Self> {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let known = [".tar", ".tgz", ".tar.gz", ".tar.zst", ".tzst"];
+        if !known.iter().any(|ext| name.ends_with(ext)) {
+            bail!("{}: a thick bundle is written as .tar, .tgz (.tar.gz) or .tar.zst; name it so", path.display());
+        }
         Ok(if name.ends_with(".tar") {
             if level.is_some() {
                 bail!("{name}: a .tar is not compressed; drop --compression-level or name it .tgz or .tar.zst");
@@ -99,8 +104,7 @@ pub fn write(
     mapping: &[u8],
     store: &Layout,
 ) -> Result<u64> {
-    let dir = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new().prefix(".ferry-").suffix(".partial").tempfile_in(dir)?;
+    let mut tmp = crate::files::temporary_beside(output)?;
     let counting = Counting { inner: BufWriter::with_capacity(1 << 20, tmp.as_file_mut()), count: 0 };
     let counted = match compression {
         Compression::None => {
@@ -127,7 +131,7 @@ pub fn write(
         }
     };
     tmp.as_file().sync_all()?;
-    tmp.persist(output).with_context(|| format!("renaming the finished bundle to {}", output.display()))?;
+    crate::files::persist(tmp, output)?;
     Ok(counted)
 }
 
@@ -184,7 +188,7 @@ fn entry_name(raw: &[u8]) -> Result<String> {
         bail!("entry {name:?} has an absolute path");
     }
     let parts: Vec<&str> = name.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
-    if parts.iter().any(|p| *p == "..") {
+    if parts.contains(&"..") {
         bail!("entry {name:?} points outside the bundle (..)");
     }
     Ok(parts.join("/"))

@@ -1,11 +1,13 @@
-//! bundle.json: the CNAB Core 1.2 model, and validation against the schema and the spec's prose.
+//! bundle.json: the CNAB Core 1.2 model, and validation of its structure and of the spec's prose.
 //!
 //! A [`Bundle`] keeps the exact bytes it was read from: they are what gets signed and what a
 //! thick bundle carries.
 
+mod definitions;
 pub mod file;
 pub mod json;
 mod model;
+mod structure;
 mod validate;
 
 pub use model::*;

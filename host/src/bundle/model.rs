@@ -2,7 +2,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-/// Every field of a CNAB Core 1.2 bundle.json. Optional maps may be `null` in the wild.
+/// Every field of a CNAB Core 1.2 bundle.json.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BundleDoc {

@@ -1,11 +1,9 @@
-//! bundle.json validation: the official JSON Schema, then the rules the spec's prose states
-//! and the schema misses. Each problem names its JSON path.
+//! bundle.json validation: its structure (ferry's reading of CNAB Core 1.2, in `structure`),
+//! then the rules the spec's prose states and the official schema misses. Each problem names its
+//! JSON path.
 
 use serde_json::Value;
 use std::fmt;
-use std::sync::OnceLock;
-
-const SCHEMA: &str = include_str!("../../schema/bundle.schema.json");
 
 /// Which rule a problem breaks: the schema, or a named rule of the spec's prose.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,6 +15,9 @@ pub enum Rule {
     /// RFC 8259 §4: names within an object SHOULD be unique; ferry refuses a repeated one,
     /// since tools disagree on which of them counts.
     DuplicateKey,
+    /// The structure the official schema describes: a field's type, a required field, a field
+    /// outside `custom` at the top level, the output path and version patterns, the JSON Schema
+    /// keywords of `definitions`.
     Schema,
     /// 101 §Invocation Images: a bundle MUST have at least one invocation image.
     InvocationImageRequired,
@@ -67,14 +68,6 @@ impl fmt::Display for Problem {
     }
 }
 
-fn validator() -> &'static jsonschema::Validator {
-    static VALIDATOR: OnceLock<jsonschema::Validator> = OnceLock::new();
-    VALIDATOR.get_or_init(|| {
-        let schema: Value = serde_json::from_str(SCHEMA).expect("embedded schema is JSON");
-        jsonschema::draft7::new(&schema).expect("embedded schema compiles")
-    })
-}
-
 /// Every problem with `bytes` as a bundle.json; empty when it is valid.
 pub fn validate(bytes: &[u8]) -> Vec<Problem> {
     let value: Value = match serde_json::from_slice(bytes) {
@@ -92,36 +85,10 @@ pub fn validate(bytes: &[u8]) -> Vec<Problem> {
         let rule = if e.is_data() { Rule::DuplicateKey } else { Rule::Syntax };
         return vec![Problem { path, rule, message }];
     }
-    let mut problems: Vec<Problem> = validator()
-        .iter_errors(&value)
-        .map(|e| Problem {
-            path: json_path(&value, e.instance_path().as_str()),
-            rule: Rule::Schema,
-            message: e.to_string(),
-        })
-        .collect();
+    let mut problems = Vec::new();
+    super::structure::check(&value, &mut problems);
     prose(&value, &mut problems);
     problems
-}
-
-/// `/parameters/a~1b/0` → `$.parameters["a/b"][0]`, using the document to tell indexes from keys.
-fn json_path(root: &Value, pointer: &str) -> String {
-    let mut path = String::from("$");
-    let mut node = Some(root);
-    for raw in pointer.split('/').skip(1) {
-        let segment = raw.replace("~1", "/").replace("~0", "~");
-        match node {
-            Some(Value::Array(items)) => {
-                path.push_str(&format!("[{segment}]"));
-                node = segment.parse::<usize>().ok().and_then(|i| items.get(i));
-            }
-            _ => {
-                path.push_str(&key(&segment));
-                node = node.and_then(|n| n.get(&segment));
-            }
-        }
-    }
-    path
 }
 
 pub(super) fn key(k: &str) -> String {
@@ -190,14 +157,10 @@ fn prose(doc: &Value, problems: &mut Vec<Problem>) {
             "a bundle needs at least one invocation image".into(),
         );
     }
-    if let Some(version) = doc.get("version").and_then(Value::as_str) {
-        if !is_semver(version.strip_prefix('v').unwrap_or(version), false) {
-            add(
-                "$.version".into(),
-                Rule::VersionSemver,
-                format!("{version:?} is not a semantic version such as 1.2.3"),
-            );
-        }
+    if let Some(version) = doc.get("version").and_then(Value::as_str)
+        && !is_semver(version.strip_prefix('v').unwrap_or(version), false)
+    {
+        add("$.version".into(), Rule::VersionSemver, format!("{version:?} is not a semantic version such as 1.2.3"));
     }
     if let Some(version) = doc.get("schemaVersion").and_then(Value::as_str) {
         let bare = version.strip_prefix('v').unwrap_or(version);
@@ -224,14 +187,14 @@ fn prose(doc: &Value, problems: &mut Vec<Problem>) {
             );
         }
     }
-    if let Some(name) = doc.get("name").and_then(Value::as_str) {
-        if name.chars().any(char::is_control) {
-            add(
-                "$.name".into(),
-                Rule::NameGraphic,
-                "a bundle name may not hold control characters (newlines, tabs)".into(),
-            );
-        }
+    if let Some(name) = doc.get("name").and_then(Value::as_str)
+        && name.chars().any(char::is_control)
+    {
+        add(
+            "$.name".into(),
+            Rule::NameGraphic,
+            "a bundle name may not hold control characters (newlines, tabs)".into(),
+        );
     }
 
     let mut images: Vec<(String, &Value)> = doc
@@ -244,14 +207,14 @@ fn prose(doc: &Value, problems: &mut Vec<Problem>) {
         .collect();
     images.extend(entries(doc, "images").map(|(k, v)| (format!("$.images{}", key(k)), v)));
     for (path, image) in images {
-        if let Some(digest) = image.get("contentDigest").and_then(Value::as_str) {
-            if !is_digest(digest) {
-                add(
-                    format!("{path}.contentDigest"),
-                    Rule::ContentDigestFormat,
-                    format!("{digest:?} is not a digest such as sha256:<64 hex digits>"),
-                );
-            }
+        if let Some(digest) = image.get("contentDigest").and_then(Value::as_str)
+            && !is_digest(digest)
+        {
+            add(
+                format!("{path}.contentDigest"),
+                Rule::ContentDigestFormat,
+                format!("{digest:?} is not a digest such as sha256:<64 hex digits>"),
+            );
         }
     }
 
@@ -260,14 +223,14 @@ fn prose(doc: &Value, problems: &mut Vec<Problem>) {
     let mut param_paths: Vec<(String, String)> = Vec::new();
     for (name, param) in entries(doc, "parameters") {
         let at = format!("$.parameters{}", key(name));
-        if let Some(definition) = param.get("definition").and_then(Value::as_str) {
-            if !definitions.is_some_and(|d| d.contains_key(definition)) {
-                add(
-                    format!("{at}.definition"),
-                    Rule::DefinitionExists,
-                    format!("no definition named {definition:?} in $.definitions"),
-                );
-            }
+        if let Some(definition) = param.get("definition").and_then(Value::as_str)
+            && !definitions.is_some_and(|d| d.contains_key(definition))
+        {
+            add(
+                format!("{at}.definition"),
+                Rule::DefinitionExists,
+                format!("no definition named {definition:?} in $.definitions"),
+            );
         }
         if let Some(destination) = param.get("destination").filter(|d| d.is_object()) {
             let env = destination.get("env").and_then(Value::as_str).filter(|s| !s.is_empty());
@@ -308,10 +271,10 @@ fn prose(doc: &Value, problems: &mut Vec<Problem>) {
         if let Some(env) = env {
             cred_envs.push((env.to_owned(), format!("{at}.env")));
         }
-        if let Some(path) = path {
-            if let Some((_, other)) = param_paths.iter().find(|(p, _)| p == path) {
-                add(format!("{at}.path"), Rule::PathConflict, format!("{path:?} is also the path of {other}"));
-            }
+        if let Some(path) = path
+            && let Some((_, other)) = param_paths.iter().find(|(p, _)| p == path)
+        {
+            add(format!("{at}.path"), Rule::PathConflict, format!("{path:?} is also the path of {other}"));
         }
     }
     for (env, at) in param_envs.iter().chain(&cred_envs) {
@@ -332,14 +295,14 @@ fn prose(doc: &Value, problems: &mut Vec<Problem>) {
     let mut output_paths: Vec<(&str, String)> = Vec::new();
     for (name, output) in entries(doc, "outputs") {
         let at = format!("$.outputs{}", key(name));
-        if let Some(definition) = output.get("definition").and_then(Value::as_str) {
-            if !definitions.is_some_and(|d| d.contains_key(definition)) {
-                add(
-                    format!("{at}.definition"),
-                    Rule::DefinitionExists,
-                    format!("no definition named {definition:?} in $.definitions"),
-                );
-            }
+        if let Some(definition) = output.get("definition").and_then(Value::as_str)
+            && !definitions.is_some_and(|d| d.contains_key(definition))
+        {
+            add(
+                format!("{at}.definition"),
+                Rule::DefinitionExists,
+                format!("no definition named {definition:?} in $.definitions"),
+            );
         }
         if let Some(path) = output.get("path").and_then(Value::as_str) {
             if let Some((_, first)) = output_paths.iter().find(|(p, _)| *p == path) {
@@ -385,11 +348,5 @@ mod tests {
             assert!(!is_semver(bad, false), "{bad}");
         }
         assert!(is_semver("1", true) && is_semver("1.2.0-WD", true));
-    }
-
-    #[test]
-    fn json_paths_quote_odd_keys() {
-        let doc = serde_json::json!({ "images": { "a.b": { "labels": [1, 2] } } });
-        assert_eq!(json_path(&doc, "/images/a.b/labels/1"), r#"$.images["a.b"].labels[1]"#);
     }
 }

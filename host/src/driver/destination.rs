@@ -237,7 +237,7 @@ impl HostState {
                     .collect::<HostResult<Vec<_>>>()?;
                 let pushed = registry.push_blobs(&target, uploads, jobs)?;
                 let moved = |p: &Pushed| *p != Pushed::Present;
-                let bytes: u64 = blobs.iter().zip(&pushed).filter(|(_, p)| moved(*p)).map(|(b, _)| b.size).sum();
+                let bytes: u64 = blobs.iter().zip(&pushed).filter(|(_, p)| moved(p)).map(|(b, _)| b.size).sum();
                 self.events.transferred(bytes);
                 pushed.iter().filter(|p| moved(p)).count()
             }

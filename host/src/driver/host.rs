@@ -157,7 +157,7 @@ impl HostState {
                 Ok((self.downloads[&d].clone(), format!("blob {d} of {}", reference.whole())))
             }
             (SourceHandle::Registry { registry, reference }, Some(d)) => {
-                let (registry, reference) = (registry.clone(), reference.clone());
+                let (registry, reference, deadline) = (registry.clone(), reference.clone(), self.deadline);
                 let file = registry
                     .retry(|| {
                         let mut file = tempfile::tempfile().map_err(|e| RegistryError {
@@ -165,7 +165,7 @@ impl HostState {
                             message: format!("a temporary file for blob {d}: {e}"),
                         })?;
                         let mut hashing = HashingWriter::new(BufWriter::with_capacity(1 << 20, &mut file));
-                        registry.copy_blob(&reference, &d, &mut hashing)?;
+                        registry.copy_blob(&reference, &d, Some(deadline), &mut hashing)?;
                         let (actual, _, buffered) = hashing.finish();
                         buffered.into_inner().map_err(|e| RegistryError {
                             kind: RegistryErrorKind::Failed,
@@ -272,7 +272,7 @@ impl host::HostSource for HostState {
                     Some(d) => at_digest(reference, d),
                     None => reference.clone(),
                 };
-                let (bytes, media_type, digest) = registry.manifest(&target)?;
+                let (bytes, media_type, digest) = registry.manifest(&target, Some(self.deadline))?;
                 return Ok(types::Document { media_type, digest: digest.to_string(), bytes });
             }
         };
@@ -333,7 +333,7 @@ impl host::HostSource for HostState {
                 return Err(HostError::unsupported("a file source has no blobs"));
             }
             (SourceHandle::Registry { registry, reference }, Some(d)) => {
-                return Ok(registry.read(reference, &parse_digest(&d)?, offset, len as u64)?);
+                return Ok(registry.read(reference, &parse_digest(&d)?, offset, len as u64, Some(self.deadline))?);
             }
             (SourceHandle::Registry { .. }, None) => {
                 return Err(HostError::unsupported("a registry is read blob by blob: name a digest"));
@@ -401,13 +401,13 @@ impl host::HostStore for HostState {
         };
         let stored = match (self.table.get(&s)?, &expected) {
             (SourceHandle::Registry { registry, reference }, Some(d)) => {
-                let (registry, reference) = (registry.clone(), reference.clone());
+                let (registry, reference, deadline) = (registry.clone(), reference.clone(), self.deadline);
                 let fail =
                     |e: anyhow::Error| RegistryError { kind: RegistryErrorKind::Failed, message: format!("{e:#}") };
                 registry
                     .retry(|| {
                         let mut writer = layout.blob_writer().map_err(fail)?;
-                        registry.copy_blob(&reference, d, &mut writer)?;
+                        registry.copy_blob(&reference, d, Some(deadline), &mut writer)?;
                         writer.commit(Some(d)).map_err(fail)
                     })
                     .map_err(|e| match e.kind {

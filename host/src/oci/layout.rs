@@ -336,10 +336,10 @@ impl BlobWriter {
     pub fn commit(self, expected: Option<&Digest>) -> Result<(Digest, u64)> {
         let (digest, size, buffered) = self.hashing.finish();
         buffered.into_inner().map_err(|e| e.into_error())?;
-        if let Some(expected) = expected {
-            if *expected != digest {
-                bail!("content digest mismatch: expected {expected}, got {digest} ({size} bytes)");
-            }
+        if let Some(expected) = expected
+            && *expected != digest
+        {
+            bail!("content digest mismatch: expected {expected}, got {digest} ({size} bytes)");
         }
         self.pending.persist_as(Layout::blob_name(&digest))?;
         Ok((digest, size))

@@ -74,10 +74,10 @@ impl Credentials {
         let hub = matches!(registry, "docker.io" | "index.docker.io" | "registry-1.docker.io");
         let server = if hub { DOCKER_HUB } else { registry };
         let helper = self.config.cred_helpers.get(registry).or(self.config.creds_store.as_ref());
-        if let Some(helper) = helper {
-            if let Some(auth) = ask_helper(helper, server)? {
-                return Ok(auth);
-            }
+        if let Some(helper) = helper
+            && let Some(auth) = ask_helper(helper, server)?
+        {
+            return Ok(auth);
         }
         let entry = self
             .config

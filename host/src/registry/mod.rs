@@ -1,22 +1,32 @@
-//! Registry access for the host's data plane: manifests and blobs over the OCI distribution API
-//! (oci-client), with credentials from `~/.docker/config.json`, plain http for the registries
-//! the operator names, and retries with backoff on 429, 5xx and dropped connections.
+//! Registry access for the host's data plane: manifests and blobs over the OCI distribution API,
+//! with credentials from `~/.docker/config.json`, plain http for the registries the operator
+//! names, and retries with backoff on 429, 5xx and dropped connections.
+//!
+//! A source registry may be hostile, so what ferry reads from registries (the `/v2/` challenge,
+//! the token exchange, manifests, blobs) it requests itself: every answer is read within a cap
+//! (a blob within the size its manifest declared), the stall timeout and the driver's deadline,
+//! and credentials go only where [`token`] allows. Pushes to the operator's registry go through
+//! oci-client, with the authorization ferry obtained.
 //!
 //! Calls block: drivers run synchronously, so each call drives ferry's own tokio runtime.
 
 mod auth;
+mod pull;
+mod token;
 
 pub use auth::Credentials;
+pub use pull::MAX_ERROR_ANSWER;
+pub use token::MAX_TOKEN_ANSWER;
 
-use crate::oci::{self, BlobFile, Digest};
-use futures_util::StreamExt;
-use oci_client::client::{BlobResponse, ClientConfig, ClientProtocol};
+use crate::oci::{BlobFile, Digest};
+use crate::transfer::{Pace, STALL_TIMEOUT, Stop};
+use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
 use oci_client::{Client, Reference, RegistryOperation};
-use std::io::Write;
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 pub const MANIFEST_TYPES: &[&str] = &[
     "application/vnd.oci.image.manifest.v1+json",
@@ -25,12 +35,20 @@ pub const MANIFEST_TYPES: &[&str] = &[
     "application/vnd.docker.distribution.manifest.list.v2+json",
 ];
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct RegistryOptions {
     /// Registries (`host[:port]`) reached over plain http, such as a local test registry.
     pub insecure: Vec<String>,
     /// The Docker config file; `None` means `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`.
     pub docker_config: Option<PathBuf>,
+    /// How long a download may go without a byte (`--stall-timeout`).
+    pub stall_timeout: Duration,
+}
+
+impl Default for RegistryOptions {
+    fn default() -> Self {
+        RegistryOptions { insecure: Vec::new(), docker_config: None, stall_timeout: STALL_TIMEOUT }
+    }
 }
 
 /// What went wrong talking to a registry, and whether trying again may help.
@@ -45,14 +63,19 @@ pub struct RegistryError {
 pub enum RegistryErrorKind {
     NotFound,
     Denied,
-    /// 429, 5xx, a dropped or refused connection: worth another try.
+    /// 429, 5xx, a dropped or refused connection, a stall: worth another try.
     Transient,
+    /// Everything else, among them content that is not what was declared: never retried.
     Failed,
 }
 
 impl RegistryError {
     fn new(kind: RegistryErrorKind, message: String) -> Self {
         RegistryError { kind, message }
+    }
+
+    fn failed(message: String) -> Self {
+        RegistryError::new(RegistryErrorKind::Failed, message)
     }
 
     fn from_oci(what: &str, e: OciDistributionError) -> Self {
@@ -78,32 +101,70 @@ impl RegistryError {
             OciDistributionError::IoError(_) => Transient,
             _ => Failed,
         };
-        // A plain-http registry answers a TLS handshake with garbage or a reset; say what fixes it.
         let hint = match &e {
-            OciDistributionError::RequestError(r)
-                if r.url().is_some_and(|u| u.scheme() == "https") && (r.is_connect() || r.is_request()) =>
-            {
-                " (a registry served over plain http needs --insecure-registry HOST:PORT)"
-            }
+            OciDistributionError::RequestError(r) => insecure_hint(r),
             _ => "",
         };
         RegistryError::new(kind, format!("{what}: {e}{hint}"))
     }
+
+    /// A transfer of `what` from `host` that ended early. A stall or a broken connection may
+    /// go better next time; a deadline, a cap or a failed write will not.
+    fn from_stop(what: &str, host: &str, stop: Stop) -> Self {
+        let kind = match &stop {
+            Stop::Stalled(_) => RegistryErrorKind::Transient,
+            // A body cut short reads as a decoding error.
+            Stop::Broken(e) if !e.is_builder() && !e.is_redirect() => RegistryErrorKind::Transient,
+            _ => RegistryErrorKind::Failed,
+        };
+        let hint = match &stop {
+            Stop::Broken(e) => insecure_hint(e),
+            _ => "",
+        };
+        RegistryError::new(kind, format!("{what}: {}{hint}", stop.describe(host)))
+    }
 }
+
+/// A plain-http registry answers a TLS handshake with garbage or a reset; say what fixes it.
+fn insecure_hint(e: &reqwest::Error) -> &'static str {
+    if e.url().is_some_and(|u| u.scheme() == "https") && (e.is_connect() || e.is_request()) {
+        " (a registry served over plain http needs --insecure-registry HOST:PORT)"
+    } else {
+        ""
+    }
+}
+
+/// Registry, repository, and whether the operation is a push.
+type AuthorizationKey = (String, String, bool);
 
 pub struct Registry {
     client: Client,
+    /// ferry's own requests: pulls and the token exchange.
+    http: reqwest::Client,
+    insecure: Vec<String>,
+    stall: Duration,
     runtime: tokio::runtime::Runtime,
     credentials: Credentials,
+    /// Per registry, repository and operation, the authorization last obtained and when.
+    authorizations: Mutex<HashMap<AuthorizationKey, (Instant, token::Authorization)>>,
+    /// Per registry, repository and blob, the size the manifests fetched from it declare: the
+    /// most that is read of the blob.
+    declared: Mutex<HashMap<(String, String, Digest), u64>>,
     /// Per blob and registry, a repository known to hold it: the source of cross-repository
     /// mounts, so a layer shared by many images is uploaded once. Pushes of one blob take its
     /// lock in turn, so the second finds the first's repository and mounts from it.
-    holders: std::sync::Mutex<std::collections::HashMap<(String, Digest), Arc<tokio::sync::Mutex<Option<String>>>>>,
+    holders: std::sync::Mutex<std::collections::HashMap<(String, Digest), Holder>>,
 }
+
+/// The repository known to hold one blob, locked while a push of that blob is under way.
+type Holder = Arc<tokio::sync::Mutex<Option<String>>>;
 
 /// Delays before each retry.
 const BACKOFF: [Duration; 4] =
     [Duration::from_millis(100), Duration::from_millis(400), Duration::from_millis(1600), Duration::from_millis(3200)];
+
+/// How long a connection may take to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 impl Registry {
     pub fn new(options: &RegistryOptions) -> anyhow::Result<Self> {
@@ -115,8 +176,8 @@ impl Registry {
             },
             // One PUT per blob: three round trips instead of a chunked upload's five.
             use_monolithic_push: true,
-            connect_timeout: Some(Duration::from_secs(15)),
-            read_timeout: Some(Duration::from_secs(60)),
+            connect_timeout: Some(CONNECT_TIMEOUT),
+            read_timeout: Some(options.stall_timeout),
             ..Default::default()
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -126,10 +187,33 @@ impl Registry {
             .build()?;
         Ok(Registry {
             client: Client::new(config),
+            http: reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT).build()?,
+            insecure: options.insecure.clone(),
+            stall: options.stall_timeout,
             runtime,
             credentials: Credentials::load(options.docker_config.clone())?,
+            authorizations: Default::default(),
+            declared: Default::default(),
             holders: Default::default(),
         })
+    }
+
+    /// The operator's `--stall-timeout`, for other downloads (URLs) too.
+    pub fn stall_timeout(&self) -> Duration {
+        self.stall
+    }
+
+    fn pace(&self, deadline: Option<Instant>) -> Pace {
+        Pace { stall: self.stall, deadline }
+    }
+
+    /// Whether `registry` (`host[:port]`) is reached over plain http.
+    fn is_insecure(&self, registry: &str) -> bool {
+        self.insecure.iter().any(|i| i == registry)
+    }
+
+    fn base_url(&self, registry: &str) -> String {
+        format!("{}://{registry}", if self.is_insecure(registry) { "http" } else { "https" })
     }
 
     /// Runs `f` again after a transient failure, with backoff.
@@ -146,137 +230,21 @@ impl Registry {
         }
     }
 
-    fn authenticate(&self, reference: &Reference) -> Result<(), RegistryError> {
-        self.authenticate_for(reference, RegistryOperation::Pull)
-    }
-
-    fn authenticate_for(&self, reference: &Reference, operation: RegistryOperation) -> Result<(), RegistryError> {
-        let registry = reference.resolve_registry();
-        let auth = self
-            .credentials
+    fn credentials_for(&self, registry: &str) -> Result<oci_client::secrets::RegistryAuth, RegistryError> {
+        self.credentials
             .lookup(registry)
-            .map_err(|e| RegistryError::new(RegistryErrorKind::Denied, format!("credentials for {registry}: {e:#}")))?;
-        self.runtime
-            .block_on(self.client.auth(reference, &auth, operation))
-            .map(|_| ())
-            .map_err(|e| RegistryError::from_oci(&format!("authenticating to {registry}"), e))
+            .map_err(|e| RegistryError::new(RegistryErrorKind::Denied, format!("credentials for {registry}: {e:#}")))
     }
 
-    /// The manifest or index `reference` names: its exact bytes and media type.
-    pub fn manifest(&self, reference: &Reference) -> Result<(Vec<u8>, String, Digest), RegistryError> {
-        self.retry(|| {
-            self.authenticate(reference)?;
-            let (bytes, _) = self
-                .runtime
-                .block_on(self.client.pull_manifest_raw(
-                    reference,
-                    &oci_client::secrets::RegistryAuth::Anonymous,
-                    MANIFEST_TYPES,
-                ))
-                .map_err(|e| RegistryError::from_oci(&format!("manifest {reference}"), e))?;
-            if bytes.len() as u64 > oci::MAX_DOCUMENT {
-                return Err(RegistryError::new(
-                    RegistryErrorKind::Failed,
-                    format!("manifest {reference} is larger than 4 MiB"),
-                ));
-            }
-            let digest = Digest::of(&bytes);
-            if let Some(pinned) = reference.digest() {
-                if pinned != digest.to_string() {
-                    return Err(RegistryError::new(
-                        RegistryErrorKind::Failed,
-                        format!("manifest {reference}: the registry served content with digest {digest}"),
-                    ));
-                }
-            }
-            let media_type = oci::media_type_of(&bytes).unwrap_or_else(|| MANIFEST_TYPES[0].to_owned());
-            Ok((bytes.to_vec(), media_type, digest))
-        })
-    }
-
-    /// The digest of the manifest `target` (a tag or digest) names, `None` when it names none.
-    pub fn manifest_digest(&self, target: &Reference) -> Result<Option<Digest>, RegistryError> {
-        self.retry(|| {
-            self.authenticate_for(target, RegistryOperation::Push)?;
-            let found = self
-                .runtime
-                .block_on(self.client.fetch_manifest_digest(target, &oci_client::secrets::RegistryAuth::Anonymous));
-            match found.map_err(|e| RegistryError::from_oci(&format!("manifest {target}"), e)) {
-                Ok(digest) => digest.parse().map(Some).map_err(|_| {
-                    RegistryError::new(RegistryErrorKind::Failed, format!("manifest {target}: digest {digest:?}"))
-                }),
-                Err(e) if e.kind == RegistryErrorKind::NotFound => Ok(None),
-                Err(e) => Err(e),
-            }
-        })
-    }
-
-    /// Streams blob `digest` of `reference`'s repository into `out`; returns its size. Not
-    /// retried here: the caller starts the blob over, with a fresh `out`.
-    pub fn copy_blob(&self, reference: &Reference, digest: &Digest, out: &mut dyn Write) -> Result<u64, RegistryError> {
-        self.authenticate(reference)?;
-        self.stream_blob(reference, digest, 0, None, &mut |chunk| out.write_all(chunk))
-    }
-
-    /// At most `len` bytes of blob `digest` from `offset`.
-    pub fn read(
+    /// What requests for `operation` on `reference`'s repository carry (see [`token`]).
+    fn authenticate_for(
         &self,
         reference: &Reference,
-        digest: &Digest,
-        offset: u64,
-        len: u64,
-    ) -> Result<Vec<u8>, RegistryError> {
-        self.retry(|| {
-            self.authenticate(reference)?;
-            let mut bytes = Vec::new();
-            self.stream_blob(reference, digest, offset, Some(len), &mut |chunk| {
-                bytes.extend_from_slice(chunk);
-                Ok(())
-            })?;
-            Ok(bytes)
-        })
-    }
-
-    /// Passes the bytes of blob `digest` from `offset` (at most `len` of them) to `sink` as they
-    /// arrive; returns how many. The request is a ranged one even from 0, so that oci-client
-    /// does not hash what the host hashes anyway; a registry that ignores the range is skipped
-    /// through here.
-    fn stream_blob(
-        &self,
-        reference: &Reference,
-        digest: &Digest,
-        offset: u64,
-        len: Option<u64>,
-        sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
-    ) -> Result<u64, RegistryError> {
-        let what = || format!("blob {digest} of {}", reference.repository());
-        let descriptor = oci_client::manifest::OciDescriptor { digest: digest.to_string(), ..Default::default() };
-        self.runtime.block_on(async {
-            let response = self
-                .client
-                .pull_blob_stream_partial(reference, &descriptor, offset, len)
-                .await
-                .map_err(|e| RegistryError::from_oci(&what(), e))?;
-            let (mut stream, mut skip) = match response {
-                BlobResponse::Partial(s) => (s.stream, 0),
-                BlobResponse::Full(s) => (s.stream, offset),
-            };
-            let mut left = len.unwrap_or(u64::MAX);
-            let mut passed = 0u64;
-            while left > 0 {
-                let Some(chunk) = stream.next().await else { break };
-                let chunk =
-                    chunk.map_err(|e| RegistryError::new(RegistryErrorKind::Transient, format!("{}: {e}", what())))?;
-                let start = skip.min(chunk.len() as u64) as usize;
-                skip -= start as u64;
-                let end = chunk.len().min(start.saturating_add(usize::try_from(left).unwrap_or(usize::MAX)));
-                sink(&chunk[start..end])
-                    .map_err(|e| RegistryError::new(RegistryErrorKind::Failed, format!("{}: {e}", what())))?;
-                left -= (end - start) as u64;
-                passed += (end - start) as u64;
-            }
-            Ok(passed)
-        })
+        operation: RegistryOperation,
+        deadline: Option<Instant>,
+    ) -> Result<token::Authorization, RegistryError> {
+        let credentials = self.credentials_for(reference.resolve_registry())?;
+        self.runtime.block_on(self.authorization(reference, operation, &credentials, &self.pace(deadline)))
     }
 }
 
@@ -313,7 +281,7 @@ impl Registry {
     /// Whether `target`'s repository holds blob `digest`.
     pub fn has_blob(&self, target: &Reference, digest: &Digest) -> Result<bool, RegistryError> {
         self.retry(|| {
-            self.authenticate_for(target, RegistryOperation::Push)?;
+            self.authenticate_for(target, RegistryOperation::Push, None)?;
             self.runtime
                 .block_on(self.client.blob_exists(target, &digest.to_string()))
                 .map_err(|e| RegistryError::from_oci(&format!("checking blob {digest} in {}", target.repository()), e))
@@ -337,20 +305,25 @@ impl Registry {
         jobs: usize,
     ) -> Result<Vec<Pushed>, RegistryError> {
         use futures_util::stream::{self, StreamExt, TryStreamExt};
-        self.authenticate_for(target, RegistryOperation::Push)?;
+        let credentials = self.credentials_for(target.resolve_registry())?;
         self.runtime.block_on(
-            stream::iter(uploads.into_iter().map(|upload| self.push_blob(target, upload)))
+            stream::iter(uploads.into_iter().map(|upload| self.push_blob(target, upload, &credentials)))
                 .buffered(jobs.max(1))
                 .try_collect(),
         )
     }
 
-    async fn push_blob(&self, target: &Reference, upload: Upload) -> Result<Pushed, RegistryError> {
+    async fn push_blob(
+        &self,
+        target: &Reference,
+        upload: Upload,
+        credentials: &oci_client::secrets::RegistryAuth,
+    ) -> Result<Pushed, RegistryError> {
         let key = (target.resolve_registry().to_owned(), upload.digest.clone());
         let holder = self.holders.lock().unwrap().entry(key).or_default().clone();
         let mut holder = holder.lock().await;
         let from = holder.clone().filter(|repository| repository != target.repository());
-        let pushed = self.push_blob_once(target, &upload, from).await?;
+        let pushed = self.push_blob_once(target, &upload, from, credentials).await?;
         holder.get_or_insert_with(|| target.repository().to_owned());
         Ok(pushed)
     }
@@ -360,12 +333,15 @@ impl Registry {
         target: &Reference,
         upload: &Upload,
         holder: Option<String>,
+        credentials: &oci_client::secrets::RegistryAuth,
     ) -> Result<Pushed, RegistryError> {
         let what = || format!("blob {} to {}", upload.digest, target.repository());
         let digest = upload.digest.to_string();
         let mut delays = BACKOFF.iter();
         loop {
             let attempt = async {
+                // Obtained again once old: an upload of many blobs outlasts a token.
+                self.authorization(target, RegistryOperation::Push, credentials, &self.pace(None)).await?;
                 if self.client.blob_exists(target, &digest).await.map_err(|e| RegistryError::from_oci(&what(), e))? {
                     return Ok::<_, RegistryError>(Pushed::Present);
                 }
@@ -398,7 +374,7 @@ impl Registry {
             RegistryError::new(RegistryErrorKind::Failed, format!("media type {media_type:?} is not a header value"))
         })?;
         self.retry(|| {
-            self.authenticate_for(target, RegistryOperation::Push)?;
+            self.authenticate_for(target, RegistryOperation::Push, None)?;
             self.runtime
                 .block_on(self.client.push_manifest_raw(target, bytes.to_vec(), content_type.clone()))
                 .map(|_| ())

@@ -33,6 +33,9 @@ impl Destination {
             }
             return Ok(Destination::Directory(PathBuf::from(path)));
         }
+        if text.starts_with('/') || text.starts_with("./") || text.starts_with("../") {
+            bail!("{flag} {text:?} looks like a path; a directory destination is written file:///ABSOLUTE/PATH");
+        }
         let prefix = text.trim_end_matches('/');
         if prefix.is_empty() || prefix.contains("://") {
             bail!("{flag} {text:?}: give REGISTRY[/PREFIX], such as registry.example:5000/site, or file:///DIRECTORY");
@@ -109,10 +112,10 @@ pub fn plan(bundle: &str, images: &[Image], destinations: &Destinations) -> Resu
             (None, None) => bail!("image {} ({}) is not in --map, and there is no --to", image.key, image.reference),
         };
         let full = format!("{}:{}", name_of(&target), target.tag.clone().unwrap_or_else(|| image.digest.to_string()));
-        if let Some((other, digest)) = names.get(&full) {
-            if *digest != image.digest {
-                bail!("images {other} and {} would both be relocated to {full}, with different content", image.key);
-            }
+        if let Some((other, digest)) = names.get(&full)
+            && *digest != image.digest
+        {
+            bail!("images {other} and {} would both be relocated to {full}, with different content", image.key);
         }
         names.insert(full, (image.key, image.digest));
         targets.push(target);
@@ -218,7 +221,9 @@ mod tests {
         assert!(Destinations::parse(None, &map("web", "site.example")).is_err(), "a map entry needs a repository");
         let err = plan("b", &images, &Destinations::default()).unwrap_err().to_string();
         assert!(err.contains("no --to"), "{err}");
-        for bad in ["https://site.example", "file://relative/dir", ""] {
+        let err = Destination::parse("/srv/site", "--to").unwrap_err().to_string();
+        assert!(err.contains("file:///"), "{err}");
+        for bad in ["https://site.example", "file://relative/dir", "", "./site"] {
             assert!(Destination::parse(bad, "--to").is_err(), "{bad:?}");
         }
     }

@@ -128,6 +128,11 @@ impl Driver for Hostile {
                 other.location();
                 Ok("opened".into())
             }
+            // Another image's place in the same grant: its relocated content is not this one's.
+            "neighbour" => {
+                let other = open_destination("web/other-image")?;
+                other.copy_artifact(stored, &stored.manifest(None)?.descriptor(), None)
+            }
             "hoard-handles" => {
                 let mut held = Vec::new();
                 loop {
