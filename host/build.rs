@@ -14,6 +14,8 @@ const GUESTS: &[(&str, bool)] = &[
     ("example-file-driver", false),
     ("example-helm-driver", false),
     ("ferry-driver-hostile", false),
+    ("ferry-driver-sleeps-in-info", false),
+    ("ferry-driver-lies-in-info", false),
     ("not-a-driver", false),
     ("ferry-driver-wants-sockets", false),
 ];

@@ -183,6 +183,16 @@ fn bundle_drivers_are_refused_by_digest_and_by_the_operator() {
     );
     assert!(!cached(&cache).iter().any(|name| name.contains(tampered.hex())), "the tampered driver was compiled");
     assert!(!dir.path().join("b.tar").exists());
+
+    // The pinned component, through a link that leads out of the bundle's directory: not read.
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::copy(guest(HELM_DRIVER), outside.path().join("helm.wasm")).unwrap();
+    std::fs::remove_file(dir.path().join("drivers/helm.wasm")).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("helm.wasm"), dir.path().join("drivers/helm.wasm")).unwrap();
+    let o = in_dir(&[&insecure[..], &["export", "bundle.json", "-o", "c.tar"]].concat(), dir.path());
+    assert!(!o.status.success(), "a driver outside the bundle's directory was read");
+    let stderr = text(&o.stderr);
+    assert!(stderr.contains("bundle driver \"helm\"") && stderr.contains("links that lead out refused"), "{stderr}");
 }
 
 /// `ferry ARGS` run in `dir`, which holds bundle.json.

@@ -115,7 +115,8 @@ fn the_example_driver_stores_a_file_as_an_artifact_and_relocates_it() {
     img.content_digest = Some(Digest::of(&content).to_string());
 
     let store = Arc::new(Layout::create(&dir.path().join("store")).unwrap());
-    let root = driver.fetch(&img, &Origin::File(file.clone()), &store).unwrap();
+    let root =
+        driver.fetch(&img, &Origin::File { dir: dir.path().to_owned(), path: "firmware.bin".into() }, &store).unwrap();
     assert_eq!(root.artifact_type.as_deref(), Some("application/vnd.example.file.v1"));
     let entry = store.find("firmware.bin").unwrap().unwrap();
     assert_eq!(entry.annotations[REF_NAME], "firmware.bin");
@@ -130,9 +131,8 @@ fn the_example_driver_stores_a_file_as_an_artifact_and_relocates_it() {
     assert!(relocated.ends_with(&format!(":firmware.bin@{}", root.digest)), "{relocated}");
 
     img.content_digest = Some(Digest::of(b"not it").to_string());
-    let err = driver
-        .fetch(&img, &Origin::File(file), &Arc::new(Layout::create(&dir.path().join("store2")).unwrap()))
-        .unwrap_err();
+    let origin = Origin::File { dir: dir.path().to_owned(), path: "firmware.bin".into() };
+    let err = driver.fetch(&img, &origin, &Arc::new(Layout::create(&dir.path().join("store2")).unwrap())).unwrap_err();
     assert_eq!(err.kind, ErrorKind::InvalidContent, "{err}");
 }
 

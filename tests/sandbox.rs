@@ -47,7 +47,7 @@ fn fails_then_recovers(driver: &Driver, f: &Fixture, key: &str, kind: ErrorKind)
     assert_eq!(err.driver, "hostile");
     assert!(err.to_string().contains("relocate of image"), "{err}");
     assert!(err.to_string().contains(key), "the error names the image: {err}");
-    assert_eq!(relocate(driver, f, "behave").unwrap(), "relocated behave");
+    assert!(relocate(driver, f, "behave").unwrap().starts_with(&f.granted.display().to_string()));
     err
 }
 
@@ -114,7 +114,8 @@ fn an_oversized_list_handed_to_the_host_is_refused() {
     let f = fixture();
     let err = fails_then_recovers(&driver, &f, "oversized", ErrorKind::CallBytesLimit);
     assert!(err.message.contains("8 MiB to destination.put-document") && err.message.contains("1 MiB"), "{err}");
-    assert!(Layout::open(&f.granted).unwrap().index().unwrap().is_empty(), "the document was stored");
+    let index = Layout::open(&f.granted).unwrap().index().unwrap();
+    assert!(index.iter().all(|d| d.media_type != "application/json"), "the document was stored: {index:?}");
 }
 
 #[test]
@@ -143,5 +144,5 @@ fn a_flood_of_output_is_capped_without_failing_the_driver() {
     let runtime = runtime(Limits { timeout: Duration::from_secs(30), ..limits() }, cache.path());
     let driver = load(&runtime, HOSTILE_DRIVER);
     let f = fixture();
-    assert_eq!(relocate(&driver, &f, "chatty").unwrap(), "chatted");
+    relocate(&driver, &f, "chatty").unwrap();
 }

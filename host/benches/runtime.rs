@@ -82,7 +82,7 @@ fn main() {
         ..Default::default()
     };
     let started = Instant::now();
-    file_driver.fetch(&image, &Origin::File(source.clone()), &store).unwrap();
+    file_driver.fetch(&image, &Origin::File { dir: work.path().to_owned(), path: "disk.img".into() }, &store).unwrap();
     let fetch = started.elapsed();
     let stored = Origin::Layout { layout: store.clone(), name: "disk.img".into() };
 

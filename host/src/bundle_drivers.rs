@@ -47,8 +47,18 @@ impl Source<'_> {
                 }
                 let file = dir.join(relative);
                 let mut bytes = Vec::new();
-                std::fs::File::open(&file)
-                    .with_context(|| format!("{}: {}", what(), file.display()))?
+                // Beneath the bundle's directory: a link that leads out of it is refused.
+                cap_std::fs::Dir::open_ambient_dir(dir, cap_std::ambient_authority())
+                    .and_then(|d| d.open(relative))
+                    .map(|f| f.into_std())
+                    .with_context(|| {
+                        format!(
+                            "{}: {} (opened inside {}, links that lead out refused)",
+                            what(),
+                            file.display(),
+                            dir.display()
+                        )
+                    })?
                     .take(MAX_DRIVER + 1)
                     .read_to_end(&mut bytes)?;
                 if bytes.len() as u64 > MAX_DRIVER {

@@ -9,6 +9,7 @@ use ferry::export::{self, ExportOptions};
 use ferry::registry::{Registry, RegistryOptions};
 use ferry::relocate::{self, RelocateOptions};
 use ferry::thick;
+use ferry::untrusted::escape;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -198,7 +199,7 @@ pub fn run() -> Result<ExitCode> {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
                 Output::Text => {
                     for image in &report.images {
-                        println!("{:<24} {:<8} {}", image.key, image.image_type, image.digest);
+                        println!("{:<24} {:<8} {}", escape(&image.key), escape(&image.image_type), image.digest);
                     }
                     println!("wrote {} ({} bytes)", report.output.display(), report.bytes);
                 }
@@ -226,7 +227,13 @@ pub fn run() -> Result<ExitCode> {
                         for p in &plan {
                             println!(
                                 "{:<22} {} -> {}\n{:<22} {} blobs, {} present, {} bytes to send",
-                                p.key, p.original, p.destination, "", p.blobs, p.present, p.bytes_to_send
+                                escape(&p.key),
+                                escape(&p.original),
+                                escape(&p.destination),
+                                "",
+                                p.blobs,
+                                p.present,
+                                p.bytes_to_send
                             );
                         }
                     }
@@ -246,7 +253,7 @@ pub fn run() -> Result<ExitCode> {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&relocated)?),
                 Output::Text => {
                     for r in &relocated {
-                        println!("{:<24} {}", r.key, r.relocated);
+                        println!("{:<24} {}", escape(&r.key), r.relocated);
                     }
                 }
             }
@@ -268,7 +275,7 @@ pub fn run() -> Result<ExitCode> {
             match output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&inspection)?),
                 Output::Text => {
-                    println!("{} {}", inspection.name, inspection.version);
+                    println!("{} {}", escape(&inspection.name), escape(&inspection.version));
                     let mut rows =
                         vec![["KEY", "TYPE", "DRIVER", "DIGEST", "SIZE", "PLATFORMS", "REFERENCE"].map(String::from)];
                     for i in &inspection.images {
@@ -278,15 +285,18 @@ pub fn run() -> Result<ExitCode> {
                             (Some(name), _) => name.clone(),
                             (None, _) => "none".into(),
                         };
-                        rows.push([
-                            i.key.clone(),
-                            i.image_type.clone(),
-                            driver,
-                            digest.trim_start_matches("sha256:").to_owned(),
-                            i.size.to_string(),
-                            i.platforms.join(","),
-                            i.reference.clone(),
-                        ]);
+                        rows.push(
+                            [
+                                i.key.clone(),
+                                i.image_type.clone(),
+                                driver,
+                                digest.trim_start_matches("sha256:").to_owned(),
+                                i.size.to_string(),
+                                i.platforms.join(","),
+                                i.reference.clone(),
+                            ]
+                            .map(|cell| escape(&cell).into_owned()),
+                        );
                     }
                     let widths: Vec<usize> =
                         (0..7).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
@@ -301,7 +311,7 @@ pub fn run() -> Result<ExitCode> {
                     }
                     for d in &inspection.bundle_drivers {
                         let handles = if d.handles.is_empty() { "nothing".to_owned() } else { d.handles.join(", ") };
-                        println!("bundle driver {} {} handles {handles}", d.name, d.digest);
+                        println!("bundle driver {} {} handles {}", escape(&d.name), d.digest, escape(&handles));
                     }
                 }
             }

@@ -53,7 +53,7 @@ pub fn origin(
                     bundle_dir.display()
                 );
             }
-            Origin::File(bundle_dir.join(relative))
+            Origin::File { dir: bundle_dir.to_owned(), path: relative.to_owned() }
         }
     })
 }
@@ -72,8 +72,13 @@ pub fn ready(key: &str, spec: &ImageSpec, origin: &Origin, stall: Duration) -> R
             let expected = Expected { size: spec.size, digest: digest.as_ref() };
             crate::http::download(url, download, expected, stall).with_context(|| format!("image {key}"))?;
         }
-        Origin::File(path) => {
-            let found = std::fs::metadata(path).ok().filter(|m| m.is_file()).map(|m| m.len());
+        Origin::File { dir, path } => {
+            // Beneath the bundle's directory, as drivers open it: a link out of it is not followed.
+            let found = cap_std::fs::Dir::open_ambient_dir(dir, cap_std::ambient_authority())
+                .and_then(|dir| dir.metadata(path))
+                .ok()
+                .filter(|m| m.is_file())
+                .map(|m| m.len());
             if let (Some(declared), Some(found)) = (spec.size, found)
                 && declared != found
             {

@@ -22,3 +22,4 @@ pub mod registry;
 pub mod relocate;
 pub mod thick;
 pub mod transfer;
+pub mod untrusted;

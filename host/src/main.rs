@@ -12,7 +12,8 @@ fn main() -> ExitCode {
     match cli::run() {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("ferry: error: {e:#}");
+            // Errors quote bundles and drivers; ferry's own line breaks are kept.
+            eprintln!("ferry: error: {}", ferry::untrusted::escape_keeping_lines(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }

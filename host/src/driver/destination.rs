@@ -152,15 +152,14 @@ fn inside<'a>(what: &str, name: &'a str) -> HostResult<&'a Path> {
     Ok(path)
 }
 
+/// OCI's tag grammar: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}` (so `.` and `..` are not tags).
 fn check_tag(tag: &Option<String>) -> HostResult<()> {
-    match tag {
-        Some(t)
-            if t.is_empty() || t.len() > 128 || !t.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) =>
-        {
-            Err(HostError::invalid(format!("{t:?} is not a valid tag")))
-        }
-        _ => Ok(()),
+    let Some(t) = tag else { return Ok(()) };
+    let first_ok = t.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !first_ok || t.len() > 128 || !t.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+        return Err(HostError::invalid(format!("{t:?} is not a valid tag")));
     }
+    Ok(())
 }
 
 fn stored_layout(source: &SourceHandle) -> HostResult<&Arc<dyn Stored>> {
@@ -357,7 +356,8 @@ impl host::HostDestination for HostState {
         if let DestinationHandle::Registry { registry, .. } = self.table.get(&d)? {
             let destination = self.table.get(&d)?;
             if registry.manifest_digest(&destination.at(tag.as_deref(), &root.digest))?.as_ref() == Some(&root.digest) {
-                return Ok(destination.reference(tag.as_deref(), &root.digest));
+                let reference = destination.reference(tag.as_deref(), &root.digest);
+                return Ok(self.wrote(reference));
             }
         }
         let source = stored_layout(self.table.get(&s)?)?.clone();
@@ -376,7 +376,7 @@ impl host::HostDestination for HostState {
                 reference = named;
             }
         }
-        Ok(reference)
+        Ok(self.wrote(reference))
     }
 
     fn put_document(
@@ -390,7 +390,8 @@ impl host::HostDestination for HostState {
         self.check_call_bytes("destination.put-document", bytes.len())?;
         check_tag(&tag)?;
         let root = oci::Descriptor::new(media_type, Digest::of(&bytes), bytes.len() as u64);
-        self.put_root(&d, &root, &bytes, tag.as_deref())
+        let reference = self.put_root(&d, &root, &bytes, tag.as_deref())?;
+        Ok(self.wrote(reference))
     }
 
     fn write_file(
@@ -416,7 +417,7 @@ impl host::HostDestination for HostState {
         if let Ok(existing) = layout.open_file(path) {
             let existing = BlobFile::whole(existing).map_err(HostError::failed)?;
             if existing.size == blob.size && self.copy_verified(&existing, &blob.digest, &mut std::io::sink()).is_ok() {
-                return Ok(location);
+                return Ok(self.wrote(location));
             }
         }
         let replace = layout.made_by_ferry(path).map_err(HostError::failed)?;
@@ -430,7 +431,7 @@ impl host::HostDestination for HostState {
         self.copy_verified(&from, &blob.digest, pending.file())?;
         layout.note_made(path).map_err(HostError::failed)?;
         pending.persist_as(path).map_err(HostError::denied)?;
-        Ok(location)
+        Ok(self.wrote(location))
     }
 
     fn put_blob(
@@ -563,7 +564,7 @@ impl host::HostDestination for HostState {
         pending
             .persist_as(path, replace)
             .map_err(|e| HostError::denied(format!("{}/{name}: {e:#}", layout.path().display())))?;
-        Ok(format!("{}/{name}", layout.path().display()))
+        Ok(self.wrote(format!("{}/{name}", layout.path().display())))
     }
 
     fn drop(&mut self, d: Resource<DestinationHandle>) -> wasmtime::Result<()> {

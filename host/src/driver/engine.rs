@@ -7,10 +7,13 @@ use wasmtime::{Config, Engine};
 pub const TICK: Duration = Duration::from_millis(10);
 
 /// Builds the engine: Cranelift, the component model, epoch interruption and nothing else.
+/// Functions compile one at a time: a bundle's component, however large, takes one core and
+/// the memory of one function (whose size `VerifiedComponent::survey` caps), not the machine.
 pub fn new_engine() -> anyhow::Result<Engine> {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
+    config.parallel_compilation(false);
     let engine = Engine::new(&config)?;
     spawn_ticker(&engine);
     Ok(engine)

@@ -5,8 +5,15 @@ use super::SetupError;
 use super::bindings::since_v0_1_0::ferry::driver::types;
 use super::sandbox::{HostState, LimitHit};
 use crate::config::Limits;
+use crate::untrusted::{clip, escape};
+use std::collections::HashMap;
 use std::fmt;
-use wasmtime::Trap;
+use std::time::{Duration, Instant};
+use wasmtime::component::ResourceTableError;
+use wasmtime::{Trap, WasmBacktrace};
+
+/// The most of a driver's error message (or stderr) that reaches the operator.
+pub const MAX_MESSAGE: usize = 4096;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Operation {
@@ -75,8 +82,10 @@ impl fmt::Display for DriverError {
 impl std::error::Error for DriverError {}
 
 impl DriverError {
+    /// `message` may quote the driver: it is escaped and cut to [`MAX_MESSAGE`] bytes.
     pub(super) fn new(driver: &str, operation: Operation, kind: ErrorKind, message: String) -> Self {
-        DriverError { driver: driver.to_owned(), operation, image: None, kind, message }
+        let message = clip(&escape(&message), MAX_MESSAGE).into_owned();
+        DriverError { driver: escape(driver).into_owned(), operation, image: None, kind, message }
     }
 }
 
@@ -102,7 +111,7 @@ pub(super) fn classify(
     let hit = state.hit.clone().or(state.budget.exceeded.then_some(LimitHit::Memory));
     let trap = outcome.as_ref().err().and_then(|e| e.downcast_ref::<Trap>().copied());
     let detail = match &outcome {
-        Ok(e) => guest_error(e).1.to_owned(),
+        Ok(e) => clip(guest_error(e).1, MAX_MESSAGE).into_owned(),
         Err(e) => {
             let stderr = state.stderr.tail(1024);
             let cause = e.root_cause().to_string();
@@ -110,7 +119,20 @@ pub(super) fn classify(
         }
     };
     if trap == Some(Trap::Interrupt) || hit == Some(LimitHit::Timeout) {
-        return (ErrorKind::Timeout, format!("stopped at its time limit of {:?} (--driver-timeout)", limits.timeout));
+        return (ErrorKind::Timeout, timed_out(state.deadline, limits.timeout));
+    }
+    if let Err(e) = &outcome
+        && e.chain().any(|c| matches!(c.downcast_ref::<ResourceTableError>(), Some(ResourceTableError::Full)))
+    {
+        return (
+            ErrorKind::HandleLimit,
+            format!(
+                "held more handles than a driver may: {} host handles (--driver-handles) and {} WASI streams and \
+                 pollables",
+                limits.handles,
+                super::WASI_HANDLES
+            ),
+        );
     }
     match hit {
         Some(LimitHit::Memory) => {
@@ -139,8 +161,43 @@ pub(super) fn classify(
     }
     match outcome {
         Ok(e) => (guest_error(&e).0, detail),
+        Err(e) if trap == Some(Trap::StackOverflow) || overran_shadow_stack(trap, &e) => {
+            (ErrorKind::Crashed, format!("crashed: stack overflow (it recursed too deeply): {detail}"))
+        }
         Err(_) => (ErrorKind::Crashed, format!("crashed: {detail}")),
     }
+}
+
+/// The time-limit message, honest about how long the operation ran: past the deadline only when
+/// the host was busy on the driver's behalf when the limit passed.
+fn timed_out(deadline: Instant, timeout: Duration) -> String {
+    let late = Instant::now().saturating_duration_since(deadline);
+    if late < Duration::from_secs(1) {
+        format!("stopped at its time limit of {timeout:?} (--driver-timeout)")
+    } else {
+        format!(
+            "ran {:.1?}, past its time limit of {timeout:?} (--driver-timeout): the host was still working on its \
+             behalf when the limit passed, and stopped it at its next call",
+            timeout + late
+        )
+    }
+}
+
+/// Rust and C guests keep a stack of their own in linear memory, which wraps below address 0
+/// when it overflows: the next access traps as out of bounds, which wasmtime cannot tell from
+/// any other bad access. Inside a recursion (one function in `RECURSION` frames of the trap's
+/// backtrace), it is taken for what it almost always is.
+fn overran_shadow_stack(trap: Option<Trap>, e: &wasmtime::Error) -> bool {
+    const RECURSION: usize = 8;
+    let Some(backtrace) = e.downcast_ref::<WasmBacktrace>() else { return false };
+    if trap != Some(Trap::MemoryOutOfBounds) {
+        return false;
+    }
+    let mut calls: HashMap<(Option<&str>, u32), usize> = HashMap::new();
+    for frame in backtrace.frames() {
+        *calls.entry((frame.module().name(), frame.func_index())).or_default() += 1;
+    }
+    calls.values().any(|&n| n >= RECURSION)
 }
 
 fn guest_error(e: &types::Error) -> (ErrorKind, &str) {
@@ -151,5 +208,19 @@ fn guest_error(e: &types::Error) -> (ErrorKind, &str) {
         types::Error::NotFound(m) => (ErrorKind::NotFound, m),
         types::Error::Transient(m) => (ErrorKind::Transient, m),
         types::Error::Failed(m) => (ErrorKind::Failed, m),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_time_limit_message_says_how_long_the_operation_really_ran() {
+        let limit = Duration::from_secs(2);
+        let on_time = timed_out(Instant::now(), limit);
+        assert_eq!(on_time, "stopped at its time limit of 2s (--driver-timeout)");
+        let late = timed_out(Instant::now() - Duration::from_secs(598), limit);
+        assert!(late.starts_with("ran 600.0s, past its time limit of 2s (--driver-timeout)"), "{late}");
     }
 }

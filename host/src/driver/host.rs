@@ -444,17 +444,43 @@ impl host::HostStore for HostState {
     }
 
     fn set_root(&mut self, st: Resource<StoreHandle>, root: types::Descriptor) -> HostResult<()> {
+        self.check_deadline()?;
         let store = self.table.get(&st)?;
         let mut root = from_wit(&root)?;
         store.layout.graph(&root).map_err(|e| HostError::invalid(format!("root {}: {e:#}", root.digest)))?;
+        check_root_type(&store.layout, &root).map_err(|e| HostError::invalid(format!("root {} {e}", root.digest)))?;
+        self.check_deadline()?;
+        let store = self.table.get(&st)?;
         root.annotations.insert(REF_NAME.into(), store.name.clone());
-        store.layout.add_to_index(root).map_err(HostError::failed)
+        store.layout.add_to_index(root.clone()).map_err(HostError::failed)?;
+        self.recorded_root = Some(root);
+        Ok(())
     }
 
     fn drop(&mut self, st: Resource<StoreHandle>) -> wasmtime::Result<()> {
         self.table.delete(st)?;
         self.handles = self.handles.saturating_sub(1);
         Ok(())
+    }
+}
+
+/// Whether the root's media type is what its bytes say they are. The graph walk has checked
+/// every size and that every manifest and index parses; but a root recorded as a manifest that
+/// is an index by its own `mediaType`, or as a plain blob while it is a manifest or index, would
+/// hide what it refers to from everything that walks the image later.
+fn check_root_type(layout: &Layout, root: &oci::Descriptor) -> Result<(), String> {
+    if root.size > MAX_DOCUMENT {
+        return Ok(());
+    }
+    let bytes = layout.read_blob(&root.digest, MAX_DOCUMENT).map_err(|e| format!("{e:#}"))?;
+    let declared = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|json| json.get("mediaType")?.as_str().map(str::to_owned));
+    match declared {
+        Some(own) if own != root.media_type && (oci::is_document(&own) || oci::is_document(&root.media_type)) => {
+            Err(format!("is a {own} by its own mediaType, but was recorded as {:?}", root.media_type))
+        }
+        _ => Ok(()),
     }
 }
 

@@ -2,9 +2,10 @@
 
 use super::bindings::{INTERFACE, since_v0_1_0::ImageDriver};
 use super::sandbox::HostState;
+use super::wasi_poll::WithDeadline;
 use anyhow::{Result, bail};
 use wasmtime::Engine;
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{HasSelf, Linker};
 use wasmtime_wasi::cli::WasiCliView;
 use wasmtime_wasi::clocks::WasiClocksView;
 use wasmtime_wasi::filesystem::WasiFilesystemView;
@@ -43,7 +44,7 @@ const PROVIDED: &[&str] = &[
 pub fn new_linker(engine: &Engine) -> Result<Linker<HostState>> {
     let mut l = Linker::new(engine);
     wasmtime_wasi::p2::bindings::io::error::add_to_linker::<HostState, HasTable>(&mut l, table)?;
-    wasi::io::poll::add_to_linker::<HostState, HasTable>(&mut l, table)?;
+    wasi::io::poll::add_to_linker::<HostState, WithDeadline>(&mut l, super::wasi_poll::view)?;
     wasi::io::streams::add_to_linker::<HostState, HasTable>(&mut l, table)?;
     clocks::wall_clock::add_to_linker::<HostState, wasmtime_wasi::clocks::WasiClocks>(&mut l, HostState::clocks)?;
     clocks::monotonic_clock::add_to_linker::<HostState, wasmtime_wasi::clocks::WasiClocks>(&mut l, HostState::clocks)?;
@@ -90,14 +91,9 @@ pub struct Shape {
     pub exports: Vec<String>,
 }
 
-/// Checks that `component` exports this host's driver interface and imports nothing the host
-/// does not provide; the error names what is wrong.
-pub fn check_shape(engine: &Engine, component: &Component) -> Result<Shape> {
-    let ty = component.component_type();
-    let shape = Shape {
-        imports: ty.imports(engine).map(|(name, _)| name.to_owned()).collect(),
-        exports: ty.exports(engine).map(|(name, _)| name.to_owned()).collect(),
-    };
+/// Checks that a component with this shape exports this host's driver interface and imports
+/// nothing the host does not provide; the error names what is wrong.
+pub fn check_shape(shape: &Shape) -> Result<()> {
     if !shape.exports.iter().any(|e| e == INTERFACE) {
         let (package, _) = INTERFACE.split_once('@').expect("versioned");
         match shape.exports.iter().find(|e| e.starts_with(package)) {
@@ -121,7 +117,7 @@ pub fn check_shape(engine: &Engine, component: &Component) -> Result<Shape> {
             unknown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
         );
     }
-    Ok(shape)
+    Ok(())
 }
 
 fn list(names: &[String]) -> String {

@@ -15,23 +15,27 @@ mod engine;
 mod error;
 mod host;
 mod linker;
+mod operation_log;
 mod sandbox;
 mod shipped;
 mod tar_access;
+mod wasi_poll;
 
 pub use bindings::INTERFACE;
 pub use builtin::builtin_components;
-pub use component::VerifiedComponent;
+pub use component::{MAX_FUNCTION, VerifiedComponent};
 pub use destination::{DestinationGrant, repository_under};
 pub use error::{DriverError, ErrorKind, Operation};
 pub use shipped::{Declared, EXTENSION, MAX_DRIVER, Policy, WASM_LAYER, assign, declared};
 
 use crate::config::Limits;
 use crate::oci::{BlobFile, Digest, Layout, Stored};
+use crate::untrusted::{clip, escape, has_control};
 use bindings::since_v0_1_0::ferry::driver::host::SourceKind;
 use bindings::since_v0_1_0::{ImageDriver, ImageDriverPre, ferry::driver::types};
 use cache::ComponentCache;
 use host::{SourceHandle, StoreHandle};
+use operation_log::OperationLog;
 use sandbox::{Budget, CappedPipe, HostState};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -106,22 +110,15 @@ pub struct Summary {
 /// Where an operation reads an image from.
 pub enum Origin {
     /// The image named `name` (its ref.name annotation) in an OCI layout or a thick bundle.
-    Layout {
-        layout: Arc<dyn Stored>,
-        name: String,
-    },
-    File(PathBuf),
+    Layout { layout: Arc<dyn Stored>, name: String },
+    /// The file `path` (relative) inside the bundle's directory `dir`: opened beneath `dir`, so
+    /// a symlink cannot lead outside it.
+    File { dir: PathBuf, path: PathBuf },
     /// An http(s) URL, downloaded by the host before the driver runs (the driver's deadline is
     /// for its own work, not for the network).
-    Http {
-        url: String,
-        download: PathBuf,
-    },
+    Http { url: String, download: PathBuf },
     /// An image in a registry.
-    Registry {
-        registry: Arc<crate::registry::Registry>,
-        reference: String,
-    },
+    Registry { registry: Arc<crate::registry::Registry>, reference: String },
 }
 
 pub struct Settings {
@@ -166,8 +163,9 @@ impl Runtime {
         let unnamed = |kind, e: anyhow::Error| {
             DriverError::new(&component.digest().to_string(), Operation::Load, kind, format!("{e:#}"))
         };
+        let shape = component.survey().map_err(|e| unnamed(ErrorKind::NotADriver, e))?;
+        linker::check_shape(&shape).map_err(|e| unnamed(ErrorKind::NotADriver, e))?;
         let compiled = self.cache.load(&self.engine, component).map_err(|e| unnamed(ErrorKind::NotADriver, e))?;
-        let shape = linker::check_shape(&self.engine, &compiled).map_err(|e| unnamed(ErrorKind::NotADriver, e))?;
         let pre = self
             .linker
             .instantiate_pre(&compiled)
@@ -187,6 +185,7 @@ impl Runtime {
         };
         let info =
             driver.call(Operation::Info, None, None, |store, d| Ok(Ok(d.ferry_driver_driver().call_info(store)?)))?;
+        check_info(&info).map_err(|message| driver.error(Operation::Info, None, ErrorKind::InvalidContent, message))?;
         driver.info = DriverInfo {
             name: info.name,
             version: info.version,
@@ -202,9 +201,11 @@ impl Runtime {
         let stderr = CappedPipe::new(self.limits.output);
         let wasi =
             WasiCtxBuilder::new().stdout(stdout).stderr(stderr.clone()).allow_blocking_current_thread(true).build();
+        let mut table = wasmtime::component::ResourceTable::new();
+        table.set_max_capacity(self.limits.handles as usize + WASI_HANDLES);
         let state = HostState {
             wasi,
-            table: wasmtime::component::ResourceTable::new(),
+            table,
             budget: Budget::new(self.limits.memory),
             limits: self.limits,
             deadline: Instant::now() + self.limits.timeout,
@@ -212,9 +213,11 @@ impl Runtime {
             handles: 0,
             grant,
             driver: driver.to_owned(),
-            events: self.events.clone(),
+            events: Arc::new(OperationLog::new(self.events.clone(), self.limits.output)),
             stderr,
             downloads: Default::default(),
+            written: Vec::new(),
+            recorded_root: None,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.budget);
@@ -224,6 +227,46 @@ impl Runtime {
 }
 
 type CallResult<R> = wasmtime::Result<Result<R, types::Error>>;
+
+/// WASI resources (streams, pollables) a driver may hold at once, on top of `--driver-handles`:
+/// each is host memory, so a driver that leaks them is stopped, and told so.
+pub const WASI_HANDLES: usize = 1024;
+
+/// What `info` may say: it is written into bundle.json by `driver add` and printed.
+const MAX_NAME: usize = 128;
+const MAX_VERSION: usize = 64;
+const MAX_TYPES: usize = 64;
+const MAX_TYPE: usize = 128;
+
+fn check_info(info: &types::DriverInfo) -> Result<(), String> {
+    let field = |what: &str, value: &str, max: usize| {
+        if value.chars().count() > max {
+            return Err(format!(
+                "its info has {what} of {} characters; at most {max} are allowed",
+                value.chars().count()
+            ));
+        }
+        if has_control(value) {
+            return Err(format!("its info has {what} with control characters: \"{}\"", escape(value)));
+        }
+        Ok(())
+    };
+    field("a name", &info.name, MAX_NAME)?;
+    field("a version", &info.version, MAX_VERSION)?;
+    if info.image_types.len() > MAX_TYPES {
+        return Err(format!("its info lists {} image types; at most {MAX_TYPES} are allowed", info.image_types.len()));
+    }
+    info.image_types.iter().try_for_each(|t| field("an image type", t, MAX_TYPE))
+}
+
+/// What `inspect` may report: it is printed for the operator.
+const MAX_DETAILS: usize = 64;
+const MAX_DETAIL: usize = 1024;
+const MAX_PLATFORMS: usize = 256;
+
+fn printable(text: String, max: usize) -> String {
+    clip(&escape(&text), max).into_owned()
+}
 
 impl<'rt> Driver<'rt> {
     pub fn info(&self) -> &DriverInfo {
@@ -247,19 +290,27 @@ impl<'rt> Driver<'rt> {
         origin: &Origin,
         store: &Arc<Layout>,
     ) -> Result<crate::oci::Descriptor, DriverError> {
-        let root = self.call(Operation::Fetch, Some(image), None, |s, d| {
+        let (root, state) = self.run(Operation::Fetch, Some(image), None, |s, d| {
             let origin = push_source(s, origin)?;
             let sink = push(s, StoreHandle { layout: store.clone(), name: image.reference.clone() })?;
             d.ferry_driver_driver().call_fetch(s, &image.to_wit(), origin, sink)
         })?;
-        host::from_wit(&root).map_err(|_| {
-            self.error(
-                Operation::Fetch,
-                Some(image),
-                ErrorKind::InvalidContent,
-                format!("returned a bad digest {:?}", root.digest),
-            )
-        })
+        let invalid = |message| self.error(Operation::Fetch, Some(image), ErrorKind::InvalidContent, message);
+        let root = host::from_wit(&root).map_err(|_| invalid(format!("returned a bad digest {:?}", root.digest)))?;
+        match state.recorded_root {
+            Some(recorded)
+                if recorded.digest == root.digest
+                    && recorded.media_type == root.media_type
+                    && recorded.size == root.size =>
+            {
+                Ok(root)
+            }
+            Some(recorded) => Err(invalid(format!(
+                "returned root {} ({}, {} bytes), but recorded {} ({}, {} bytes) with store.set-root",
+                root.digest, root.media_type, root.size, recorded.digest, recorded.media_type, recorded.size
+            ))),
+            None => Err(invalid(format!("returned root {} without recording it with store.set-root", root.digest))),
+        }
     }
 
     pub fn verify(&self, image: &Image, stored: &Origin) -> Result<(), DriverError> {
@@ -281,12 +332,26 @@ impl<'rt> Driver<'rt> {
         mapping: &[(String, String)],
     ) -> Result<String, DriverError> {
         let mapping = if self.info.reads_mapping { mapping.to_vec() } else { Vec::new() };
-        self.call(Operation::Relocate, Some(image), Some(grant.narrowed(target)), |s, d| {
+        let (reference, state) = self.run(Operation::Relocate, Some(image), Some(grant.narrowed(target)), |s, d| {
             let stored = push_source(s, stored)?;
             let destination = grant.open(target).map_err(host_error)?;
             let destination = push(s, destination)?;
             d.ferry_driver_driver().call_relocate(s, &image.to_wit(), stored, destination, &mapping)
-        })
+        })?;
+        // The mapping names only what ferry itself wrote inside the grant, with the digest it
+        // wrote: a driver's word is not enough.
+        let refuse = |message| self.error(Operation::Relocate, Some(image), ErrorKind::InvalidContent, message);
+        if has_control(&reference) {
+            return Err(refuse(format!("returned a reference with control characters: \"{}\"", escape(&reference))));
+        }
+        if !state.written.contains(&reference) {
+            let wrote = if state.written.is_empty() { "nothing".to_owned() } else { state.written.join(", ") };
+            return Err(refuse(format!(
+                "returned {:?}, which is not what ferry wrote for it in this relocation ({wrote})",
+                clip(&reference, 256)
+            )));
+        }
+        Ok(reference)
     }
 
     pub fn inspect(&self, image: &Image, stored: &Origin) -> Result<Summary, DriverError> {
@@ -295,22 +360,25 @@ impl<'rt> Driver<'rt> {
             d.ferry_driver_driver().call_inspect(s, &image.to_wit(), stored)
         })?;
         Ok(Summary {
-            digest: summary.digest,
-            media_type: summary.media_type,
+            digest: printable(summary.digest, MAX_DETAIL),
+            media_type: printable(summary.media_type, MAX_DETAIL),
             size: summary.size,
-            platforms: summary.platforms,
-            details: summary.details,
+            platforms: summary.platforms.into_iter().take(MAX_PLATFORMS).map(|p| printable(p, MAX_DETAIL)).collect(),
+            details: summary
+                .details
+                .into_iter()
+                .take(MAX_DETAILS)
+                .map(|(k, v)| (printable(k, MAX_DETAIL), printable(v, MAX_DETAIL)))
+                .collect(),
         })
     }
 
     fn error(&self, operation: Operation, image: Option<&Image>, kind: ErrorKind, message: String) -> DriverError {
         let mut e = DriverError::new(&self.info.name, operation, kind, message);
-        e.image = image.map(|i| format!("{} ({})", i.key, i.reference));
+        e.image = image.map(|i| escape(&format!("{} ({})", i.key, i.reference)).into_owned());
         e
     }
 
-    /// Runs one operation in a fresh instance and store, which are dropped afterwards whatever
-    /// happened, so the next operation starts clean.
     fn call<R>(
         &self,
         operation: Operation,
@@ -318,10 +386,23 @@ impl<'rt> Driver<'rt> {
         grant: Option<DestinationGrant>,
         f: impl FnOnce(&mut Store<HostState>, &ImageDriver) -> CallResult<R>,
     ) -> Result<R, DriverError> {
+        self.run(operation, image, grant, f).map(|(value, _)| value)
+    }
+
+    /// Runs one operation in a fresh instance and store, which are dropped afterwards whatever
+    /// happened, so the next operation starts clean; a success comes with what the host saw.
+    fn run<R>(
+        &self,
+        operation: Operation,
+        image: Option<&Image>,
+        grant: Option<DestinationGrant>,
+        f: impl FnOnce(&mut Store<HostState>, &ImageDriver) -> CallResult<R>,
+    ) -> Result<(R, HostState), DriverError> {
         let mut store = self.runtime.new_store(&self.info.name, grant);
         let outcome = self.pre.instantiate(&mut store).and_then(|instance| f(&mut store, &instance));
+        store.data().events.finish(&self.info.name);
         let failure = match outcome {
-            Ok(Ok(value)) => return Ok(value),
+            Ok(Ok(value)) => return Ok((value, store.into_data())),
             Ok(Err(guest)) => Ok(guest),
             Err(trap) => Err(trap),
         };
@@ -355,11 +436,18 @@ fn push_source(store: &mut Store<HostState>, origin: &Origin) -> wasmtime::Resul
             let root = layout.find(name).ok().flatten().ok_or_else(not_found)?;
             SourceHandle::Layout { layout: layout.clone(), root, location: name.clone() }
         }
-        Origin::File(path) => {
-            let blob = std::fs::File::open(path)
+        Origin::File { dir, path } => {
+            let location = dir.join(path).display().to_string();
+            let blob = cap_std::fs::Dir::open_ambient_dir(dir, cap_std::ambient_authority())
+                .and_then(|dir| dir.open(path))
+                .map(|file| file.into_std())
                 .and_then(BlobFile::whole)
-                .map_err(|e| SetupError(types::Error::NotFound(format!("{}: {e}", path.display()))))?;
-            SourceHandle::Bytes { blob, location: path.display().to_string(), kind: SourceKind::File }
+                .map_err(|e| {
+                    let message =
+                        format!("{location} (opened inside {}, links that lead out refused): {e}", dir.display());
+                    SetupError(types::Error::NotFound(message))
+                })?;
+            SourceHandle::Bytes { blob, location, kind: SourceKind::File }
         }
         Origin::Http { url, download } => {
             let blob = std::fs::File::open(download)
@@ -471,5 +559,33 @@ impl<'rt> Drivers<'rt> {
 
     pub fn iter(&self) -> impl Iterator<Item = &Driver<'rt>> {
         self.entries.iter().map(|e| &e.driver)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(name: &str, version: &str, image_types: Vec<String>) -> types::DriverInfo {
+        types::DriverInfo { name: name.into(), version: version.into(), image_types, reads_mapping: false }
+    }
+
+    #[test]
+    fn info_is_refused_when_it_is_too_long_or_holds_control_characters() {
+        assert_eq!(check_info(&info("helm", "1.2.3", vec!["helm".into()])), Ok(()));
+        let refused = [
+            (info(&"n".repeat(MAX_NAME + 1), "1", vec![]), "a name of 129 characters"),
+            (info("oci\x1b[2K\rbundle driver", "1", vec![]), "a name with control characters"),
+            (info("n", &"1".repeat(1 << 20), vec![]), "a version of 1048576 characters"),
+            (info("n", "1\n", vec![]), "a version with control characters"),
+            (info("n", "1", (0..100_000).map(|i| i.to_string()).collect()), "lists 100000 image types"),
+            (info("n", "1", vec!["t".repeat(MAX_TYPE + 1)]), "an image type of 129 characters"),
+            (info("n", "1", vec!["oci\u{202e}".into()]), "an image type with control characters"),
+        ];
+        for (info, says) in refused {
+            let err = check_info(&info).unwrap_err();
+            assert!(err.contains(says), "{err}");
+            assert!(!err.chars().any(char::is_control) && err.len() < 300, "{err}");
+        }
     }
 }

@@ -1,8 +1,9 @@
 //! One driver operation's sandbox: the store data, the memory budget, and captured output.
 
-use super::Events;
 use super::destination::DestinationGrant;
+use super::operation_log::OperationLog;
 use crate::config::Limits;
+use crate::oci;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use wasmtime::ResourceLimiter;
@@ -34,11 +35,24 @@ pub struct HostState {
     pub(super) handles: u32,
     pub(super) grant: Option<DestinationGrant>,
     pub(super) driver: String,
-    pub(super) events: Arc<dyn Events>,
+    pub(super) events: Arc<OperationLog>,
     pub(super) stderr: CappedPipe,
     /// Registry blobs downloaded for this operation (to list or open a tar), by digest: a
     /// driver that lists a layer and then opens a file in it downloads the layer once.
     pub(super) downloads: std::collections::HashMap<crate::oci::Digest, crate::oci::BlobFile>,
+    /// The references the host returned for what it wrote into the grant in this operation: the
+    /// only ones a `relocate` may return.
+    pub(super) written: Vec<String>,
+    /// The root the driver recorded with `store.set-root`: the only one a `fetch` may return.
+    pub(super) recorded_root: Option<oci::Descriptor>,
+}
+
+impl HostState {
+    /// Remembers `reference` as one the host wrote, and returns it.
+    pub(super) fn wrote(&mut self, reference: String) -> String {
+        self.written.push(reference.clone());
+        reference
+    }
 }
 
 impl WasiView for HostState {

@@ -13,8 +13,9 @@ pub const EXTENSION: &str = "io.ferry.drivers";
 /// The Wasm OCI artifact media types (CNCF TAG Runtime's wasm-oci spec).
 pub const WASM_CONFIG: &str = "application/vnd.wasm.config.v0+json";
 pub const WASM_LAYER: &str = "application/wasm";
-/// No driver component is larger than this.
-pub const MAX_DRIVER: u64 = 64 << 20;
+/// No driver component is larger than this: ferry neither reads nor compiles a larger one
+/// (real drivers are well under 1 MiB; Cranelift takes about 2 s per MiB, one function at a time).
+pub const MAX_DRIVER: u64 = 16 << 20;
 
 /// One driver as bundle.json declares it.
 #[derive(Clone, Debug, Deserialize, Serialize)]
