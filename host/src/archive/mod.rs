@@ -12,7 +12,7 @@ mod stored_gzip;
 
 use crate::oci::{BlobFile, Descriptor, Digest, HashingWriter, Layout, MAX_DOCUMENT, Stored};
 use anyhow::{Context, Result, bail};
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::Path;
@@ -420,7 +420,13 @@ impl InPlace {
             let mut out = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
             let mut offset = 0u64;
             each_file(path, |name, size, entry| {
-                let Some(digest) = blob_digest(name)?.filter(|d| wanted.contains(d)) else { return Ok(()) };
+                let Some(digest) = blob_digest(name)? else { return Ok(()) };
+                let Some(&declared) = wanted.get(&digest) else { return Ok(()) };
+                // Nothing beyond what a descriptor declares is written: an entry of another
+                // size cannot hold the blob, whatever it would hash to.
+                if size != declared {
+                    bail!("blob {digest} is {size} bytes in the bundle, its descriptor says {declared}");
+                }
                 let mut hashing = HashingWriter::new(&mut out);
                 let copied = io::copy(&mut entry.take(size), &mut hashing)?;
                 let (actual, _, _) = hashing.finish();
@@ -482,14 +488,16 @@ pub fn parse_index(bytes: Option<&[u8]>) -> Result<Vec<Descriptor>> {
         .manifests)
 }
 
-/// Every blob the index reaches through the manifests the bundle holds, each digest once.
-fn reachable(index: &[Descriptor], contents: &Contents) -> Result<HashSet<Digest>> {
-    let mut wanted = HashSet::new();
+/// Every blob the index reaches through the manifests the bundle holds, each digest once, with
+/// the size it is first listed with.
+fn reachable(index: &[Descriptor], contents: &Contents) -> Result<HashMap<Digest, u64>> {
+    let mut wanted = HashMap::new();
     let mut stack: Vec<Descriptor> = index.to_vec();
     while let Some(d) = stack.pop() {
-        if !wanted.insert(d.digest.clone()) {
+        if wanted.contains_key(&d.digest) {
             continue;
         }
+        wanted.insert(d.digest.clone(), d.size);
         if let Some(document) = contents.documents.get(&d.digest).filter(|_| crate::oci::is_document(&d.media_type)) {
             stack.extend(crate::oci::children(document).with_context(|| format!("manifest {}", d.digest))?);
         }
@@ -511,5 +519,51 @@ impl Stored for InPlace {
 
     fn entries(&self) -> Result<Vec<Descriptor>> {
         Ok(self.index.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A thick bundle, gzipped, whose index names a 5-byte layer whose entry holds `layer_bytes`.
+    fn bundle_with_layer(dir: &Path, layer_bytes: &[u8]) -> std::path::PathBuf {
+        let layer = b"layer";
+        let digest = Digest::of(layer);
+        let index = serde_json::json!({ "schemaVersion": 2, "manifests": [
+            { "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest.to_string(), "size": layer.len() },
+        ]});
+        let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+        let files: [(String, &[u8]); 4] = [
+            (BUNDLE_JSON.into(), b"{}"),
+            (format!("{LAYOUT}/oci-layout"), b"{}"),
+            (format!("{LAYOUT}/index.json"), &serde_json::to_vec(&index).unwrap()),
+            (format!("{LAYOUT}/blobs/sha256/{}", digest.hex()), layer_bytes),
+        ];
+        for (name, bytes) in files {
+            tar.append(&header(&name, bytes.len() as u64, false).unwrap(), bytes).unwrap();
+        }
+        let path = dir.join("bundle.tgz");
+        std::fs::write(&path, tar.into_inner().unwrap().finish().unwrap()).unwrap();
+        path
+    }
+
+    // Found while bounding the fuzz target's scratch space (fuzz/ archive): a reachable blob's
+    // entry was copied to scratch whole, however much larger than its descriptor said, and only
+    // then refused for its digest; a small .tgz could fill the disk on its way to that error.
+    #[test]
+    fn a_reachable_blob_larger_than_its_descriptor_is_refused_before_it_is_copied() {
+        let dir = tempfile::tempdir().unwrap();
+        let scratch = dir.path().join("scratch");
+        std::fs::create_dir(&scratch).unwrap();
+        let good = bundle_with_layer(dir.path(), b"layer");
+        let opened = InPlace::open(&good, &scratch).unwrap();
+        assert_eq!(opened.read_blob(&Digest::of(b"layer"), 5).unwrap(), b"layer");
+        drop(opened);
+
+        let bomb = bundle_with_layer(dir.path(), &vec![0u8; 8 << 20]);
+        let err = InPlace::open(&bomb, &scratch).err().expect("an 8 MiB entry for a 5-byte blob");
+        assert!(format!("{err:#}").contains("is 8388608 bytes in the bundle, its descriptor says 5"), "{err:#}");
+        assert!(std::fs::read_dir(&scratch).unwrap().next().is_none(), "scratch space was left behind");
     }
 }

@@ -3,7 +3,7 @@
 
 use super::{Descriptor, Digest, MAX_DOCUMENT, REF_NAME, children, is_document};
 use anyhow::{Context, Result, bail};
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
@@ -47,20 +47,33 @@ pub trait Stored: Send + Sync {
 
     /// `root` and everything it refers to, each once, children before the documents that name
     /// them: copied in this order, a destination never holds a manifest whose blobs are missing.
-    /// Each digest is read and walked once, however many times and under whatever sizes it is
-    /// listed; a size that disagrees with the stored blob is an error.
+    /// Each digest is read and walked once, however many times it is listed; every listing must
+    /// give the stored blob's size, and a digest listed both as a manifest or index and as
+    /// anything else is refused (walked once as a leaf, its own blobs would be left behind).
     fn graph(&self, root: &Descriptor) -> Result<Vec<Descriptor>> {
         const MAX_DEPTH: usize = 8;
         fn visit(
             stored: &(impl Stored + ?Sized),
             d: &Descriptor,
             depth: usize,
-            seen: &mut HashSet<Digest>,
+            seen: &mut HashMap<Digest, (u64, bool)>,
             out: &mut Vec<Descriptor>,
         ) -> Result<()> {
-            if !seen.insert(d.digest.clone()) {
+            let document = is_document(&d.media_type);
+            if let Some(&(size, was_document)) = seen.get(&d.digest) {
+                if size != d.size {
+                    bail!("blob {} is listed as {} bytes and as {size}", d.digest, d.size);
+                }
+                if was_document != document {
+                    bail!(
+                        "blob {} is listed both as a manifest or index and as other content ({})",
+                        d.digest,
+                        d.media_type
+                    );
+                }
                 return Ok(());
             }
+            seen.insert(d.digest.clone(), (d.size, document));
             if depth > MAX_DEPTH {
                 bail!("{}: manifests nest deeper than {MAX_DEPTH}", d.digest);
             }
@@ -70,7 +83,7 @@ pub trait Stored: Send + Sync {
             if blob.size != d.size {
                 bail!("blob {} is {} bytes, its descriptor says {}", d.digest, blob.size, d.size);
             }
-            if is_document(&d.media_type) {
+            if document {
                 let bytes = stored.read_blob(&d.digest, MAX_DOCUMENT)?;
                 for child in children(&bytes).with_context(|| format!("manifest {}", d.digest))? {
                     visit(stored, &child, depth + 1, seen, out)?;
@@ -80,7 +93,7 @@ pub trait Stored: Send + Sync {
             Ok(())
         }
         let mut out = Vec::new();
-        visit(self, root, 0, &mut HashSet::new(), &mut out)?;
+        visit(self, root, 0, &mut HashMap::new(), &mut out)?;
         Ok(out)
     }
 }
@@ -144,5 +157,72 @@ impl Read for BlobReader {
         let n = self.blob.read_at(buf, self.position)?;
         self.position += n as u64;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oci::Layout;
+    use serde_json::json;
+
+    const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+    const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+    const CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+    const LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
+
+    fn put(layout: &Layout, media_type: &str, bytes: &[u8]) -> Descriptor {
+        Descriptor::new(media_type, layout.put_bytes(bytes).unwrap(), bytes.len() as u64)
+    }
+
+    fn document(value: serde_json::Value) -> Vec<u8> {
+        serde_json::to_vec(&value).unwrap()
+    }
+
+    fn manifest(config: &Descriptor, layers: &[&Descriptor]) -> Vec<u8> {
+        document(json!({ "schemaVersion": 2, "mediaType": MANIFEST, "config": config, "layers": layers }))
+    }
+
+    // Found writing the fuzz targets' graph check (fuzz/fuzz_targets/common): the manifest was
+    // walked as a leaf where it was first listed as a layer, its second listing as a manifest
+    // skipped, its config and layer never reached: a relocation would copy a manifest without
+    // its blobs.
+    #[test]
+    fn a_manifest_also_listed_as_a_layer_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let layout = Layout::create(tmp.path()).unwrap();
+        let config = put(&layout, CONFIG, b"{}");
+        let layer = put(&layout, LAYER, b"layer");
+        let inner = put(&layout, MANIFEST, &manifest(&config, &[&layer]));
+        let as_layer = Descriptor::new(LAYER, inner.digest.clone(), inner.size);
+        let other_config = put(&layout, CONFIG, b"{\"a\":1}");
+        let outer = put(&layout, MANIFEST, &manifest(&other_config, &[&as_layer]));
+        let root = put(&layout, INDEX, &document(json!({ "schemaVersion": 2, "manifests": [outer, inner] })));
+        let err = layout.graph(&root).map(|out| out.iter().map(|d| d.digest.to_string()).collect::<Vec<_>>());
+        let err = err.expect_err("a walk that leaves the inner manifest's layer behind");
+        assert!(err.to_string().contains("listed both as a manifest or index and as other content"), "{err}");
+
+        // Listed only as a manifest, the same content is walked whole.
+        let root = put(&layout, INDEX, &document(json!({ "schemaVersion": 2, "manifests": [inner] })));
+        let out = layout.graph(&root).unwrap();
+        assert!(out.iter().any(|d| d.digest == layer.digest), "{out:?}");
+    }
+
+    // Found by fuzzing (fuzz/ oci_graph, minimised: a manifest listing one blob as its config at
+    // the right size and as a layer at size 0): only the first listing of a digest was checked
+    // against the stored size; a second one with another size was accepted, and copied as it is.
+    #[test]
+    fn a_blob_listed_under_a_second_size_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let layout = Layout::create(tmp.path()).unwrap();
+        let config = put(&layout, CONFIG, b"{}");
+        let layer = put(&layout, LAYER, b"layer");
+        let mut wrong = layer.clone();
+        wrong.size += 1;
+        let a = put(&layout, MANIFEST, &manifest(&config, &[&layer]));
+        let b = put(&layout, MANIFEST, &manifest(&config, &[&wrong, &layer]));
+        let root = put(&layout, INDEX, &document(json!({ "schemaVersion": 2, "manifests": [a, b] })));
+        let err = layout.graph(&root).unwrap_err();
+        assert!(err.to_string().contains("is listed as 6 bytes and as 5"), "{err}");
     }
 }
