@@ -85,10 +85,6 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(contents) = &streamed {
         let first = first.as_ref().expect("a bundle read whole has a bundle.json read alone");
         assert_eq!(first, &contents.bundle_json, "two readers, two bundle.json");
-        for (digest, document) in &contents.documents {
-            let again = ferry::archive::read_blob(path, digest, MAX_DOCUMENT).expect("a document read again");
-            assert_eq!(&again, document, "{digest}: two readers, two documents");
-        }
     }
     let _ = ferry::archive::read(path, false);
 
@@ -100,6 +96,14 @@ fuzz_target!(|data: &[u8]| {
             if let Ok(contents) = &streamed {
                 assert_eq!(stored.bundle_json, contents.bundle_json, "in place and streamed: two bundle.json");
                 assert_eq!(stored.relocation_mapping, contents.relocation_mapping, "two relocation mappings");
+                // A compressed bundle keeps only the blobs its index reaches; each one it keeps
+                // must read as the streaming reader read it.
+                for (digest, document) in &contents.documents {
+                    if stored.has_blob(digest) {
+                        let again = stored.read_blob(digest, MAX_DOCUMENT).expect("a document read again");
+                        assert_eq!(&again, document, "{digest}: two readers, two documents");
+                    }
+                }
             }
             for root in stored.entries().expect("the index was parsed at open") {
                 if let Ok(out) = stored.graph(&root) {

@@ -15,7 +15,7 @@ pub fn add_driver(runtime: &Runtime, bundle_path: &Path, file: &Path) -> Result<
     let bytes = std::fs::read(bundle_path).with_context(|| format!("reading {}", bundle_path.display()))?;
     let mut doc: Value =
         serde_json::from_slice(&bytes).with_context(|| format!("{} is not JSON", bundle_path.display()))?;
-    let dir = bundle_path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = crate::files::parent_of(bundle_path);
     let (dir, component_path) = (dir.canonicalize()?, file.canonicalize().with_context(|| file.display().to_string())?);
     let relative = component_path.strip_prefix(&dir).map_err(|_| {
         anyhow::anyhow!(

@@ -1,48 +1,34 @@
 //! The drivers a command uses for one bundle: the built-in ones, plus those the bundle ships,
 //! read from a thick bundle's layout or, for a bundle.json, from where its author put them.
 
-use crate::archive;
-use crate::bundle::Bundle;
 use crate::driver::{Declared, Drivers, MAX_DRIVER, Policy, Runtime, WASM_LAYER, declared};
+use crate::oci::Stored;
 use crate::oci::{Descriptor, Digest};
+use crate::opened::{Form, Opened};
 use crate::registry::Registry;
 use anyhow::{Context, Result, bail};
 use std::io::Read;
-use std::path::{Component, Path};
+use std::path::Path;
 
-/// A bundle as a command is given it.
-pub enum Source<'a> {
-    /// A bundle.json, whose drivers are files beside it or Wasm OCI artifacts in a registry.
-    Json { path: &'a Path, registry: &'a Registry },
-    /// A thick bundle, whose drivers are in its layout.
-    Thick(&'a Path),
+/// Where a bundle's drivers come from: an opened bundle, and the registry a bundle.json's
+/// drivers may be pulled from.
+pub struct Source<'a> {
+    pub opened: &'a Opened,
+    pub registry: &'a Registry,
 }
 
 impl Source<'_> {
-    /// A bundle.json or a thick bundle, told by the file's first bytes.
-    pub fn of<'a>(path: &'a Path, registry: &'a Registry) -> Result<Source<'a>> {
-        Ok(if Bundle::is_json_file(path)? { Source::Json { path, registry } } else { Source::Thick(path) })
-    }
-
-    fn bundle(&self) -> Result<Bundle> {
-        match self {
-            Source::Json { path, .. } => Bundle::read(path),
-            Source::Thick(path) => {
-                Bundle::from_bytes(archive::bundle_json(path)?, &format!("{}: bundle.json", path.display()))
-            }
-        }
-    }
-
     /// The bytes of a declared driver, at most [`MAX_DRIVER`] of them. Their digest is checked
     /// by whoever compiles or stores them.
     pub fn component(&self, d: &Declared) -> Result<Vec<u8>> {
         let what = || format!("bundle driver {:?}", d.name);
-        match (self, &d.path, &d.reference) {
-            (Source::Thick(path), _, _) => archive::read_blob(path, &d.digest(), MAX_DRIVER)
-                .with_context(|| format!("{}: not in {}", what(), path.display())),
-            (Source::Json { path, .. }, Some(relative), _) => {
-                let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-                if !Path::new(relative).components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)) {
+        match (&self.opened.form, &d.path, &d.reference) {
+            (Form::Thick(stored), _, _) => stored
+                .read_blob(&d.digest(), MAX_DRIVER)
+                .with_context(|| format!("{}: not in {}", what(), self.opened.path.display())),
+            (Form::Json, Some(relative), _) => {
+                let dir = self.opened.dir();
+                if !crate::files::stays_inside(Path::new(relative)) {
                     bail!("{}: path {relative:?} must stay inside {}", what(), dir.display());
                 }
                 let file = dir.join(relative);
@@ -66,10 +52,10 @@ impl Source<'_> {
                 }
                 Ok(bytes)
             }
-            (Source::Json { registry, .. }, None, Some(reference)) => {
-                pull(registry, reference, &d.digest()).with_context(|| format!("{}: {reference}", what()))
+            (Form::Json, None, Some(reference)) => {
+                pull(self.registry, reference, &d.digest()).with_context(|| format!("{}: {reference}", what()))
             }
-            (Source::Json { .. }, None, None) => unreachable!("declared() requires a path or a reference"),
+            (Form::Json, None, None) => unreachable!("declared() requires a path or a reference"),
         }
     }
 }
@@ -98,7 +84,7 @@ fn pull(registry: &Registry, reference: &str, digest: &Digest) -> Result<Vec<u8>
 /// The built-in drivers plus the ones `source`'s bundle ships, as `policy` allows.
 pub fn drivers<'rt>(runtime: &'rt Runtime, source: &Source, policy: &Policy) -> Result<Drivers<'rt>> {
     let mut drivers = Drivers::builtin(runtime)?;
-    let declared = declared(&source.bundle()?)?;
+    let declared = declared(&source.opened.bundle)?;
     drivers.add_shipped(runtime, &declared, policy, |d| source.component(d))?;
     Ok(drivers)
 }

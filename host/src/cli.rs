@@ -6,6 +6,7 @@ use ferry::bundle_drivers::{self, Source};
 use ferry::config::{self, LimitOverrides, Limits};
 use ferry::driver::{self, Driver, Drivers, Policy, Runtime, Settings, VerifiedComponent};
 use ferry::export::{self, ExportOptions};
+use ferry::opened::Opened;
 use ferry::registry::{Registry, RegistryOptions};
 use ferry::relocate::{self, RelocateOptions};
 use ferry::thick;
@@ -184,15 +185,21 @@ pub fn run() -> Result<ExitCode> {
         Command::Validate { .. } => unreachable!("handled above"),
         Command::Verify { bundle } => {
             let registry = registry(&cli.global)?;
-            let drivers = bundle_drivers::drivers(&runtime, &Source::of(&bundle, &registry)?, &cli.global.policy());
-            verify(&bundle, drivers)
+            verify(&bundle, |opened| {
+                bundle_drivers::drivers(&runtime, &Source { opened, registry: &registry }, &cli.global.policy())
+            })
         }
         Command::Export { bundle, output, jobs, compression_level, format } => {
             let registry = registry(&cli.global)?;
-            let drivers = bundle_drivers::drivers(&runtime, &Source::of(&bundle, &registry)?, &cli.global.policy())?;
+            let opened = Opened::open(&bundle, &std::env::temp_dir())?;
+            let drivers = bundle_drivers::drivers(
+                &runtime,
+                &Source { opened: &opened, registry: &registry },
+                &cli.global.policy(),
+            )?;
             let options = ExportOptions { output, jobs, level: compression_level };
             terminal.start(format!("exporting {}", bundle.display()));
-            let report = export::export(&bundle, &drivers, &registry, &options);
+            let report = export::export(&opened, &drivers, &registry, &options);
             terminal.finish();
             let report = report?;
             match format {
@@ -210,17 +217,18 @@ pub fn run() -> Result<ExitCode> {
             let map = map.as_deref().map(relocate::read_map).transpose()?.unwrap_or_default();
             let destinations = relocate::Destinations::parse(to.as_deref(), &map)?;
             let registry = registry(&cli.global)?;
-            let drivers = bundle_drivers::drivers(&runtime, &Source::of(&bundle, &registry)?, &cli.global.policy())?;
             // Temporary files go beside the mapping, on the filesystem that will hold it.
-            let scratch = output
-                .as_deref()
-                .and_then(std::path::Path::parent)
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(std::path::Path::new("."))
-                .to_owned();
+            let scratch =
+                output.as_deref().map(ferry::files::parent_of).unwrap_or(std::path::Path::new(".")).to_owned();
+            let opened = Opened::open(&bundle, &scratch)?;
+            let drivers = bundle_drivers::drivers(
+                &runtime,
+                &Source { opened: &opened, registry: &registry },
+                &cli.global.policy(),
+            )?;
             let options = RelocateOptions { destinations, jobs, scratch, keep_going };
             if dry_run {
-                let plan = relocate::dry_run(&bundle, &drivers, &registry, &options)?;
+                let plan = relocate::dry_run(&opened, &drivers, &registry, &options)?;
                 match format {
                     Output::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
                     Output::Text => {
@@ -241,7 +249,7 @@ pub fn run() -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             terminal.start(format!("relocating {}", bundle.display()));
-            let result = relocate::relocate(&bundle, &drivers, &registry, &options);
+            let result = relocate::relocate(&opened, &drivers, &registry, &options);
             terminal.finish();
             let (relocated, mapping) = result?;
             let Some(output) = output else {
@@ -263,10 +271,13 @@ pub fn run() -> Result<ExitCode> {
             let mut inspection = thick::inspect(&bundle, &Drivers::builtin(&runtime)?, &cli.global.policy())?;
             if details {
                 let registry = registry(&cli.global)?;
-                let drivers =
-                    bundle_drivers::drivers(&runtime, &Source::of(&bundle, &registry)?, &cli.global.policy())?;
-                let scratch = ferry::cleanup::TempDir::new_in(&std::env::temp_dir(), ".ferry-inspect-")?;
-                for (key, summary) in thick::details(&bundle, &drivers, scratch.path())? {
+                let opened = Opened::open(&bundle, &std::env::temp_dir())?;
+                let drivers = bundle_drivers::drivers(
+                    &runtime,
+                    &Source { opened: &opened, registry: &registry },
+                    &cli.global.policy(),
+                )?;
+                for (key, summary) in thick::details(&opened, &drivers)? {
                     if let Some(image) = inspection.images.iter_mut().find(|i| i.key == key) {
                         image.details = summary.details;
                     }
@@ -464,12 +475,13 @@ fn validate(path: &std::path::Path, output: Output) -> Result<ExitCode> {
     Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-/// The host's checks, then, when the bytes are sound, every image's driver's.
-fn verify(path: &std::path::Path, drivers: Result<Drivers>) -> Result<ExitCode> {
+/// The host's checks (every byte hashed, in one streaming pass), then, when the bytes are sound,
+/// every image's driver's, on the bundle opened in place.
+fn verify<'rt>(path: &std::path::Path, drivers: impl FnOnce(&Opened) -> Result<Drivers<'rt>>) -> Result<ExitCode> {
     let mut problems = thick::verify(path)?;
     if problems.is_empty() {
-        let scratch = ferry::cleanup::TempDir::new_in(&std::env::temp_dir(), ".ferry-verify-")?;
-        problems = thick::verify_images(path, &drivers?, scratch.path())?;
+        let opened = Opened::open(path, &std::env::temp_dir())?;
+        problems = thick::verify_images(&opened, &drivers(&opened)?)?;
     }
     for p in &problems {
         eprintln!("{}: {p}", path.display());

@@ -5,14 +5,15 @@
 //! is renamed into place only when complete: a failed export leaves nothing that looks finished.
 
 use crate::archive::{self, Compression};
-use crate::bundle::{Bundle, ImageSpec};
+use crate::bundle::ImageSpec;
 use crate::bundle_drivers::Source;
 use crate::driver::{Driver, Drivers, Origin, declared};
 use crate::images::{check_pinned, driver_image, origin, ready};
 use crate::oci::Layout;
+use crate::opened::{Form, Opened};
 use crate::registry::Registry;
-use anyhow::{Context, Result};
-use std::path::{Path, PathBuf};
+use anyhow::{Context, Result, bail};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 pub struct ExportOptions {
@@ -41,16 +42,19 @@ pub struct ExportedImage {
 }
 
 pub fn export(
-    bundle_path: &Path,
+    opened: &Opened,
     drivers: &Drivers,
     registry: &Arc<Registry>,
     options: &ExportOptions,
 ) -> Result<ExportReport> {
-    let bundle = Bundle::read(bundle_path)?;
+    if let Form::Thick(_) = opened.form {
+        bail!("{} is a thick bundle already; export takes its bundle.json", opened.path.display());
+    }
+    let bundle = &opened.bundle;
     let compression = Compression::from_name(&options.output, options.level)?;
-    let bundle_dir = bundle_path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let bundle_dir = opened.dir();
 
-    let out_dir = options.output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let out_dir = crate::files::parent_of(&options.output);
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let staging = crate::cleanup::TempDir::new_in(out_dir, ".ferry-export-")?;
     let downloads = staging.path().join("downloads");
@@ -82,8 +86,8 @@ pub fn export(
     }
 
     // The drivers the bundle ships travel with it, checked against their pinned digests.
-    let source = Source::Json { path: bundle_path, registry };
-    for declared in declared(&bundle)? {
+    let source = Source { opened, registry };
+    for declared in declared(bundle)? {
         declared
             .store(&store, &source.component(&declared)?)
             .with_context(|| format!("bundle driver {:?}", declared.name))?;

@@ -13,6 +13,11 @@ pub fn parent_of(path: &Path) -> &Path {
     path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
 }
 
+/// Whether `path` is relative and stays where it is joined: no root, no `..`.
+pub fn stays_inside(path: &Path) -> bool {
+    path.components().all(|c| matches!(c, std::path::Component::Normal(_) | std::path::Component::CurDir))
+}
+
 /// A temporary file beside `path`, to be given its name by [`persist`].
 pub fn temporary_beside(path: &Path) -> Result<tempfile::NamedTempFile> {
     tempfile::Builder::new()

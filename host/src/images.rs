@@ -11,7 +11,7 @@ use crate::oci::{Descriptor, Digest, REF_NAME};
 use crate::registry::Registry;
 use anyhow::{Context, Result, bail};
 use std::collections::HashMap;
-use std::path::{Component, Path};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,7 +46,7 @@ pub fn origin(
         }
         Location::Path => {
             let relative = Path::new(&spec.image);
-            if !relative.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)) {
+            if !crate::files::stays_inside(relative) {
                 bail!(
                     "image {key}: {:?} must be a path inside {} (no absolute paths, no ..)",
                     spec.image,

@@ -16,6 +16,7 @@ pub mod http;
 pub mod images;
 pub mod mapping;
 pub mod oci;
+pub mod opened;
 pub mod parallel;
 pub mod reference;
 pub mod registry;

@@ -5,12 +5,12 @@
 //! `PREFIX/PATH`, keeping its tag and digest. Two images that would land on the same name with
 //! different content are refused before anything is pushed.
 
-use crate::archive::InPlace;
 use crate::bundle::{Bundle, ImageSpec};
 use crate::driver::{DestinationGrant, Drivers, Origin, repository_under};
 use crate::images::{Roots, check_pinned, driver_image, origin, parse_mapping, ready};
 use crate::mapping::RelocationMapping;
 use crate::oci::{Layout, REF_NAME, Stored, is_document};
+use crate::opened::{Form, Opened};
 use crate::registry::Registry;
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
@@ -85,23 +85,18 @@ fn grant(destination: &Destination, registry: &Arc<Registry>, jobs: usize) -> De
 }
 
 fn prepare<'d>(
-    bundle_path: &Path,
+    opened: &Opened,
     drivers: &'d Drivers<'d>,
     registry: &Arc<Registry>,
     options: &RelocateOptions,
 ) -> Result<Prepared<'d>> {
-    let scratch = &options.scratch;
-    let (bundle, layout, relocation_mapping, staging) = if Bundle::is_json_file(bundle_path)? {
-        let (bundle, layout, staging) = fetch_thin(bundle_path, drivers, registry, options.jobs, scratch)?;
-        (bundle, layout, None, Some(staging))
-    } else {
-        // A compressed bundle is decompressed in here, removed even when ferry is interrupted.
-        let scratch = crate::cleanup::TempDir::new_in(scratch, ".ferry-relocate-")?;
-        let in_place = InPlace::open(bundle_path, scratch.path())?;
-        let bundle =
-            Bundle::from_bytes(in_place.bundle_json.clone(), &format!("{}: bundle.json", bundle_path.display()))?;
-        let mapping = in_place.relocation_mapping.clone();
-        (bundle, Arc::new(in_place) as Arc<dyn Stored>, mapping, Some(scratch))
+    let bundle = opened.bundle.clone();
+    let (layout, relocation_mapping, staging) = match &opened.form {
+        Form::Json => {
+            let (layout, staging) = fetch_thin(opened, drivers, registry, options.jobs, &options.scratch)?;
+            (layout, None, Some(staging))
+        }
+        Form::Thick(stored) => (stored.clone() as Arc<dyn Stored>, stored.relocation_mapping.clone(), None),
     };
     let index = layout.entries()?;
     let relocation_mapping = parse_mapping(relocation_mapping.as_deref())?;
@@ -146,14 +141,13 @@ fn prepare<'d>(
 /// returned directory). Blobs of registry images are noted where they came from, so that a
 /// destination in the same registry mounts them rather than receiving them again.
 fn fetch_thin(
-    path: &Path,
+    opened: &Opened,
     drivers: &Drivers,
     registry: &Arc<Registry>,
     jobs: usize,
     staging_parent: &Path,
-) -> Result<(Bundle, Arc<dyn Stored>, crate::cleanup::TempDir)> {
-    let bundle = Bundle::read(path)?;
-    let bundle_dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+) -> Result<(Arc<dyn Stored>, crate::cleanup::TempDir)> {
+    let (bundle, bundle_dir) = (&opened.bundle, opened.dir());
     let staging = crate::cleanup::TempDir::new_in(staging_parent, ".ferry-relocate-")?;
     let layout = Arc::new(Layout::create(&staging.path().join("layout"))?);
     let downloads = staging.path().join("downloads");
@@ -174,17 +168,17 @@ fn fetch_thin(
         }
         Ok(())
     })?;
-    Ok((bundle, layout, staging))
+    Ok((layout, staging))
 }
 
 /// What a relocation would send, and where, without sending it.
 pub fn dry_run(
-    bundle_path: &Path,
+    opened: &Opened,
     drivers: &Drivers,
     registry: &Arc<Registry>,
     options: &RelocateOptions,
 ) -> Result<Vec<Planned>> {
-    let prepared = prepare(bundle_path, drivers, registry, options)?;
+    let prepared = prepare(opened, drivers, registry, options)?;
     let specs: BTreeMap<String, &ImageSpec> = prepared.bundle.all_images().into_iter().collect();
     prepared
         .steps
@@ -227,12 +221,12 @@ pub fn dry_run(
 /// Relocates every image; on success, what went where and the CNAB relocation mapping (original
 /// reference → relocated reference, pinned by digest) for the caller to write.
 pub fn relocate(
-    bundle_path: &Path,
+    opened: &Opened,
     drivers: &Drivers,
     registry: &Arc<Registry>,
     options: &RelocateOptions,
 ) -> Result<(Vec<Relocated>, RelocationMapping)> {
-    let Prepared { layout, bundle, steps, _staging } = prepare(bundle_path, drivers, registry, options)?;
+    let Prepared { layout, bundle, steps, _staging } = prepare(opened, drivers, registry, options)?;
     let specs: BTreeMap<String, &ImageSpec> = bundle.all_images().into_iter().collect();
 
     // Drivers that rewrite references to other images (a chart's values) go last, handed the

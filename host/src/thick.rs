@@ -1,15 +1,15 @@
 //! `ferry inspect` and `ferry verify` of a thick bundle: the host's checks read it in one
 //! streaming pass without unpacking it; the drivers' checks and details read it in place.
 
-use crate::archive::{self, Contents, InPlace};
+use crate::archive::{self, Contents};
 use crate::bundle::Bundle;
 use crate::driver::{Driver, Drivers, Image, Origin, Policy, Summary, assign, declared};
 use crate::images::{Roots, driver_image, parse_mapping, stored_as_named};
 use crate::oci::{Descriptor, Digest, REF_NAME, Stored, children, is_document};
+use crate::opened::Opened;
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 
 #[derive(Debug, serde::Serialize)]
 pub struct ImageReport {
@@ -226,13 +226,12 @@ pub fn verify(path: &Path) -> Result<Vec<String>> {
 
 /// The bundle opened in place, and each image's driver, stored origin and description.
 fn each_stored<T>(
-    path: &Path,
+    opened: &Opened,
     drivers: &Drivers,
-    scratch: &Path,
     mut f: impl FnMut(&Driver, &Image, &Origin) -> T,
 ) -> Result<Vec<(String, T)>> {
-    let stored = Arc::new(InPlace::open(path, scratch)?);
-    let bundle = Bundle::from_bytes(stored.bundle_json.clone(), &format!("{}: bundle.json", path.display()))?;
+    let stored = opened.thick()?.clone();
+    let bundle = &opened.bundle;
     let index = stored.entries()?;
     let mapping = parse_mapping(stored.relocation_mapping.as_deref())?;
     let roots = Roots::new(&index, mapping.as_ref());
@@ -252,14 +251,14 @@ fn each_stored<T>(
 
 /// What each image's driver finds wrong with it beyond digests (a disk's header, a tarball's
 /// names): every driver's `verify`.
-pub fn verify_images(path: &Path, drivers: &Drivers, scratch: &Path) -> Result<Vec<String>> {
-    let outcomes = each_stored(path, drivers, scratch, |driver, image, origin| driver.verify(image, origin))?;
+pub fn verify_images(opened: &Opened, drivers: &Drivers) -> Result<Vec<String>> {
+    let outcomes = each_stored(opened, drivers, |driver, image, origin| driver.verify(image, origin))?;
     Ok(outcomes.into_iter().filter_map(|(_, outcome)| outcome.err().map(|e| e.to_string())).collect())
 }
 
 /// Every image's driver `inspect`: format, sizes and whatever else its driver reports.
-pub fn details(path: &Path, drivers: &Drivers, scratch: &Path) -> Result<Vec<(String, Summary)>> {
-    each_stored(path, drivers, scratch, |driver, image, origin| driver.inspect(image, origin))?
+pub fn details(opened: &Opened, drivers: &Drivers) -> Result<Vec<(String, Summary)>> {
+    each_stored(opened, drivers, |driver, image, origin| driver.inspect(image, origin))?
         .into_iter()
         .map(|(key, summary)| Ok((key, summary?)))
         .collect()

@@ -252,21 +252,6 @@ pub fn bundle_json(path: &Path) -> Result<Vec<u8>> {
     bail!("{}: no bundle.json at the root: not a thick bundle", path.display())
 }
 
-/// One blob of a thick bundle's layout, at most `cap` bytes, read up to where it is.
-pub fn read_blob(path: &Path, digest: &Digest, cap: u64) -> Result<Vec<u8>> {
-    let wanted = format!("{LAYOUT}/blobs/sha256/{}", digest.hex());
-    let mut archive = open(path)?;
-    let mut seen = BTreeSet::new();
-    for entry in archive.entries()? {
-        let mut entry = entry?;
-        if checked_name(&entry, &mut seen)?.as_deref() == Some(wanted.as_str()) {
-            let size = entry.size();
-            return read_capped(&mut entry, size, cap, &wanted);
-        }
-    }
-    bail!("{}: blob {digest} is not in the bundle", path.display())
-}
-
 /// Reads a thick bundle in one pass; with `hash`, every blob is hashed as it goes by.
 pub fn read(path: &Path, hash: bool) -> Result<Contents> {
     let at = |e: anyhow::Error| e.context(format!("{}", path.display()));

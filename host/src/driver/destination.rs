@@ -10,7 +10,7 @@ use crate::oci::{self, BlobFile, Digest, HashingWriter, Layout, MAX_DOCUMENT, RE
 use crate::registry::{Pushed, Registry, Upload};
 use oci_client::Reference;
 use std::io::{BufWriter, Read, Write};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use wasmtime::component::Resource;
 
@@ -85,7 +85,7 @@ impl DestinationGrant {
         match &self.to {
             Granted::Directory(root) => {
                 let path = Path::new(relative);
-                if !path.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)) {
+                if !crate::files::stays_inside(path) {
                     return Err(HostError::denied(format!(
                         "destination {relative:?} is outside the granted directory {}",
                         root.display()
@@ -140,7 +140,7 @@ impl DestinationHandle {
 /// layout keeps for itself (a disk named `index.json` would replace the layout's index).
 fn inside<'a>(what: &str, name: &'a str) -> HostResult<&'a Path> {
     let path = Path::new(name);
-    if name.is_empty() || !path.components().all(|c| matches!(c, Component::Normal(_))) {
+    if name.is_empty() || !crate::files::stays_inside(path) {
         return Err(HostError::denied(format!("{what} {name:?} is outside the destination")));
     }
     let first = path.components().next().and_then(|c| c.as_os_str().to_str()).unwrap_or_default();

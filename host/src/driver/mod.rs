@@ -484,7 +484,6 @@ pub struct Drivers<'rt> {
 struct Entry<'rt> {
     driver: Driver<'rt>,
     types: Vec<String>,
-    shipped: bool,
 }
 
 impl<'rt> Drivers<'rt> {
@@ -494,7 +493,7 @@ impl<'rt> Drivers<'rt> {
             .iter()
             .map(|c| {
                 let driver = runtime.load(c)?;
-                Ok(Entry { types: driver.info().image_types.clone(), driver, shipped: false })
+                Ok(Entry { types: driver.info().image_types.clone(), driver })
             })
             .collect::<Result<Vec<_>, DriverError>>()?;
         Ok(Drivers { entries, refused: Vec::new() })
@@ -523,7 +522,7 @@ impl<'rt> Drivers<'rt> {
             for entry in &mut self.entries {
                 entry.types.retain(|t| !types.contains(t));
             }
-            self.entries.push(Entry { driver, types, shipped: true });
+            self.entries.push(Entry { driver, types });
         }
         Ok(())
     }
@@ -535,11 +534,6 @@ impl<'rt> Drivers<'rt> {
 
     fn entry(&self, image_type: &str) -> Option<&Entry<'rt>> {
         self.entries.iter().find(|e| e.types.iter().any(|t| t == image_type))
-    }
-
-    /// Whether the driver for `image_type` came with the bundle.
-    pub fn is_shipped(&self, image_type: &str) -> bool {
-        self.entry(image_type).is_some_and(|e| e.shipped)
     }
 
     /// The driver for image `key`, or an error naming the image and its type: CNAB allows no

@@ -95,7 +95,7 @@ fn header(name: &str, size: u64, file: &TarFile, entry_type: tar::EntryType, mod
 /// padding and end-of-archive blocks after them. Same file, same bytes.
 pub fn one_file_layer(file: &TarFile, size: u64) -> Result<(Vec<u8>, Vec<u8>)> {
     let path = Path::new(&file.name);
-    if file.name.is_empty() || !path.components().all(|c| matches!(c, Component::Normal(_))) {
+    if file.name.is_empty() || !crate::files::stays_inside(path) {
         bail!("tar file name {:?} must be a relative path without . or ..", file.name);
     }
     let mut head = Vec::new();
