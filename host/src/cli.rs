@@ -181,168 +181,188 @@ pub fn run() -> Result<ExitCode> {
     }
     let terminal = Arc::new(Terminal::new(cli.global.verbose));
     let runtime = runtime(&cli.global, terminal.clone())?;
+    let ctx = Session { global: &cli.global, runtime: &runtime, terminal: &terminal };
     match cli.command {
         Command::Validate { .. } => unreachable!("handled above"),
         Command::Verify { bundle } => {
             let registry = registry(&cli.global)?;
-            verify(&bundle, |opened| {
-                bundle_drivers::drivers(&runtime, &Source { opened, registry: &registry }, &cli.global.policy())
-            })
+            verify(&bundle, |opened| ctx.drivers(opened, &registry))
         }
         Command::Export { bundle, output, jobs, compression_level, format } => {
-            let registry = registry(&cli.global)?;
-            let opened = Opened::open(&bundle, &std::env::temp_dir())?;
-            let drivers = bundle_drivers::drivers(
-                &runtime,
-                &Source { opened: &opened, registry: &registry },
-                &cli.global.policy(),
-            )?;
-            let options = ExportOptions { output, jobs, level: compression_level };
-            terminal.start(format!("exporting {}", bundle.display()));
-            let report = export::export(&opened, &drivers, &registry, &options);
-            terminal.finish();
-            let report = report?;
-            match format {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-                Output::Text => {
-                    for image in &report.images {
-                        println!("{:<24} {:<8} {}", escape(&image.key), escape(&image.image_type), image.digest);
-                    }
-                    println!("wrote {} ({} bytes)", report.output.display(), report.bytes);
-                }
-            }
-            Ok(ExitCode::SUCCESS)
+            export(&ctx, &bundle, ExportOptions { output, jobs, level: compression_level }, format)
         }
         Command::Relocate { bundle, to, map, output, jobs, dry_run, keep_going, format } => {
-            let map = map.as_deref().map(relocate::read_map).transpose()?.unwrap_or_default();
-            let destinations = relocate::Destinations::parse(to.as_deref(), &map)?;
-            let registry = registry(&cli.global)?;
-            // Temporary files go beside the mapping, on the filesystem that will hold it.
-            let scratch =
-                output.as_deref().map(ferry::files::parent_of).unwrap_or(std::path::Path::new(".")).to_owned();
-            let opened = Opened::open(&bundle, &scratch)?;
-            let drivers = bundle_drivers::drivers(
-                &runtime,
-                &Source { opened: &opened, registry: &registry },
-                &cli.global.policy(),
-            )?;
-            let options = RelocateOptions { destinations, jobs, scratch, keep_going };
-            if dry_run {
-                let plan = relocate::dry_run(&opened, &drivers, &registry, &options)?;
-                match format {
-                    Output::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
-                    Output::Text => {
-                        for p in &plan {
-                            println!(
-                                "{:<22} {} -> {}\n{:<22} {} blobs, {} present, {} bytes to send",
-                                escape(&p.key),
-                                escape(&p.original),
-                                escape(&p.destination),
-                                "",
-                                p.blobs,
-                                p.present,
-                                p.bytes_to_send
-                            );
-                        }
-                    }
-                }
-                return Ok(ExitCode::SUCCESS);
-            }
-            terminal.start(format!("relocating {}", bundle.display()));
-            let result = relocate::relocate(&opened, &drivers, &registry, &options);
-            terminal.finish();
-            let (relocated, mapping) = result?;
-            let Some(output) = output else {
-                std::io::Write::write_all(&mut std::io::stdout(), &mapping.to_json())?;
-                return Ok(ExitCode::SUCCESS);
-            };
-            mapping.write(&output)?;
-            match format {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&relocated)?),
-                Output::Text => {
-                    for r in &relocated {
-                        println!("{:<24} {}", escape(&r.key), r.relocated);
-                    }
-                }
-            }
-            Ok(ExitCode::SUCCESS)
+            relocate(&ctx, &bundle, Relocation { to, map, output, jobs, dry_run, keep_going }, format)
         }
-        Command::Inspect { bundle, details, output } => {
-            let mut inspection = thick::inspect(&bundle, &Drivers::builtin(&runtime)?, &cli.global.policy())?;
-            if details {
-                let registry = registry(&cli.global)?;
-                let opened = Opened::open(&bundle, &std::env::temp_dir())?;
-                let drivers = bundle_drivers::drivers(
-                    &runtime,
-                    &Source { opened: &opened, registry: &registry },
-                    &cli.global.policy(),
-                )?;
-                for (key, summary) in thick::details(&opened, &drivers)? {
-                    if let Some(image) = inspection.images.iter_mut().find(|i| i.key == key) {
-                        image.details = summary.details;
-                    }
-                }
-            }
-            match output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&inspection)?),
-                Output::Text => {
-                    println!("{} {}", escape(&inspection.name), escape(&inspection.version));
-                    let mut rows =
-                        vec![["KEY", "TYPE", "DRIVER", "DIGEST", "SIZE", "PLATFORMS", "REFERENCE"].map(String::from)];
-                    for i in &inspection.images {
-                        let digest = i.digest.as_deref().map(|d| &d[..d.len().min(19)]).unwrap_or("missing");
-                        let driver = match (&i.driver, &i.driver_from) {
-                            (Some(name), Some(from)) if from.starts_with("bundle") => format!("{name} (bundle)"),
-                            (Some(name), _) => name.clone(),
-                            (None, _) => "none".into(),
-                        };
-                        rows.push(
-                            [
-                                i.key.clone(),
-                                i.image_type.clone(),
-                                driver,
-                                digest.trim_start_matches("sha256:").to_owned(),
-                                i.size.to_string(),
-                                i.platforms.join(","),
-                                i.reference.clone(),
-                            ]
-                            .map(|cell| escape(&cell).into_owned()),
-                        );
-                    }
-                    let widths: Vec<usize> =
-                        (0..7).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
-                    for (n, row) in rows.iter().enumerate() {
-                        let cells: Vec<String> = row.iter().zip(&widths).map(|(v, w)| format!("{v:<w$}")).collect();
-                        println!("{}", cells.join("  ").trim_end());
-                        for (name, value) in
-                            n.checked_sub(1).map(|i| &inspection.images[i].details).into_iter().flatten()
-                        {
-                            println!("{:<w$}  {name}: {value}", "", w = widths[0]);
-                        }
-                    }
-                    for d in &inspection.bundle_drivers {
-                        let handles = if d.handles.is_empty() { "nothing".to_owned() } else { d.handles.join(", ") };
-                        println!("bundle driver {} {} handles {}", escape(&d.name), d.digest, escape(&handles));
-                    }
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Inspect { bundle, details, output } => inspect(&ctx, &bundle, details, output),
         Command::Driver(DriverCommand::List { output }) => driver_list(&runtime, output),
         Command::Driver(DriverCommand::Inspect { file, output }) => driver_inspect(&runtime, &file, output),
-        Command::Driver(DriverCommand::Add { bundle, file }) => {
-            let added = ferry::authoring::add_driver(&runtime, &bundle, &file)?;
-            println!(
-                "{}: driver {:?} for {} ({}, {})",
-                bundle.display(),
-                added.name,
-                added.image_types.join(", "),
-                added.digest,
-                added.path.as_deref().unwrap_or_default()
-            );
-            Ok(ExitCode::SUCCESS)
+        Command::Driver(DriverCommand::Add { bundle, file }) => driver_add(&runtime, &bundle, &file),
+    }
+}
+
+/// What every command that runs drivers shares.
+struct Session<'a> {
+    global: &'a Global,
+    runtime: &'a Runtime,
+    terminal: &'a Arc<Terminal>,
+}
+
+impl Session<'_> {
+    /// The built-in drivers and those the opened bundle ships, as the operator's policy allows.
+    fn drivers<'rt>(&'rt self, opened: &Opened, registry: &Registry) -> Result<Drivers<'rt>> {
+        bundle_drivers::drivers(self.runtime, &Source { opened, registry }, &self.global.policy())
+    }
+}
+
+fn export(ctx: &Session, bundle: &std::path::Path, options: ExportOptions, format: Output) -> Result<ExitCode> {
+    let registry = registry(ctx.global)?;
+    let opened = Opened::open(bundle, &std::env::temp_dir())?;
+    let drivers = ctx.drivers(&opened, &registry)?;
+    ctx.terminal.start(format!("exporting {}", bundle.display()));
+    let report = export::export(&opened, &drivers, &registry, &options);
+    ctx.terminal.finish();
+    let report = report?;
+    match format {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Output::Text => {
+            for image in &report.images {
+                println!("{:<24} {:<8} {}", escape(&image.key), escape(&image.image_type), image.digest);
+            }
+            println!("wrote {} ({} bytes)", report.output.display(), report.bytes);
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ferry relocate`'s flags.
+struct Relocation {
+    to: Option<String>,
+    map: Option<std::path::PathBuf>,
+    output: Option<std::path::PathBuf>,
+    jobs: usize,
+    dry_run: bool,
+    keep_going: bool,
+}
+
+fn relocate(ctx: &Session, bundle: &std::path::Path, flags: Relocation, format: Output) -> Result<ExitCode> {
+    let Relocation { to, map, output, jobs, dry_run, keep_going } = flags;
+    let map = map.as_deref().map(relocate::read_map).transpose()?.unwrap_or_default();
+    let destinations = relocate::Destinations::parse(to.as_deref(), &map)?;
+    let registry = registry(ctx.global)?;
+    // Temporary files go beside the mapping, on the filesystem that will hold it.
+    let scratch = output.as_deref().map(ferry::files::parent_of).unwrap_or(std::path::Path::new(".")).to_owned();
+    let opened = Opened::open(bundle, &scratch)?;
+    let drivers = ctx.drivers(&opened, &registry)?;
+    let options = RelocateOptions { destinations, jobs, scratch, keep_going };
+    if dry_run {
+        let plan = relocate::dry_run(&opened, &drivers, &registry, &options)?;
+        match format {
+            Output::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
+            Output::Text => {
+                for p in &plan {
+                    println!(
+                        "{:<22} {} -> {}\n{:<22} {} blobs, {} present, {} bytes to send",
+                        escape(&p.key),
+                        escape(&p.original),
+                        escape(&p.destination),
+                        "",
+                        p.blobs,
+                        p.present,
+                        p.bytes_to_send
+                    );
+                }
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    ctx.terminal.start(format!("relocating {}", bundle.display()));
+    let result = relocate::relocate(&opened, &drivers, &registry, &options);
+    ctx.terminal.finish();
+    let (relocated, mapping) = result?;
+    let Some(output) = output else {
+        std::io::Write::write_all(&mut std::io::stdout(), &mapping.to_json())?;
+        return Ok(ExitCode::SUCCESS);
+    };
+    mapping.write(&output)?;
+    match format {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&relocated)?),
+        Output::Text => {
+            for r in &relocated {
+                println!("{:<24} {}", escape(&r.key), r.relocated);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn inspect(ctx: &Session, bundle: &std::path::Path, details: bool, output: Output) -> Result<ExitCode> {
+    let mut inspection = thick::inspect(bundle, &Drivers::builtin(ctx.runtime)?, &ctx.global.policy())?;
+    if details {
+        let registry = registry(ctx.global)?;
+        let opened = Opened::open(bundle, &std::env::temp_dir())?;
+        let drivers = ctx.drivers(&opened, &registry)?;
+        for (key, summary) in thick::details(&opened, &drivers)? {
+            if let Some(image) = inspection.images.iter_mut().find(|i| i.key == key) {
+                image.details = summary.details;
+            }
+        }
+    }
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&inspection)?),
+        Output::Text => {
+            println!("{} {}", escape(&inspection.name), escape(&inspection.version));
+            let mut rows =
+                vec![["KEY", "TYPE", "DRIVER", "DIGEST", "SIZE", "PLATFORMS", "REFERENCE"].map(String::from)];
+            for i in &inspection.images {
+                let digest = i.digest.as_deref().map(|d| &d[..d.len().min(19)]).unwrap_or("missing");
+                let driver = match (&i.driver, &i.driver_from) {
+                    (Some(name), Some(from)) if from.starts_with("bundle") => format!("{name} (bundle)"),
+                    (Some(name), _) => name.clone(),
+                    (None, _) => "none".into(),
+                };
+                rows.push(
+                    [
+                        i.key.clone(),
+                        i.image_type.clone(),
+                        driver,
+                        digest.trim_start_matches("sha256:").to_owned(),
+                        i.size.to_string(),
+                        i.platforms.join(","),
+                        i.reference.clone(),
+                    ]
+                    .map(|cell| escape(&cell).into_owned()),
+                );
+            }
+            let widths: Vec<usize> =
+                (0..7).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+            for (n, row) in rows.iter().enumerate() {
+                let cells: Vec<String> = row.iter().zip(&widths).map(|(v, w)| format!("{v:<w$}")).collect();
+                println!("{}", cells.join("  ").trim_end());
+                for (name, value) in n.checked_sub(1).map(|i| &inspection.images[i].details).into_iter().flatten() {
+                    println!("{:<w$}  {name}: {value}", "", w = widths[0]);
+                }
+            }
+            for d in &inspection.bundle_drivers {
+                let handles = if d.handles.is_empty() { "nothing".to_owned() } else { d.handles.join(", ") };
+                println!("bundle driver {} {} handles {}", escape(&d.name), d.digest, escape(&handles));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn driver_add(runtime: &Runtime, bundle: &std::path::Path, file: &std::path::Path) -> Result<ExitCode> {
+    let added = ferry::authoring::add_driver(runtime, bundle, file)?;
+    println!(
+        "{}: driver {:?} for {} ({}, {})",
+        bundle.display(),
+        added.name,
+        added.image_types.join(", "),
+        added.digest,
+        added.path.as_deref().unwrap_or_default()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn registry(global: &Global) -> Result<Arc<Registry>> {

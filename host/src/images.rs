@@ -175,7 +175,7 @@ mod tests {
     use super::*;
 
     fn entry(name: Option<&str>, seed: &[u8]) -> Descriptor {
-        let mut d = Descriptor::new("application/vnd.oci.image.index.v1+json", Digest::of(seed), 1);
+        let mut d = Descriptor::new(crate::oci::media_types::OCI_INDEX, Digest::of(seed), 1);
         if let Some(name) = name {
             d.annotations.insert(REF_NAME.into(), name.into());
         }

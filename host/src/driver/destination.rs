@@ -15,7 +15,7 @@ use std::sync::Arc;
 use wasmtime::component::Resource;
 
 /// What `copy-blob-as-tar` makes: an uncompressed layer, so its diff ID is its digest.
-const TAR_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
+use crate::oci::media_types::OCI_LAYER_TAR as TAR_LAYER;
 
 /// Where the operator allows a relocation to write: a directory or a registry prefix, and,
 /// once an image's relocation starts, only that image's own place in it.

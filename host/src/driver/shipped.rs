@@ -11,8 +11,7 @@ use serde::{Deserialize, Serialize};
 /// The `custom` key, which `requiredExtensions` must list.
 pub const EXTENSION: &str = "io.ferry.drivers";
 /// The Wasm OCI artifact media types (CNCF TAG Runtime's wasm-oci spec).
-pub const WASM_CONFIG: &str = "application/vnd.wasm.config.v0+json";
-pub const WASM_LAYER: &str = "application/wasm";
+pub use crate::oci::media_types::{WASM_CONFIG, WASM_LAYER};
 /// No driver component is larger than this: ferry neither reads nor compiles a larger one
 /// (real drivers are well under 1 MiB; Cranelift takes about 2 s per MiB, one function at a time).
 pub const MAX_DRIVER: u64 = 16 << 20;
@@ -123,7 +122,7 @@ impl Declared {
     }
 }
 
-const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+use crate::oci::media_types::OCI_MANIFEST as MANIFEST;
 
 /// What the operator lets bundle drivers do.
 #[derive(Clone, Debug, Default)]

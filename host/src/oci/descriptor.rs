@@ -5,10 +5,7 @@ use std::collections::BTreeMap;
 /// The annotation that names an image in an OCI layout's index.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
-const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+use super::media_types::{DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
 
 /// Manifests and indexes are capped at this size wherever ferry reads one (registries cap them
 /// at 4 MiB too).

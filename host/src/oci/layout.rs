@@ -10,7 +10,7 @@ use std::sync::{Condvar, Mutex};
 
 const OCI_LAYOUT: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
 const BLOBS: &str = "blobs/sha256";
-const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
+use super::media_types::OCI_INDEX as INDEX_MEDIA_TYPE;
 /// The paths ferry wrote into a destination on drivers' behalf, one per line.
 const MADE: &str = ".ferry-made";
 
@@ -478,7 +478,7 @@ mod tests {
             for i in 0..8 {
                 let layout = &layout;
                 scope.spawn(move || {
-                    let mut d = Descriptor::new("application/vnd.oci.image.manifest.v1+json", Digest::of(&[i]), 1);
+                    let mut d = Descriptor::new(crate::oci::media_types::OCI_MANIFEST, Digest::of(&[i]), 1);
                     d.annotations.insert(REF_NAME.into(), format!("image-{i}"));
                     layout.add_to_index(d).unwrap();
                 });
@@ -492,7 +492,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let layout = Layout::create(tmp.path()).unwrap();
         let named = |name: &str, content: &[u8]| {
-            let mut d = Descriptor::new("application/vnd.oci.image.manifest.v1+json", Digest::of(content), 1);
+            let mut d = Descriptor::new(crate::oci::media_types::OCI_MANIFEST, Digest::of(content), 1);
             d.annotations.insert(REF_NAME.into(), name.into());
             d
         };

@@ -4,6 +4,7 @@
 mod descriptor;
 mod digest;
 mod layout;
+pub mod media_types;
 mod stored;
 
 pub use descriptor::{Descriptor, MAX_DOCUMENT, REF_NAME, children, is_document, media_type_of};

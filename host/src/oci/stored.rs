@@ -166,10 +166,9 @@ mod tests {
     use crate::oci::Layout;
     use serde_json::json;
 
-    const INDEX: &str = "application/vnd.oci.image.index.v1+json";
-    const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-    const CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-    const LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
+    use crate::oci::media_types::{
+        OCI_CONFIG as CONFIG, OCI_INDEX as INDEX, OCI_LAYER_TAR as LAYER, OCI_MANIFEST as MANIFEST,
+    };
 
     fn put(layout: &Layout, media_type: &str, bytes: &[u8]) -> Descriptor {
         Descriptor::new(media_type, layout.put_bytes(bytes).unwrap(), bytes.len() as u64)

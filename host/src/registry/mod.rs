@@ -28,12 +28,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub const MANIFEST_TYPES: &[&str] = &[
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-];
+pub const MANIFEST_TYPES: &[&str] = crate::oci::media_types::MANIFESTS;
 
 #[derive(Clone, Debug)]
 pub struct RegistryOptions {
