@@ -3,6 +3,7 @@
 //! inside that grant.
 
 use super::bindings::since_v0_1_0::ferry::driver::{host, types};
+use super::grant::{check_tag, inside};
 use super::host::{HostError, HostResult, SourceHandle, from_wit, parse_digest, to_wit};
 use super::sandbox::HostState;
 use super::tar_access;
@@ -10,106 +11,17 @@ use crate::oci::{self, BlobFile, Digest, HashingWriter, Layout, MAX_DOCUMENT, RE
 use crate::registry::{Pushed, Registry, Upload};
 use oci_client::Reference;
 use std::io::{BufWriter, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use wasmtime::component::Resource;
 
 /// What `copy-blob-as-tar` makes: an uncompressed layer, so its diff ID is its digest.
 use crate::oci::media_types::OCI_LAYER_TAR as TAR_LAYER;
 
-/// Where the operator allows a relocation to write: a directory or a registry prefix, and,
-/// once an image's relocation starts, only that image's own place in it.
-#[derive(Clone)]
-pub struct DestinationGrant {
-    to: Granted,
-    /// The one destination (and what lies below it) this operation may open.
-    place: Option<String>,
-}
-
-#[derive(Clone)]
-enum Granted {
-    /// A directory; destinations are OCI layouts in it or below it.
-    Directory(PathBuf),
-    /// Repositories under `prefix` (`host[:port][/path]`) of a registry; `jobs` uploads at once.
-    Registry { registry: Arc<Registry>, prefix: String, jobs: usize },
-}
-
 /// A destination inside the operator's grant.
 pub enum DestinationHandle {
     Directory(Arc<Layout>),
     Registry { registry: Arc<Registry>, target: Reference, jobs: usize },
-}
-
-/// A repository path: lowercase alphanumerics separated by `.`, `_`, `__`, `-` and `/`.
-fn valid_repository(path: &str) -> bool {
-    !path.is_empty()
-        && path.split('/').all(|part| {
-            !part.is_empty()
-                && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
-                && part.as_bytes()[0].is_ascii_alphanumeric()
-        })
-}
-
-/// Repository `relative` under `prefix` (`host[:port][/path]`).
-pub fn repository_under(prefix: &str, relative: &str) -> Reference {
-    let (host, path) = prefix.split_once('/').unwrap_or((prefix, ""));
-    let repository = if path.is_empty() { relative.to_owned() } else { format!("{path}/{relative}") };
-    Reference::with_tag(host.to_owned(), repository, "latest".to_owned())
-}
-
-impl DestinationGrant {
-    pub fn directory(root: PathBuf) -> Self {
-        DestinationGrant { to: Granted::Directory(root), place: None }
-    }
-
-    pub fn registry(registry: Arc<Registry>, prefix: String, jobs: usize) -> Self {
-        DestinationGrant { to: Granted::Registry { registry, prefix, jobs }, place: None }
-    }
-
-    /// This grant cut down to `place` and what lies below it: one image's relocation cannot
-    /// open another image's destination.
-    pub(super) fn narrowed(&self, place: &str) -> Self {
-        DestinationGrant { to: self.to.clone(), place: Some(place.to_owned()) }
-    }
-
-    /// Opens `relative` (empty: the grant itself) as a destination, refusing anything outside.
-    pub(super) fn open(&self, relative: &str) -> HostResult<DestinationHandle> {
-        if let Some(place) = self.place.as_deref().filter(|p| !p.is_empty()) {
-            let below = relative.strip_prefix(place).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
-            if !below {
-                return Err(HostError::denied(format!(
-                    "destination {relative:?} is not this image's place {place:?} in the grant"
-                )));
-            }
-        }
-        match &self.to {
-            Granted::Directory(root) => {
-                let path = Path::new(relative);
-                if !crate::files::stays_inside(path) {
-                    return Err(HostError::denied(format!(
-                        "destination {relative:?} is outside the granted directory {}",
-                        root.display()
-                    )));
-                }
-                std::fs::create_dir_all(root).map_err(HostError::failed)?;
-                let dir = cap_std::fs::Dir::open_ambient_dir(root, cap_std::ambient_authority())
-                    .map_err(HostError::failed)?;
-                let display = if relative.is_empty() { root.clone() } else { root.join(path) };
-                let layout = Layout::create_beneath(&dir, path, display)
-                    .map_err(|e| HostError::denied(format!("destination {relative:?}: {e:#}")))?;
-                Ok(DestinationHandle::Directory(Arc::new(layout)))
-            }
-            Granted::Registry { registry, prefix, jobs } => {
-                if !valid_repository(relative) {
-                    return Err(HostError::denied(format!(
-                        "destination {relative:?} is not a repository under the granted prefix {prefix}"
-                    )));
-                }
-                let target = repository_under(prefix, relative);
-                Ok(DestinationHandle::Registry { registry: registry.clone(), target, jobs: *jobs })
-            }
-        }
-    }
 }
 
 impl DestinationHandle {
@@ -126,40 +38,14 @@ impl DestinationHandle {
             None => format!("{}@{digest}", self.location()),
         }
     }
-
-    fn at(&self, tag: Option<&str>, digest: &Digest) -> Reference {
-        let DestinationHandle::Registry { target, .. } = self else { unreachable!("registry destinations only") };
-        match tag {
-            Some(tag) => Reference::with_tag(target.registry().into(), target.repository().into(), tag.into()),
-            None => super::host::at_digest(target, digest),
-        }
-    }
 }
 
-/// `name` as a relative path that stays inside the destination and takes none of the names the
-/// layout keeps for itself (a disk named `index.json` would replace the layout's index).
-fn inside<'a>(what: &str, name: &'a str) -> HostResult<&'a Path> {
-    let path = Path::new(name);
-    if name.is_empty() || !crate::files::stays_inside(path) {
-        return Err(HostError::denied(format!("{what} {name:?} is outside the destination")));
+/// A manifest of repository `target`, by tag or, without one, by digest.
+fn at(target: &Reference, tag: Option<&str>, digest: &Digest) -> Reference {
+    match tag {
+        Some(tag) => Reference::with_tag(target.registry().into(), target.repository().into(), tag.into()),
+        None => super::host::at_digest(target, digest),
     }
-    let first = path.components().next().and_then(|c| c.as_os_str().to_str()).unwrap_or_default();
-    if oci::is_reserved_name(first)
-        || path.components().any(|c| c.as_os_str().to_string_lossy().starts_with(".partial"))
-    {
-        return Err(HostError::denied(format!("{what} {name:?} is a name the destination layout reserves")));
-    }
-    Ok(path)
-}
-
-/// OCI's tag grammar: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}` (so `.` and `..` are not tags).
-fn check_tag(tag: &Option<String>) -> HostResult<()> {
-    let Some(t) = tag else { return Ok(()) };
-    let first_ok = t.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_');
-    if !first_ok || t.len() > 128 || !t.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
-        return Err(HostError::invalid(format!("{t:?} is not a valid tag")));
-    }
-    Ok(())
 }
 
 fn stored_layout(source: &SourceHandle) -> HostResult<&Arc<dyn Stored>> {
@@ -241,11 +127,10 @@ impl HostState {
                 self.events.transferred(bytes);
                 pushed.iter().filter(|p| moved(p)).count()
             }
-            DestinationHandle::Directory(_) => {
+            DestinationHandle::Directory(layout) => {
+                let layout = layout.clone();
                 let mut copied = 0;
                 for blob in blobs {
-                    let DestinationHandle::Directory(layout) = self.table.get(d)? else { unreachable!() };
-                    let layout = layout.clone();
                     if self.holds_verified(&layout, &blob.digest)? {
                         continue;
                     }
@@ -297,8 +182,8 @@ impl HostState {
                 }
                 layout.add_to_index(entry).map_err(HostError::failed)?;
             }
-            DestinationHandle::Registry { registry, .. } => {
-                registry.push_manifest(&destination.at(tag, &root.digest), bytes, &root.media_type)?;
+            DestinationHandle::Registry { registry, target, .. } => {
+                registry.push_manifest(&at(target, tag, &root.digest), bytes, &root.media_type)?;
             }
         }
         Ok(destination.reference(tag, &root.digest))
@@ -353,12 +238,12 @@ impl host::HostDestination for HostState {
         let root = from_wit(&root)?;
         // A registry holds a manifest only once everything it refers to is there: a rerun
         // finds what the last run finished with one request per image.
-        if let DestinationHandle::Registry { registry, .. } = self.table.get(&d)? {
-            let destination = self.table.get(&d)?;
-            if registry.manifest_digest(&destination.at(tag.as_deref(), &root.digest))?.as_ref() == Some(&root.digest) {
-                let reference = destination.reference(tag.as_deref(), &root.digest);
-                return Ok(self.wrote(reference));
-            }
+        let destination = self.table.get(&d)?;
+        if let DestinationHandle::Registry { registry, target, .. } = destination
+            && registry.manifest_digest(&at(target, tag.as_deref(), &root.digest))?.as_ref() == Some(&root.digest)
+        {
+            let reference = destination.reference(tag.as_deref(), &root.digest);
+            return Ok(self.wrote(reference));
         }
         let source = stored_layout(self.table.get(&s)?)?.clone();
         let graph = source.graph(&root).map_err(HostError::invalid)?;
@@ -474,6 +359,7 @@ impl host::HostDestination for HostState {
                 blob.digest, source.size, blob.size
             )));
         }
+        let file = tar_access::LayerFile { name: file.name, mode: file.mode, uid: file.uid, gid: file.gid };
         let (head, tail) = tar_access::one_file_layer(&file, blob.size).map_err(HostError::invalid)?;
         // Written into a directory's layout, hashed on the way; for a registry, hashed in one
         // pass and then streamed (header, the blob's bytes, padding): a disk is never copied
@@ -517,15 +403,15 @@ impl host::HostDestination for HostState {
         drop(out);
         self.check_deadline()?;
         let layer = oci::Descriptor::new(TAR_LAYER, digest.clone(), size);
-        match (self.table.get(&d)?, pending) {
-            (DestinationHandle::Directory(_), Some(pending)) => {
+        match self.table.get(&d)? {
+            DestinationHandle::Directory(_) => {
+                let pending = pending.ok_or_else(|| HostError::failed("the layer was not written"))?;
                 pending.persist_as(Layout::blob_name(&digest)).map_err(HostError::failed)?;
             }
-            (DestinationHandle::Registry { registry, target, .. }, _) => {
+            DestinationHandle::Registry { registry, target, .. } => {
                 let upload = Upload { digest, size, file: source, framing: Some((head, tail)) };
                 registry.push_blobs(target, vec![upload], 1)?;
             }
-            (DestinationHandle::Directory(_), None) => unreachable!("a directory destination has a pending blob"),
         }
         self.events.transferred(size);
         Ok(to_wit(&layer))

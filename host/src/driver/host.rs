@@ -349,7 +349,7 @@ impl host::HostSource for HostState {
         let (blob, what) = self.blob_of(&s, digest)?;
         let entries = tar_access::entries(&blob, self.deadline()).map_err(|e| self.archive_error(&what, e))?;
         self.check_deadline()?;
-        Ok(entries)
+        Ok(entries.into_iter().map(tar_entry_to_wit).collect())
     }
 
     fn tar_entry(
@@ -492,5 +492,22 @@ impl From<host::Level> for super::Level {
             host::Level::Info => super::Level::Info,
             host::Level::Debug => super::Level::Debug,
         }
+    }
+}
+
+fn tar_entry_to_wit(entry: tar_access::Entry) -> types::TarEntry {
+    use tar_access::Kind;
+    types::TarEntry {
+        name: entry.name,
+        kind: match entry.kind {
+            Kind::File => types::TarEntryKind::File,
+            Kind::Directory => types::TarEntryKind::Directory,
+            Kind::Symlink => types::TarEntryKind::Symlink,
+            Kind::Hardlink => types::TarEntryKind::Hardlink,
+            Kind::Other => types::TarEntryKind::Other,
+        },
+        size: entry.size,
+        link: entry.link,
+        mode: entry.mode,
     }
 }

@@ -13,6 +13,7 @@ mod component;
 mod destination;
 mod engine;
 mod error;
+mod grant;
 mod host;
 mod linker;
 mod operation_log;
@@ -24,8 +25,8 @@ mod wasi_poll;
 pub use bindings::INTERFACE;
 pub use builtin::builtin_components;
 pub use component::{MAX_FUNCTION, VerifiedComponent};
-pub use destination::{DestinationGrant, repository_under};
 pub use error::{DriverError, ErrorKind, Operation};
+pub use grant::{DestinationGrant, repository_under};
 pub use shipped::{Declared, EXTENSION, MAX_DRIVER, Policy, WASM_LAYER, assign, declared};
 
 use crate::config::Limits;

@@ -1,6 +1,6 @@
 //! One driver operation's sandbox: the store data, the memory budget, and captured output.
 
-use super::destination::DestinationGrant;
+use super::grant::DestinationGrant;
 use super::operation_log::OperationLog;
 use crate::config::Limits;
 use crate::oci;

@@ -2,7 +2,6 @@
 //! listing entries, one entry as a source of its own, a reproducible one-file layer, and safe
 //! extraction into a directory.
 
-use super::bindings::since_v0_1_0::ferry::driver::types::{TarEntry, TarEntryKind, TarFile};
 use crate::archive::decompress;
 use crate::oci::BlobFile;
 use anyhow::{Context, Result, bail};
@@ -18,18 +17,48 @@ fn archive(blob: &BlobFile) -> Result<tar::Archive<Box<dyn Read + '_>>> {
     Ok(tar::Archive::new(decompress(BufReader::with_capacity(1 << 20, blob.reader()))?))
 }
 
-fn kind(entry_type: tar::EntryType) -> TarEntryKind {
+/// What a tar entry is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Directory,
+    Symlink,
+    Hardlink,
+    /// A device, fifo or anything else extraction refuses.
+    Other,
+}
+
+/// One entry of a tar, as a listing reports it: the name as the archive writes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub name: String,
+    pub kind: Kind,
+    pub size: u64,
+    pub link: Option<String>,
+    pub mode: u32,
+}
+
+/// The one file of a layer made by [`one_file_layer`]: its path in the layer and owner.
+#[derive(Clone, Debug)]
+pub struct LayerFile {
+    pub name: String,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+fn kind(entry_type: tar::EntryType) -> Kind {
     match entry_type {
-        tar::EntryType::Regular | tar::EntryType::Continuous => TarEntryKind::File,
-        tar::EntryType::Directory => TarEntryKind::Directory,
-        tar::EntryType::Symlink => TarEntryKind::Symlink,
-        tar::EntryType::Link => TarEntryKind::Hardlink,
-        _ => TarEntryKind::Other,
+        tar::EntryType::Regular | tar::EntryType::Continuous => Kind::File,
+        tar::EntryType::Directory => Kind::Directory,
+        tar::EntryType::Symlink => Kind::Symlink,
+        tar::EntryType::Link => Kind::Hardlink,
+        _ => Kind::Other,
     }
 }
 
 /// Every entry of the tar in `blob` (plain, gzip or zstd), names as the archive writes them.
-pub fn entries(blob: &BlobFile, deadline: Deadline) -> Result<Vec<TarEntry>> {
+pub fn entries(blob: &BlobFile, deadline: Deadline) -> Result<Vec<Entry>> {
     let mut archive = archive(blob)?;
     let mut listed = Vec::new();
     for entry in archive.entries()? {
@@ -39,7 +68,7 @@ pub fn entries(blob: &BlobFile, deadline: Deadline) -> Result<Vec<TarEntry>> {
             bail!("the archive has more than {MAX_ENTRIES} entries");
         }
         let header = entry.header();
-        listed.push(TarEntry {
+        listed.push(Entry {
             name: String::from_utf8_lossy(&entry.path_bytes()).into_owned(),
             kind: kind(header.entry_type()),
             size: entry.size(),
@@ -65,7 +94,7 @@ pub fn entry(blob: &BlobFile, name: &str, scratch: &Path, deadline: Deadline) ->
         if *entry.path_bytes() != *name.as_bytes() {
             continue;
         }
-        if kind(entry.header().entry_type()) != TarEntryKind::File {
+        if kind(entry.header().entry_type()) != Kind::File {
             bail!("{name:?} is not a regular file in the archive");
         }
         if !compressed {
@@ -78,7 +107,7 @@ pub fn entry(blob: &BlobFile, name: &str, scratch: &Path, deadline: Deadline) ->
     bail!("the archive has no entry {name:?}")
 }
 
-fn header(name: &str, size: u64, file: &TarFile, entry_type: tar::EntryType, mode: u32) -> Result<tar::Header> {
+fn header(name: &str, size: u64, file: &LayerFile, entry_type: tar::EntryType, mode: u32) -> Result<tar::Header> {
     let mut h = tar::Header::new_ustar();
     h.set_path(name).with_context(|| format!("tar entry name {name:?}"))?;
     h.set_size(size);
@@ -93,7 +122,7 @@ fn header(name: &str, size: u64, file: &TarFile, entry_type: tar::EntryType, mod
 
 /// The headers before the file's bytes (its parent directories, then its own header) and the
 /// padding and end-of-archive blocks after them. Same file, same bytes.
-pub fn one_file_layer(file: &TarFile, size: u64) -> Result<(Vec<u8>, Vec<u8>)> {
+pub fn one_file_layer(file: &LayerFile, size: u64) -> Result<(Vec<u8>, Vec<u8>)> {
     let path = Path::new(&file.name);
     if file.name.is_empty() || !crate::files::stays_inside(path) {
         bail!("tar file name {:?} must be a relative path without . or ..", file.name);
@@ -171,18 +200,18 @@ pub fn extract(blob: &BlobFile, into: &Dir, deadline: Deadline) -> Result<()> {
         let landed = parent.join(file_name);
         let entry_kind = kind(entry.header().entry_type());
         match tree.nodes.get(&landed) {
-            Some(Node::Directory) if entry_kind == TarEntryKind::Directory => continue,
+            Some(Node::Directory) if entry_kind == Kind::Directory => continue,
             Some(_) => bail!("entry {raw:?} lands on {}, where an earlier entry is", landed.display()),
             None => {}
         }
         tree.add_directories(into, &parent)?;
         let mode = entry.header().mode().unwrap_or(0o644) & 0o777;
         match entry_kind {
-            TarEntryKind::Directory => {
+            Kind::Directory => {
                 into.create_dir(&landed).with_context(|| format!("entry {raw:?}"))?;
                 tree.nodes.insert(landed, Node::Directory);
             }
-            TarEntryKind::File => {
+            Kind::File => {
                 let mut out = into.create(&landed).with_context(|| format!("entry {raw:?}"))?;
                 copy_checked(&mut entry, &mut out, deadline)?;
                 out.flush()?;
@@ -190,14 +219,14 @@ pub fn extract(blob: &BlobFile, into: &Dir, deadline: Deadline) -> Result<()> {
                 out.set_permissions(cap_std::fs::Permissions::from_mode(mode))?;
                 tree.nodes.insert(landed, Node::File);
             }
-            TarEntryKind::Symlink => {
+            Kind::Symlink => {
                 let target = link(&entry, &raw)?;
                 tree.resolve(&parent, &target, true)
                     .with_context(|| format!("symlink {raw:?} -> {}", target.display()))?;
                 into.symlink(&target, &landed).with_context(|| format!("symlink {raw:?}"))?;
                 tree.nodes.insert(landed, Node::Link(target));
             }
-            TarEntryKind::Hardlink => {
+            Kind::Hardlink => {
                 let target = link(&entry, &raw)?;
                 let named = clean(&target).with_context(|| format!("hard link {raw:?}"))?;
                 let source =
@@ -211,7 +240,7 @@ pub fn extract(blob: &BlobFile, into: &Dir, deadline: Deadline) -> Result<()> {
                 into.hard_link(&source, into, &landed).with_context(|| format!("hard link {raw:?}"))?;
                 tree.nodes.insert(landed, node);
             }
-            TarEntryKind::Other => bail!("entry {raw:?} is a device or fifo; only files, directories and links"),
+            Kind::Other => bail!("entry {raw:?} is a device or fifo; only files, directories and links"),
         }
     }
     // An entry extracted after a link can change where that link leads: judge every link again
@@ -452,7 +481,7 @@ mod tests {
 
     #[test]
     fn a_one_file_layer_is_a_tar_that_tar_reads() {
-        let file = TarFile { name: "disk/root.qcow2".into(), mode: 0o440, uid: 107, gid: 107 };
+        let file = LayerFile { name: "disk/root.qcow2".into(), mode: 0o440, uid: 107, gid: 107 };
         let (head, tail) = one_file_layer(&file, 5).unwrap();
         let bytes = [head, b"hello".to_vec(), tail].concat();
         let mut archive = tar::Archive::new(&bytes[..]);
@@ -465,6 +494,6 @@ mod tests {
             })
             .collect();
         assert_eq!(names, [("disk/".to_owned(), 107), ("disk/root.qcow2".to_owned(), 107)]);
-        assert!(one_file_layer(&TarFile { name: "../x".into(), ..file }, 1).is_err());
+        assert!(one_file_layer(&LayerFile { name: "../x".into(), ..file }, 1).is_err());
     }
 }
