@@ -8,8 +8,8 @@ pub mod since_v0_1_0 {
         imports: { default: trappable },
         trappable_error_type: { "ferry:driver/types.error" => crate::driver::host::HostError },
         with: {
-            "ferry:driver/host.source": crate::driver::host::SourceHandle,
-            "ferry:driver/host.store": crate::driver::host::StoreHandle,
+            "ferry:driver/host.source": crate::driver::source::SourceHandle,
+            "ferry:driver/host.store": crate::driver::store::StoreHandle,
             "ferry:driver/host.destination": crate::driver::destination::DestinationHandle,
         },
     });

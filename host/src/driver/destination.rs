@@ -4,8 +4,9 @@
 
 use super::bindings::since_v0_1_0::ferry::driver::{host, types};
 use super::grant::{check_tag, inside};
-use super::host::{HostError, HostResult, SourceHandle, from_wit, parse_digest, to_wit};
+use super::host::{HostError, HostResult, from_wit, parse_digest, to_wit};
 use super::sandbox::HostState;
+use super::source::SourceHandle;
 use super::tar_access;
 use crate::oci::{self, BlobFile, Digest, HashingWriter, Layout, MAX_DOCUMENT, REF_NAME, Stored, is_document};
 use crate::registry::{Pushed, Registry, Upload};
@@ -54,35 +55,6 @@ fn stored_layout(source: &SourceHandle) -> HostResult<&Arc<dyn Stored>> {
         SourceHandle::Bytes { .. } | SourceHandle::Registry { .. } => {
             Err(HostError::unsupported("only stored images are copied to a destination"))
         }
-    }
-}
-
-impl host::Host for HostState {
-    fn log(&mut self, level: host::Level, message: String) -> wasmtime::Result<()> {
-        const MAX_LINE: usize = 4096;
-        let mut end = message.len().min(MAX_LINE);
-        while !message.is_char_boundary(end) {
-            end -= 1;
-        }
-        self.events.log(&self.driver, level.into(), &message[..end]);
-        Ok(())
-    }
-
-    fn progress(&mut self, done: u64, total: Option<u64>) -> wasmtime::Result<()> {
-        self.events.progress(&self.driver, done, total);
-        Ok(())
-    }
-
-    fn open_destination(&mut self, location: String) -> HostResult<Resource<DestinationHandle>> {
-        self.check_deadline()?;
-        let Some(grant) = &self.grant else {
-            return Err(HostError::denied(format!(
-                "destination {location:?}: this operation was granted no destination"
-            )));
-        };
-        let handle = grant.open(&location)?;
-        self.take_handle()?;
-        Ok(self.table.push(handle)?)
     }
 }
 

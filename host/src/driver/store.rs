@@ -1,0 +1,125 @@
+//! The `store` resource: the bundle store an image is fetched into, every blob hashed by the
+//! host on its way in, and the root the driver records checked against what is stored.
+
+use super::bindings::since_v0_1_0::ferry::driver::{host, types};
+use super::host::{HostError, HostResult, from_wit, parse_digest, to_wit};
+use super::sandbox::HostState;
+use super::source::SourceHandle;
+use crate::oci::{self, Layout, MAX_DOCUMENT, REF_NAME, Stored};
+use crate::registry::{RegistryError, RegistryErrorKind};
+use std::sync::Arc;
+use wasmtime::component::Resource;
+
+/// The bundle store an image is being fetched into, and the name it will have there.
+pub struct StoreHandle {
+    pub(super) layout: Arc<Layout>,
+    pub(super) name: String,
+}
+
+impl host::HostStore for HostState {
+    fn copy_blob(
+        &mut self,
+        st: Resource<StoreHandle>,
+        s: Resource<SourceHandle>,
+        digest: Option<String>,
+        media_type: String,
+    ) -> HostResult<types::Descriptor> {
+        self.check_deadline()?;
+        let expected = digest.as_deref().map(parse_digest).transpose()?;
+        let layout = self.table.get(&st)?.layout.clone();
+        // Stored already (or by now, by another image of the bundle fetched in parallel): the
+        // store only holds checked blobs.
+        let _claim = match &expected {
+            Some(d) => match layout.claim(d) {
+                Some(claim) => Some(claim),
+                None => {
+                    let size = layout.blob_size(d).map_err(HostError::failed)?;
+                    return Ok(to_wit(&oci::Descriptor::new(media_type, d.clone(), size)));
+                }
+            },
+            None => None,
+        };
+        let stored = match (self.table.get(&s)?, &expected) {
+            (SourceHandle::Registry { registry, reference }, Some(d)) => {
+                let (registry, reference, deadline) = (registry.clone(), reference.clone(), self.deadline);
+                let fail =
+                    |e: anyhow::Error| RegistryError { kind: RegistryErrorKind::Failed, message: format!("{e:#}") };
+                registry
+                    .retry(|| {
+                        let mut writer = layout.blob_writer().map_err(fail)?;
+                        registry.copy_blob(&reference, d, Some(deadline), &mut writer)?;
+                        writer.commit(Some(d)).map_err(fail)
+                    })
+                    .map_err(|e| match e.kind {
+                        RegistryErrorKind::Failed => HostError::invalid(e.message),
+                        _ => e.into(),
+                    })?
+            }
+            (SourceHandle::Layout { layout: source, .. }, Some(d)) => {
+                let blob =
+                    source.blob(d).map_err(|_| HostError::not_found(format!("blob {d} is not in the source")))?;
+                layout.put_verified(&mut blob.reader(), Some(d)).map_err(HostError::invalid)?
+            }
+            (SourceHandle::Bytes { blob, .. }, None) => {
+                layout.put_verified(&mut blob.reader(), None).map_err(HostError::invalid)?
+            }
+            (SourceHandle::Bytes { .. }, Some(_)) => return Err(HostError::unsupported("a file source has no blobs")),
+            (_, None) => return Err(HostError::unsupported("name the digest of the blob to copy")),
+        };
+        self.events.transferred(stored.1);
+        self.check_deadline()?;
+        Ok(to_wit(&oci::Descriptor::new(media_type, stored.0, stored.1)))
+    }
+
+    fn put_document(
+        &mut self,
+        st: Resource<StoreHandle>,
+        media_type: String,
+        bytes: Vec<u8>,
+    ) -> HostResult<types::Descriptor> {
+        self.check_deadline()?;
+        self.check_call_bytes("store.put-document", bytes.len())?;
+        let digest = self.table.get(&st)?.layout.put_bytes(&bytes).map_err(HostError::failed)?;
+        Ok(to_wit(&oci::Descriptor::new(media_type, digest, bytes.len() as u64)))
+    }
+
+    fn set_root(&mut self, st: Resource<StoreHandle>, root: types::Descriptor) -> HostResult<()> {
+        self.check_deadline()?;
+        let store = self.table.get(&st)?;
+        let mut root = from_wit(&root)?;
+        store.layout.graph(&root).map_err(|e| HostError::invalid(format!("root {}: {e:#}", root.digest)))?;
+        check_root_type(&store.layout, &root).map_err(|e| HostError::invalid(format!("root {} {e}", root.digest)))?;
+        self.check_deadline()?;
+        let store = self.table.get(&st)?;
+        root.annotations.insert(REF_NAME.into(), store.name.clone());
+        store.layout.add_to_index(root.clone()).map_err(HostError::failed)?;
+        self.recorded_root = Some(root);
+        Ok(())
+    }
+
+    fn drop(&mut self, st: Resource<StoreHandle>) -> wasmtime::Result<()> {
+        self.table.delete(st)?;
+        self.handles = self.handles.saturating_sub(1);
+        Ok(())
+    }
+}
+
+/// Whether the root's media type is what its bytes say they are. The graph walk has checked
+/// every size and that every manifest and index parses; but a root recorded as a manifest that
+/// is an index by its own `mediaType`, or as a plain blob while it is a manifest or index, would
+/// hide what it refers to from everything that walks the image later.
+fn check_root_type(layout: &Layout, root: &oci::Descriptor) -> Result<(), String> {
+    if root.size > MAX_DOCUMENT {
+        return Ok(());
+    }
+    let bytes = layout.read_blob(&root.digest, MAX_DOCUMENT).map_err(|e| format!("{e:#}"))?;
+    let declared = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|json| json.get("mediaType")?.as_str().map(str::to_owned));
+    match declared {
+        Some(own) if own != root.media_type && (oci::is_document(&own) || oci::is_document(&root.media_type)) => {
+            Err(format!("is a {own} by its own mediaType, but was recorded as {:?}", root.media_type))
+        }
+        _ => Ok(()),
+    }
+}
