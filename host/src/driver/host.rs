@@ -1,5 +1,9 @@
-//! What ferry lends a driver: the `ferry:driver/host` imports. Every path, length and digest
-//! that comes from the guest is checked here; WASI's sandbox does not cover host imports.
+//! What ferry lends a driver: the `ferry:driver/host` interface's own functions (log, progress,
+//! open-destination), the errors host imports return, and the checks every import shares
+//! (deadline, handles, bytes per call, hashed copies). Its resources each have a file:
+//! `source.rs`, `store.rs`, `destination.rs`; the operator's grant is `grant.rs`. Every path,
+//! length and digest that comes from the guest is checked on this side; WASI's sandbox does not
+//! cover host imports.
 
 use super::bindings::since_v0_1_0::ferry::driver::{host, types};
 use super::destination::DestinationHandle;
