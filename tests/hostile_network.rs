@@ -321,6 +321,32 @@ fn a_registry_trickling_a_blob_is_stopped_at_the_driver_timeout() {
 }
 
 #[test]
+fn a_destination_registry_that_never_answers_is_left_at_the_driver_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    // A thick bundle of tarballs only: nothing is read from a registry, everything is pushed.
+    let installer = tar_of(&[Entry::File("cnab/app/run", b"#!/bin/sh\n")]);
+    std::fs::write(dir.path().join("installer.tar"), installer).unwrap();
+    let bundle = bundle(dir.path(), json!({ "image": "installer.tar", "imageType": "tarball" }));
+    let o = export(dir.path(), &bundle, None, &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    // The destination says it is a registry, then takes requests and answers none of them.
+    let server =
+        Server::start(
+            |_, path, _| if path == "/v2/" { Answer::ok(Body::Bytes(Vec::new())) } else { Answer::ok(Body::Silent) },
+        );
+    let started = Instant::now();
+    let tar = dir.path().join("out/bundle.tar");
+    let to = format!("{}/site", server.host);
+    let args =
+        ["--insecure-registry", &server.host, "--driver-timeout", "2s", "relocate", tar.to_str().unwrap(), "--to", &to];
+    let o = ferry(&args, dir.path());
+    let (stderr, took) = (text(&o.stderr), started.elapsed());
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("--driver-timeout"), "{stderr}");
+    assert!(took < Duration::from_secs(15), "the relocation took {took:?} with --driver-timeout 2s: {stderr}");
+}
+
+#[test]
 fn a_url_image_is_downloaded_no_further_than_its_declared_size() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(|_, _, _| Answer::ok(Body::Endless));

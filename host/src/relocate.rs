@@ -197,7 +197,7 @@ pub fn dry_run(
                 Destination::Registry(prefix) => {
                     let at = repository_under(prefix, &target.repository);
                     for blob in &blobs {
-                        if registry.has_blob(&at, &blob.digest)? {
+                        if registry.has_blob(&at, &blob.digest, None)? {
                             present += 1;
                         } else {
                             bytes_to_send += blob.size;

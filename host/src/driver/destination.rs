@@ -93,7 +93,7 @@ impl HostState {
                     .iter()
                     .map(|b| Ok(Upload::of(b.digest.clone(), source.blob(&b.digest).map_err(HostError::failed)?)))
                     .collect::<HostResult<Vec<_>>>()?;
-                let pushed = registry.push_blobs(&target, uploads, jobs)?;
+                let pushed = registry.push_blobs(&target, uploads, jobs, Some(self.deadline))?;
                 let moved = |p: &Pushed| *p != Pushed::Present;
                 let bytes: u64 = blobs.iter().zip(&pushed).filter(|(_, p)| moved(p)).map(|(b, _)| b.size).sum();
                 self.events.transferred(bytes);
@@ -155,7 +155,7 @@ impl HostState {
                 layout.add_to_index(entry).map_err(HostError::failed)?;
             }
             DestinationHandle::Registry { registry, target, .. } => {
-                registry.push_manifest(&at(target, tag, &root.digest), bytes, &root.media_type)?;
+                registry.push_manifest(&at(target, tag, &root.digest), bytes, &root.media_type, Some(self.deadline))?;
             }
         }
         Ok(destination.reference(tag, &root.digest))
@@ -181,7 +181,9 @@ impl host::HostDestination for HostState {
                 let layout = layout.clone();
                 self.holds_verified(&layout, &digest)
             }
-            DestinationHandle::Registry { registry, target, .. } => Ok(registry.has_blob(target, &digest)?),
+            DestinationHandle::Registry { registry, target, .. } => {
+                Ok(registry.has_blob(target, &digest, Some(self.deadline))?)
+            }
         }
     }
 
@@ -212,7 +214,8 @@ impl host::HostDestination for HostState {
         // finds what the last run finished with one request per image.
         let destination = self.table.get(&d)?;
         if let DestinationHandle::Registry { registry, target, .. } = destination
-            && registry.manifest_digest(&at(target, tag.as_deref(), &root.digest))?.as_ref() == Some(&root.digest)
+            && registry.manifest_digest(&at(target, tag.as_deref(), &root.digest), Some(self.deadline))?.as_ref()
+                == Some(&root.digest)
         {
             let reference = destination.reference(tag.as_deref(), &root.digest);
             return Ok(self.wrote(reference));
@@ -309,7 +312,7 @@ impl host::HostDestination for HostState {
                 file.write_all(&bytes).map_err(HostError::failed)?;
                 let blob = BlobFile::whole(file).map_err(HostError::failed)?;
                 let upload = Upload::of(descriptor.digest.clone(), blob);
-                registry.push_blobs(target, vec![upload], 1)?;
+                registry.push_blobs(target, vec![upload], 1, Some(self.deadline))?;
             }
         }
         Ok(to_wit(&descriptor))
@@ -382,7 +385,7 @@ impl host::HostDestination for HostState {
             }
             DestinationHandle::Registry { registry, target, .. } => {
                 let upload = Upload { digest, size, file: source, framing: Some((head, tail)) };
-                registry.push_blobs(target, vec![upload], 1)?;
+                registry.push_blobs(target, vec![upload], 1, Some(self.deadline))?;
             }
         }
         self.events.transferred(size);

@@ -274,12 +274,40 @@ impl Upload {
 
 impl Registry {
     /// Whether `target`'s repository holds blob `digest`.
-    pub fn has_blob(&self, target: &Reference, digest: &Digest) -> Result<bool, RegistryError> {
+    pub fn has_blob(
+        &self,
+        target: &Reference,
+        digest: &Digest,
+        deadline: Option<Instant>,
+    ) -> Result<bool, RegistryError> {
+        let what = || format!("checking blob {digest} in {}", target.repository());
         self.retry(|| {
-            self.authenticate_for(target, RegistryOperation::Push, None)?;
-            self.runtime
-                .block_on(self.client.blob_exists(target, &digest.to_string()))
-                .map_err(|e| RegistryError::from_oci(&format!("checking blob {digest} in {}", target.repository()), e))
+            self.authenticate_for(target, RegistryOperation::Push, deadline)?;
+            self.until(deadline, &what, async {
+                self.client
+                    .blob_exists(target, &digest.to_string())
+                    .await
+                    .map_err(|e| RegistryError::from_oci(&what(), e))
+            })
+        })
+    }
+
+    /// Runs `work` on the registry's runtime; with a deadline (a driver operation's), stops it
+    /// there: a push that the registry stalls must not outlive `--driver-timeout`.
+    fn until<T>(
+        &self,
+        deadline: Option<Instant>,
+        what: &dyn Fn() -> String,
+        work: impl std::future::Future<Output = Result<T, RegistryError>>,
+    ) -> Result<T, RegistryError> {
+        self.runtime.block_on(async {
+            let Some(deadline) = deadline else { return work.await };
+            tokio::time::timeout_at(deadline.into(), work).await.unwrap_or_else(|_| {
+                Err(RegistryError::failed(format!(
+                    "{}: the driver's time limit (--driver-timeout) passed before the registry finished",
+                    what()
+                )))
+            })
         })
     }
 
@@ -298,10 +326,14 @@ impl Registry {
         target: &Reference,
         uploads: Vec<Upload>,
         jobs: usize,
+        deadline: Option<Instant>,
     ) -> Result<Vec<Pushed>, RegistryError> {
         use futures_util::stream::{self, StreamExt, TryStreamExt};
         let credentials = self.credentials_for(target.resolve_registry())?;
-        self.runtime.block_on(
+        let what = || format!("pushing blobs to {}", target.repository());
+        self.until(
+            deadline,
+            &what,
             stream::iter(uploads.into_iter().map(|upload| self.push_blob(target, upload, &credentials)))
                 .buffered(jobs.max(1))
                 .try_collect(),
@@ -364,16 +396,26 @@ impl Registry {
     }
 
     /// Pushes a manifest or index under `target`'s tag or digest.
-    pub fn push_manifest(&self, target: &Reference, bytes: &[u8], media_type: &str) -> Result<(), RegistryError> {
+    pub fn push_manifest(
+        &self,
+        target: &Reference,
+        bytes: &[u8],
+        media_type: &str,
+        deadline: Option<Instant>,
+    ) -> Result<(), RegistryError> {
         let content_type = http::HeaderValue::from_str(media_type).map_err(|_| {
             RegistryError::new(RegistryErrorKind::Failed, format!("media type {media_type:?} is not a header value"))
         })?;
+        let what = || format!("manifest {target}");
         self.retry(|| {
-            self.authenticate_for(target, RegistryOperation::Push, None)?;
-            self.runtime
-                .block_on(self.client.push_manifest_raw(target, bytes.to_vec(), content_type.clone()))
-                .map(|_| ())
-                .map_err(|e| RegistryError::from_oci(&format!("manifest {target}"), e))
+            self.authenticate_for(target, RegistryOperation::Push, deadline)?;
+            self.until(deadline, &what, async {
+                self.client
+                    .push_manifest_raw(target, bytes.to_vec(), content_type.clone())
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| RegistryError::from_oci(&what(), e))
+            })
         })
     }
 }

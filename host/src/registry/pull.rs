@@ -42,11 +42,15 @@ impl Registry {
     }
 
     /// The digest of the manifest `target` (a tag or digest) names, `None` when it names none.
-    pub fn manifest_digest(&self, target: &Reference) -> Result<Option<Digest>, RegistryError> {
+    pub fn manifest_digest(
+        &self,
+        target: &Reference,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Digest>, RegistryError> {
         let what = format!("manifest {target}");
         let found = self.retry(|| {
-            let authorization = self.authenticate_for(target, RegistryOperation::Push, None)?;
-            let pace = self.pace(None);
+            let authorization = self.authenticate_for(target, RegistryOperation::Push, deadline)?;
+            let pace = self.pace(deadline);
             let registry = target.resolve_registry();
             self.runtime.block_on(async {
                 let head = authorization.apply(self.http.head(self.manifest_url(target)));
