@@ -49,6 +49,9 @@ pub struct BundleDriverReport {
 struct Walk {
     /// Every blob once, with the size it was first listed with.
     blobs: BTreeMap<Digest, u64>,
+    /// The digests first listed as manifests or indexes: listed again as other content, they
+    /// would hide what they refer to from whoever copies them as a plain blob.
+    documents: std::collections::HashSet<Digest>,
     platforms: Vec<String>,
     problems: Vec<String>,
 }
@@ -56,7 +59,8 @@ struct Walk {
 /// Everything `root` refers to, each digest visited once however often it is listed.
 fn walk(contents: &Contents, root: &Descriptor) -> Walk {
     const MAX_DEPTH: usize = 8;
-    let mut w = Walk { blobs: BTreeMap::new(), platforms: Vec::new(), problems: Vec::new() };
+    let mut w =
+        Walk { blobs: BTreeMap::new(), documents: Default::default(), platforms: Vec::new(), problems: Vec::new() };
     let mut stack = vec![(root.clone(), 0)];
     while let Some((d, depth)) = stack.pop() {
         match w.blobs.get(&d.digest) {
@@ -64,8 +68,15 @@ fn walk(contents: &Contents, root: &Descriptor) -> Walk {
                 w.problems.push(format!("blob {} is listed as {} bytes and as {size}", d.digest, d.size));
                 continue;
             }
+            Some(_) if w.documents.contains(&d.digest) != is_document(&d.media_type) => {
+                w.problems.push(format!("blob {} is listed both as a manifest and as other content", d.digest));
+                continue;
+            }
             Some(_) => continue,
             None => {}
+        }
+        if is_document(&d.media_type) {
+            w.documents.insert(d.digest.clone());
         }
         if depth > MAX_DEPTH {
             w.problems.push(format!("{}: manifests nest deeper than {MAX_DEPTH}", d.digest));
@@ -262,4 +273,45 @@ pub fn details(opened: &Opened, drivers: &Drivers) -> Result<Vec<(String, Summar
         .into_iter()
         .map(|(key, summary)| Ok((key, summary?)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::Blob;
+    use crate::oci::media_types::{OCI_CONFIG, OCI_INDEX, OCI_LAYER_TAR, OCI_MANIFEST};
+
+    fn put(contents: &mut Contents, media_type: &str, bytes: &[u8]) -> Descriptor {
+        let digest = Digest::of(bytes);
+        contents.blobs.insert(digest.clone(), Blob { size: bytes.len() as u64, actual: Some(digest.clone()) });
+        if bytes.starts_with(b"{") {
+            contents.documents.insert(digest.clone(), bytes.to_vec());
+        }
+        Descriptor::new(media_type, digest, bytes.len() as u64)
+    }
+
+    fn json(d: &Descriptor) -> serde_json::Value {
+        serde_json::json!({ "mediaType": d.media_type, "digest": d.digest.to_string(), "size": d.size })
+    }
+
+    /// Found by fuzzing `graph()`: a manifest listed as a layer elsewhere would be copied as a
+    /// plain blob, without what it refers to. verify reports it too.
+    #[test]
+    fn a_manifest_also_listed_as_other_content_is_a_problem() {
+        let mut c = Contents::default();
+        let config = put(&mut c, OCI_CONFIG, b"{}");
+        let layer = put(&mut c, OCI_LAYER_TAR, b"layer");
+        let manifest = |config: &Descriptor, layer: &Descriptor| {
+            serde_json::json!({ "schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": json(config), "layers": [json(layer)] })
+                .to_string()
+        };
+        let inner = put(&mut c, OCI_MANIFEST, manifest(&config, &layer).as_bytes());
+        let as_layer = Descriptor::new(OCI_LAYER_TAR, inner.digest.clone(), inner.size);
+        let other = put(&mut c, OCI_CONFIG, b"{\"a\":1}");
+        let outer = put(&mut c, OCI_MANIFEST, manifest(&other, &as_layer).as_bytes());
+        let index = serde_json::json!({ "schemaVersion": 2, "manifests": [json(&outer), json(&inner)] }).to_string();
+        let root = put(&mut c, OCI_INDEX, index.as_bytes());
+        let problems = walk(&c, &root).problems;
+        assert!(problems.iter().any(|p| p.contains("both as a manifest and as other content")), "{problems:?}");
+    }
 }
