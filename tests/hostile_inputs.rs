@@ -217,11 +217,14 @@ fn what_an_operator_keeps_in_the_destination_is_never_replaced_and_reserved_name
     let theirs = site.join("web/site/site");
     std::fs::create_dir_all(&theirs).unwrap();
     std::fs::write(theirs.join("keep.txt"), b"mine").unwrap();
-    let o = relocate_to_dir(&tar, &site, &mapping, dir.path());
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
-    assert!(text(&o.stderr).contains("ferry did not make it"), "{}", text(&o.stderr));
-    assert_eq!(std::fs::read(theirs.join("keep.txt")).unwrap(), b"mine");
-    assert!(!mapping.exists());
+    // Refused every time: a refused run must not leave ferry believing it made the directory.
+    for run in 1..=2 {
+        let o = relocate_to_dir(&tar, &site, &mapping, dir.path());
+        assert_eq!(o.status.code(), Some(1), "run {run}: {}", text(&o.stderr));
+        assert!(text(&o.stderr).contains("ferry did not make it"), "run {run}: {}", text(&o.stderr));
+        assert_eq!(std::fs::read(theirs.join("keep.txt")).unwrap(), b"mine", "run {run}");
+        assert!(!mapping.exists());
+    }
 
     // What ferry made itself it may make again: a rerun into a fresh site succeeds twice.
     let fresh = dir.path().join("fresh");

@@ -115,12 +115,17 @@ fn written_files_get_the_umask_mode_and_unknown_extensions_and_bare_paths_are_re
     doc["invocationImages"] = json!([{ "image": "installer.tar", "imageType": "tarball" }]);
     let bundle = dir.path().join("bundle.json");
     std::fs::write(&bundle, serde_json::to_vec(&doc).unwrap()).unwrap();
-    let export = |out: &Path| {
-        ferry_command(dir.path())
-            .args(["export", bundle.to_str().unwrap(), "-o", out.to_str().unwrap()])
-            .output()
-            .unwrap()
+    // ferry runs under umask 027: a file it writes must come out 0640, neither the 0600 a
+    // temporary file is created with nor what the test's own umask would give.
+    let under_umask = |args: &[&str]| {
+        use std::os::unix::process::CommandExt;
+        let mut command = ferry_command(dir.path());
+        command.args(args);
+        // SAFETY: umask(2) is async-signal-safe, as pre_exec requires.
+        unsafe { command.pre_exec(|| Ok(drop(libc::umask(0o027)))) };
+        command.output().unwrap()
     };
+    let export = |out: &Path| under_umask(&["export", bundle.to_str().unwrap(), "-o", out.to_str().unwrap()]);
 
     let zip = dir.path().join("app.zip");
     let o = export(&zip);
@@ -128,26 +133,15 @@ fn written_files_get_the_umask_mode_and_unknown_extensions_and_bare_paths_are_re
     assert!(text(&o.stderr).contains(".tar, .tgz"), "{}", text(&o.stderr));
     assert!(!zip.exists());
 
-    // The test process's umask is inherited; what ferry writes must follow it, not be 0600.
-    let umask = u32::from_str_radix(
-        std::fs::read_to_string("/proc/self/status")
-            .unwrap()
-            .lines()
-            .find_map(|l| l.strip_prefix("Umask:"))
-            .unwrap()
-            .trim(),
-        8,
-    )
-    .unwrap();
     let tar = dir.path().join("app.tar");
     let o = export(&tar);
     assert!(o.status.success(), "{}", text(&o.stderr));
-    assert_eq!(std::fs::metadata(&tar).unwrap().permissions().mode() & 0o777, 0o666 & !umask);
+    assert_eq!(std::fs::metadata(&tar).unwrap().permissions().mode() & 0o777, 0o640);
     let mapping = dir.path().join("mapping.json");
     let site = format!("file://{}", dir.path().join("site").display());
-    let o = ferry(&["relocate", tar.to_str().unwrap(), "--to", &site, "-o", mapping.to_str().unwrap()], dir.path());
+    let o = under_umask(&["relocate", tar.to_str().unwrap(), "--to", &site, "-o", mapping.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o.stderr));
-    assert_eq!(std::fs::metadata(&mapping).unwrap().permissions().mode() & 0o777, 0o666 & !umask);
+    assert_eq!(std::fs::metadata(&mapping).unwrap().permissions().mode() & 0o777, 0o640);
 
     let bare = dir.path().join("site2");
     let o = ferry(&["relocate", tar.to_str().unwrap(), "--to", bare.to_str().unwrap()], dir.path());

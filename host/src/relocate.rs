@@ -5,7 +5,7 @@
 //! `PREFIX/PATH`, keeping its tag and digest. Two images that would land on the same name with
 //! different content are refused before anything is pushed.
 
-use crate::bundle::{Bundle, ImageSpec};
+use crate::bundle::ImageSpec;
 use crate::driver::{DestinationGrant, Drivers, Origin, repository_under};
 use crate::images::{Roots, check_pinned, driver_image, origin, parse_mapping, ready};
 use crate::mapping::RelocationMapping;
@@ -56,7 +56,6 @@ pub struct Relocated {
 struct Prepared<'d> {
     layout: Arc<dyn Stored>,
     _staging: Option<crate::cleanup::TempDir>,
-    bundle: Bundle,
     steps: Vec<Step<'d>>,
 }
 
@@ -90,7 +89,7 @@ fn prepare<'d>(
     registry: &Arc<Registry>,
     options: &RelocateOptions,
 ) -> Result<Prepared<'d>> {
-    let bundle = opened.bundle.clone();
+    let bundle = &opened.bundle;
     let (layout, relocation_mapping, staging) = match &opened.form {
         Form::Json => {
             let (layout, staging) = fetch_thin(opened, drivers, registry, options.jobs, &options.scratch)?;
@@ -134,7 +133,7 @@ fn prepare<'d>(
         .zip(targets)
         .map(|(((key, _), (driver, name, root)), target)| Step { key: key.clone(), driver, name, root, target })
         .collect();
-    Ok(Prepared { layout, _staging: staging, bundle, steps })
+    Ok(Prepared { layout, _staging: staging, steps })
 }
 
 /// A bundle.json's images fetched through their drivers into a staging layout (removed with the
@@ -179,7 +178,7 @@ pub fn dry_run(
     options: &RelocateOptions,
 ) -> Result<Vec<Planned>> {
     let prepared = prepare(opened, drivers, registry, options)?;
-    let specs: BTreeMap<String, &ImageSpec> = prepared.bundle.all_images().into_iter().collect();
+    let specs: BTreeMap<String, &ImageSpec> = opened.bundle.all_images().into_iter().collect();
     prepared
         .steps
         .iter()
@@ -226,8 +225,8 @@ pub fn relocate(
     registry: &Arc<Registry>,
     options: &RelocateOptions,
 ) -> Result<(Vec<Relocated>, RelocationMapping)> {
-    let Prepared { layout, bundle, steps, _staging } = prepare(opened, drivers, registry, options)?;
-    let specs: BTreeMap<String, &ImageSpec> = bundle.all_images().into_iter().collect();
+    let Prepared { layout, steps, _staging } = prepare(opened, drivers, registry, options)?;
+    let specs: BTreeMap<String, &ImageSpec> = opened.bundle.all_images().into_iter().collect();
 
     // Drivers that rewrite references to other images (a chart's values) go last, handed the
     // mapping of all the others. With --keep-going a failure is kept as a message and the other

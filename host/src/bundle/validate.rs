@@ -219,18 +219,18 @@ fn prose(doc: &Value, problems: &mut Vec<Problem>) {
     }
 
     let definitions = doc.get("definitions").and_then(Value::as_object);
+    // Parameters and outputs both name their schema in `definition`.
+    let missing_definition = |at: &str, entry: &Value| {
+        let name = entry.get("definition").and_then(Value::as_str)?;
+        (!definitions.is_some_and(|d| d.contains_key(name)))
+            .then(|| (format!("{at}.definition"), format!("no definition named {name:?} in $.definitions")))
+    };
     let mut param_envs = Vec::new();
     let mut param_paths: Vec<(String, String)> = Vec::new();
     for (name, param) in entries(doc, "parameters") {
         let at = format!("$.parameters{}", key(name));
-        if let Some(definition) = param.get("definition").and_then(Value::as_str)
-            && !definitions.is_some_and(|d| d.contains_key(definition))
-        {
-            add(
-                format!("{at}.definition"),
-                Rule::DefinitionExists,
-                format!("no definition named {definition:?} in $.definitions"),
-            );
+        if let Some((path, message)) = missing_definition(&at, param) {
+            add(path, Rule::DefinitionExists, message);
         }
         if let Some(destination) = param.get("destination").filter(|d| d.is_object()) {
             let env = destination.get("env").and_then(Value::as_str).filter(|s| !s.is_empty());
@@ -295,14 +295,8 @@ fn prose(doc: &Value, problems: &mut Vec<Problem>) {
     let mut output_paths: Vec<(&str, String)> = Vec::new();
     for (name, output) in entries(doc, "outputs") {
         let at = format!("$.outputs{}", key(name));
-        if let Some(definition) = output.get("definition").and_then(Value::as_str)
-            && !definitions.is_some_and(|d| d.contains_key(definition))
-        {
-            add(
-                format!("{at}.definition"),
-                Rule::DefinitionExists,
-                format!("no definition named {definition:?} in $.definitions"),
-            );
+        if let Some((path, message)) = missing_definition(&at, output) {
+            add(path, Rule::DefinitionExists, message);
         }
         if let Some(path) = output.get("path").and_then(Value::as_str) {
             if let Some((_, first)) = output_paths.iter().find(|(p, _)| *p == path) {

@@ -11,7 +11,7 @@ use super::tar_access;
 use crate::oci::{self, BlobFile, Digest, HashingWriter, Layout, MAX_DOCUMENT, REF_NAME, Stored, is_document};
 use crate::registry::{Pushed, Registry, Upload};
 use oci_client::Reference;
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::sync::Arc;
 use wasmtime::component::Resource;
@@ -289,8 +289,9 @@ impl host::HostDestination for HostState {
         let parent = path.parent().unwrap_or(Path::new(""));
         let mut pending = layout.pending(parent).map_err(HostError::denied)?;
         self.copy_verified(&from, &blob.digest, pending.file())?;
-        layout.note_made(path).map_err(HostError::failed)?;
         pending.persist_as(path).map_err(HostError::denied)?;
+        // Recorded once it is there: a refused or failed write claims nothing.
+        layout.note_made(path).map_err(HostError::failed)?;
         Ok(self.wrote(location))
     }
 
@@ -351,27 +352,7 @@ impl host::HostDestination for HostState {
         hashing.write_all(&head).map_err(HostError::failed)?;
         // The blob's own bytes are checked against its digest in the same pass: the layer's
         // digest alone would only prove that ferry framed whatever the file held.
-        let mut own = HashingWriter::new(std::io::sink());
-        let (mut reader, mut buffer, mut inner) = (source.reader(), vec![0u8; 1 << 20], 0u64);
-        loop {
-            let n = reader.read(&mut buffer).map_err(HostError::failed)?;
-            if n == 0 {
-                break;
-            }
-            own.write_all(&buffer[..n]).map_err(HostError::failed)?;
-            hashing.write_all(&buffer[..n]).map_err(HostError::failed)?;
-            inner += n as u64;
-            if inner % (64 << 20) < n as u64 {
-                self.check_deadline()?;
-            }
-        }
-        let (actual, _, _) = own.finish();
-        if inner != blob.size || actual != blob.digest {
-            return Err(HostError::invalid(format!(
-                "blob {} holds {inner} bytes with digest {actual}; its descriptor says {} bytes",
-                blob.digest, blob.size
-            )));
-        }
+        self.copy_verified(&source, &blob.digest, &mut hashing)?;
         hashing.write_all(&tail).map_err(HostError::failed)?;
         let (digest, size, mut out) = hashing.finish();
         out.flush().map_err(HostError::failed)?;
@@ -421,10 +402,11 @@ impl host::HostDestination for HostState {
         tar_access::extract(&source, pending.dir(), self.deadline()).map_err(|e| self.archive_error(&what, e))?;
         self.check_deadline()?;
         let replace = layout.made_by_ferry(path).map_err(HostError::failed)?;
-        layout.note_made(path).map_err(HostError::failed)?;
         pending
             .persist_as(path, replace)
             .map_err(|e| HostError::denied(format!("{}/{name}: {e:#}", layout.path().display())))?;
+        // Recorded once it is there: a refused replacement claims nothing for a later run.
+        layout.note_made(path).map_err(HostError::failed)?;
         Ok(self.wrote(format!("{}/{name}", layout.path().display())))
     }
 
