@@ -122,7 +122,12 @@ fn written_files_get_the_umask_mode_and_unknown_extensions_and_bare_paths_are_re
         let mut command = ferry_command(dir.path());
         command.args(args);
         // SAFETY: umask(2) is async-signal-safe, as pre_exec requires.
-        unsafe { command.pre_exec(|| Ok(drop(libc::umask(0o027)))) };
+        unsafe {
+            command.pre_exec(|| {
+                libc::umask(0o027);
+                Ok(())
+            })
+        };
         command.output().unwrap()
     };
     let export = |out: &Path| under_umask(&["export", bundle.to_str().unwrap(), "-o", out.to_str().unwrap()]);
