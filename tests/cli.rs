@@ -7,11 +7,11 @@ use common::{ferry, text};
 #[test]
 fn driver_list_names_the_built_in_drivers() {
     let cache = tempfile::tempdir().unwrap();
-    let out = ferry(&["driver", "list", "-o", "json"], cache.path());
+    let out = ferry(&["driver", "list", "--format", "json"], cache.path());
     assert!(out.status.success(), "{}", text(&out.stderr));
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let oci = list.as_array().unwrap().iter().find(|d| d["name"] == "oci").expect("oci driver");
-    assert_eq!(oci["image_types"], serde_json::json!(["oci", "docker"]));
+    assert_eq!(oci["imageTypes"], serde_json::json!(["oci", "docker"]));
     assert_eq!(oci["interface"], "ferry:driver/driver@0.1.0");
 
     let out = ferry(&["driver", "list"], cache.path());
@@ -23,11 +23,11 @@ fn driver_list_names_the_built_in_drivers() {
 fn driver_inspect_shows_what_a_component_declares() {
     let cache = tempfile::tempdir().unwrap();
     let file = common::guest(common::FILE_DRIVER);
-    let out = ferry(&["driver", "inspect", file.to_str().unwrap(), "-o", "json"], cache.path());
+    let out = ferry(&["driver", "inspect", file.to_str().unwrap(), "--format", "json"], cache.path());
     assert!(out.status.success(), "{}", text(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["name"], "example-file");
-    assert_eq!(report["image_types"], serde_json::json!(["example-file"]));
+    assert_eq!(report["imageTypes"], serde_json::json!(["example-file"]));
     let imports = report["imports"].as_array().unwrap();
     assert!(imports.iter().any(|i| i == "ferry:driver/host@0.1.0"), "{imports:?}");
     assert!(!imports.iter().any(|i| i.as_str().unwrap().starts_with("wasi:sockets")), "{imports:?}");
