@@ -28,9 +28,9 @@ use std::time::Duration;
     name = "ferry",
     version,
     about = "Move CNAB bundles, whatever their image types, into air-gapped sites",
-    after_help = "Every command takes -o/--output FILE for the file it writes and --format text|json for the \
-                  style of what it prints; exit status 0 done, 1 failed or found problems, 2 usage error, \
-                  130 interrupted. See docs/cli.md."
+    after_help = "-o/--output FILE is always a file (what a command writes, or its report) and --format text|json \
+                  always the style of what it prints, errors included. Exit status: 0 done, 1 failed or found \
+                  problems, 2 usage error, 130 interrupted. See docs/cli.md."
 )]
 struct Cli {
     #[command(flatten)]
@@ -42,10 +42,10 @@ struct Cli {
 #[derive(Args)]
 struct Global {
     /// Config file [default: ~/.config/ferry/config.toml]
-    #[arg(long, global = true, help_heading = help::GLOBAL, env = "FERRY_CONFIG")]
+    #[arg(long, global = true, help_heading = help::GLOBAL, value_name = "FILE", env = "FERRY_CONFIG")]
     config: Option<PathBuf>,
     /// Where compiled drivers are cached [default: ~/.cache/ferry]
-    #[arg(long, global = true, help_heading = help::GLOBAL, env = "FERRY_CACHE_DIR")]
+    #[arg(long, global = true, help_heading = help::GLOBAL, value_name = "DIR", env = "FERRY_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
     /// Memory a driver may use per operation, e.g. 256MiB
     #[arg(long, global = true, help_heading = help::DRIVER_LIMITS, value_name = "SIZE", value_parser = config::parse_size)]
