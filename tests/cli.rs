@@ -126,7 +126,8 @@ fn every_command_takes_o_as_a_file_and_format_as_the_style_and_describes_every_o
     let dir = tempfile::tempdir().unwrap();
     let commands = commands(dir.path());
     let names: Vec<String> = commands.iter().map(|c| c.join(" ")).collect();
-    for expected in ["validate", "export", "inspect", "verify", "relocate", "driver list", "driver inspect", "driver add"]
+    for expected in
+        ["validate", "export", "inspect", "verify", "relocate", "driver list", "driver inspect", "driver add"]
     {
         assert!(names.iter().any(|n| n == expected), "{expected} is not listed: {names:?}");
     }
@@ -138,7 +139,15 @@ fn every_command_takes_o_as_a_file_and_format_as_the_style_and_describes_every_o
         let help = text(&out.stdout);
         let own = section(&help, "Options");
         let name = command.join(" ");
-        for (flags, description) in own.iter().chain(&section(&help, "Global options")) {
+        // Global flags stand under their own headings, not among the command's options.
+        assert!(!own.iter().any(|(f, _)| f.contains("--insecure-registry") || f.contains("--driver-memory")), "{name}");
+        let mut options = own.clone();
+        for heading in ["Global options", "Driver limits", "Registry options", "Bundle drivers"] {
+            let listed = section(&help, heading);
+            assert!(!listed.is_empty(), "{name}: no {heading} heading");
+            options.extend(listed);
+        }
+        for (flags, description) in &options {
             assert!(!description.is_empty() && !description.starts_with('-'), "{name}: {flags} has no description");
         }
         if let Some((flags, _)) = own.iter().find(|(f, _)| f.contains("--output")) {
@@ -147,11 +156,6 @@ fn every_command_takes_o_as_a_file_and_format_as_the_style_and_describes_every_o
         if name != "completion" {
             assert!(own.iter().any(|(f, _)| f == "--format <FORMAT>"), "{name} has no --format: {own:?}");
             assert!(help.contains("Examples:\n  ferry "), "{name} has no examples");
-        }
-        // Global flags stand under their own headings, not among the command's options.
-        assert!(!own.iter().any(|(f, _)| f.contains("--insecure-registry") || f.contains("--driver-memory")), "{name}");
-        for heading in ["Global options", "Driver limits", "Registry options", "Bundle drivers"] {
-            assert!(!section(&help, heading).is_empty(), "{name}: no {heading} heading");
         }
     }
     // `driver`'s own line says all it does, `add` included.
@@ -263,12 +267,15 @@ fn every_command_prints_json_with_camel_case_keys() {
     assert_eq!(json_of(&out, "driver inspect")["imageTypes"], json!(["example-file"]));
     let out = ferry(&["driver", "add", b, driver.to_str().unwrap(), "--format", "json"], d);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert_eq!(json_of(&out, "driver add"), json!({
-        "name": "example-file",
-        "imageTypes": ["example-file"],
-        "digest": json_of(&ferry(&["driver", "inspect", driver.to_str().unwrap(), "--format", "json"], d), "")["digest"],
-        "path": "driver.wasm",
-    }));
+    assert_eq!(
+        json_of(&out, "driver add"),
+        json!({
+            "name": "example-file",
+            "imageTypes": ["example-file"],
+            "digest": json_of(&ferry(&["driver", "inspect", driver.to_str().unwrap(), "--format", "json"], d), "")["digest"],
+            "path": "driver.wasm",
+        })
+    );
 }
 
 #[test]

@@ -6,7 +6,6 @@ mod output;
 use crate::progress::Terminal;
 use anyhow::{Context, Result};
 use clap::{Args, CommandFactory, Parser, Subcommand};
-use output::{Format, Report, Style};
 use ferry::bundle;
 use ferry::bundle_drivers::{self, Source};
 use ferry::config::{self, LimitOverrides, Limits};
@@ -17,6 +16,7 @@ use ferry::registry::{Registry, RegistryOptions};
 use ferry::relocate::{self, RelocateOptions};
 use ferry::thick;
 use ferry::untrusted::escape;
+use output::{Format, Report, Style};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -219,7 +219,9 @@ impl Command {
             Command::Validate { report, .. }
             | Command::Inspect { report, .. }
             | Command::Verify { report, .. }
-            | Command::Driver(DriverCommand::List { report } | DriverCommand::Inspect { report, .. }) => report.format(),
+            | Command::Driver(DriverCommand::List { report } | DriverCommand::Inspect { report, .. }) => {
+                report.format()
+            }
             Command::Export { style, .. }
             | Command::Relocate { style, .. }
             | Command::Driver(DriverCommand::Add { style, .. }) => style.format,
@@ -288,7 +290,9 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             report.check()?;
             driver_inspect(&runtime, &file, &report)
         }
-        Command::Driver(DriverCommand::Add { bundle, file, style }) => driver_add(&runtime, &bundle, &file, style.format),
+        Command::Driver(DriverCommand::Add { bundle, file, style }) => {
+            driver_add(&runtime, &bundle, &file, style.format)
+        }
     }
 }
 

@@ -47,7 +47,9 @@ pub fn expect_thick(path: &Path) -> Result<()> {
 pub fn expect_json(path: &Path) -> Result<()> {
     match identify(path)? {
         Kind::Json => Ok(()),
-        Kind::ClearSigned => bail!("{} is a clear-signed bundle; its signature would not survive a change", path.display()),
+        Kind::ClearSigned => {
+            bail!("{} is a clear-signed bundle; its signature would not survive a change", path.display())
+        }
         Kind::Thick => bail!("{} is a tar archive, not a bundle.json", path.display()),
     }
 }
