@@ -127,8 +127,10 @@ enum Command {
         #[command(flatten)]
         report: Report,
     },
-    /// Check every blob's digest and size, every manifest's references and every image's digest,
-    /// then each image's driver's checks; exit 1 naming what is broken
+    /// Check a thick bundle's digests and references, then each image's driver's checks
+    ///
+    /// Every blob's digest and size, every manifest's references and every image's digest, then
+    /// each image's driver's own checks; exit 1 naming what is broken, and where.
     #[command(after_help = help::VERIFY)]
     Verify {
         /// A thick bundle (.tar, .tgz or .tar.zst)
@@ -199,8 +201,10 @@ enum DriverCommand {
         #[command(flatten)]
         report: Report,
     },
-    /// Declare a driver in a bundle.json: its image types and digest, its path relative to the
-    /// bundle.json; the file is rewritten in place as canonical JSON
+    /// Declare a driver the bundle ships in its bundle.json
+    ///
+    /// Its name, image types and digest, and its path relative to the bundle.json; the file is
+    /// rewritten in place as canonical JSON.
     #[command(after_help = help::DRIVER_ADD)]
     Add {
         /// The bundle.json to change
