@@ -160,6 +160,10 @@ fn every_command_takes_o_as_a_file_and_format_as_the_style_and_describes_every_o
     }
     // `driver`'s own line says all it does, `add` included.
     let out = ferry(&["--help"], dir.path());
+    // A global flag without a heading of its own would be listed here, and in every command's
+    // own options.
+    let top: Vec<String> = section(&text(&out.stdout), "Options").into_iter().map(|(flags, _)| flags).collect();
+    assert_eq!(top, ["-h, --help", "-V, --version"], "global flags outside their headings");
     let line = text(&out.stdout).lines().find(|l| l.trim_start().starts_with("driver ")).unwrap().to_owned();
     assert!(line.contains("list") && line.contains("inspect") && line.contains("declare"), "{line}");
 }

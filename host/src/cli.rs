@@ -234,8 +234,8 @@ impl Command {
     }
 }
 
-/// The command tree clap parses, for completion scripts, man pages and tests.
-pub fn command() -> clap::Command {
+/// The command tree clap parses, for completion scripts and man pages.
+fn command() -> clap::Command {
     Cli::command()
 }
 
