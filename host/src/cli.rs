@@ -1,6 +1,7 @@
 //! The `ferry` command line: its flags, and each command's printing around a library call.
 
 mod help;
+mod installs;
 mod output;
 
 use crate::progress::Terminal;
@@ -183,6 +184,24 @@ enum Command {
         /// An existing directory
         dir: PathBuf,
     },
+    /// Install a bundle: run its invocation image's install action and record the installation
+    #[command(after_help = help::INSTALL)]
+    Install(installs::Install),
+    /// Run the upgrade action of an installation
+    #[command(after_help = help::UPGRADE)]
+    Upgrade(installs::Change),
+    /// Run the uninstall action of an installation
+    #[command(after_help = help::UNINSTALL)]
+    Uninstall(installs::Change),
+    /// Run one of the bundle's custom actions on an installation
+    #[command(after_help = help::INVOKE)]
+    Invoke(installs::Invoke),
+    /// The installations ferry has recorded
+    #[command(subcommand)]
+    Installations(installs::Installations),
+    /// An installation's outputs
+    #[command(after_help = help::OUTPUTS)]
+    Outputs(installs::Outputs),
 }
 
 #[derive(Subcommand)]
@@ -230,6 +249,11 @@ impl Command {
             | Command::Relocate { style, .. }
             | Command::Driver(DriverCommand::Add { style, .. }) => style.format,
             Command::Completion { .. } | Command::Man { .. } => Format::Text,
+            Command::Install(args) => args.format(),
+            Command::Upgrade(args) | Command::Uninstall(args) => args.format(),
+            Command::Invoke(args) => args.format(),
+            Command::Installations(command) => command.format(),
+            Command::Outputs(args) => args.format(),
         }
     }
 }
@@ -297,6 +321,12 @@ fn execute(cli: Cli) -> Result<ExitCode> {
         Command::Driver(DriverCommand::Add { bundle, file, style }) => {
             driver_add(&runtime, &bundle, &file, style.format)
         }
+        Command::Install(args) => installs::install(&ctx, args),
+        Command::Upgrade(args) => installs::change(&ctx, "upgrade", args),
+        Command::Uninstall(args) => installs::change(&ctx, "uninstall", args),
+        Command::Invoke(args) => installs::invoke(&ctx, args),
+        Command::Installations(command) => installs::installations(command),
+        Command::Outputs(args) => installs::outputs(args),
     }
 }
 

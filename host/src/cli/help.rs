@@ -57,6 +57,39 @@ Examples:
   ferry completion zsh > \"${fpath[1]}/_ferry\"
   ferry completion fish > ~/.config/fish/completions/ferry.fish";
 
+pub const INSTALL: &str = "\
+Examples:
+  ferry install shop-prod app.tgz --param port=8080 --cred kubeconfig=file:~/.kube/config
+  ferry install shop-prod bundle.json --relocation-mapping relocation-mapping.json --param-file prod.yaml";
+
+pub const UPGRADE: &str = "\
+Examples:
+  ferry upgrade shop-prod --param replicas=3 --cred kubeconfig=file:~/.kube/config
+  ferry upgrade shop-prod app-1.1.tgz --cred-file creds.yaml";
+
+pub const UNINSTALL: &str = "\
+Examples:
+  ferry uninstall shop-prod --cred kubeconfig=file:~/.kube/config";
+
+pub const INVOKE: &str = "\
+Examples:
+  ferry invoke shop-prod backup --cred kubeconfig=file:~/.kube/config";
+
+pub const INSTALLATIONS_LIST: &str = "\
+Examples:
+  ferry installations list
+  ferry installations list --all --format json";
+
+pub const INSTALLATIONS_SHOW: &str = "\
+Examples:
+  ferry installations show shop-prod
+  ferry installations show shop-prod --format json -o history.json";
+
+pub const OUTPUTS: &str = "\
+Examples:
+  ferry outputs shop-prod
+  ferry outputs shop-prod admin-password";
+
 /// Writes ferry's completion script for `shell` to stdout.
 pub fn completion(mut command: clap::Command, shell: clap_complete::Shell) {
     clap_complete::generate(shell, &mut command, "ferry", &mut std::io::stdout());

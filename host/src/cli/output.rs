@@ -82,7 +82,7 @@ pub fn check_parent(path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     check_parent(path)?;
     let mut tmp = ferry::files::temporary_beside(path)?;
     tmp.write_all(bytes)?;
