@@ -52,6 +52,7 @@ const RUN: &str = r#"#!/bin/sh
 set -e
 out=/cnab/app/outputs
 echo "run tool: $CNAB_ACTION of $CNAB_INSTALLATION_NAME"
+sleep "${WAIT:-0}"
 printf '%s' "$CNAB_ACTION|$CNAB_INSTALLATION_NAME|$CNAB_BUNDLE_NAME|$CNAB_BUNDLE_VERSION|$CNAB_CLAIMS_VERSION" > $out/env
 printf '%s' "$CNAB_REVISION" > $out/revision
 printf '%s' "$PORT" > $out/port
@@ -136,6 +137,7 @@ impl Site {
                 "port": { "type": "integer", "minimum": 1, "maximum": 65535, "default": 8080 },
                 "text": { "type": "string", "minLength": 1 },
                 "flag": { "type": "string", "enum": ["yes", "no"], "default": "no" },
+                "seconds": { "type": "integer", "minimum": 0, "default": 0 },
                 "secret": { "type": "string", "writeOnly": true },
                 "plain": { "type": "string" },
             },
@@ -143,6 +145,7 @@ impl Site {
                 "port": { "definition": "port", "destination": { "env": "PORT" } },
                 "greeting": { "definition": "text", "destination": { "path": "/cnab/app/greeting" }, "required": true },
                 "fail": { "definition": "flag", "destination": { "env": "FAIL" } },
+                "wait": { "definition": "seconds", "destination": { "env": "WAIT" } },
             },
             "credentials": { "token": { "path": "/cnab/app/token", "required": true } },
             "outputs": {
@@ -166,16 +169,20 @@ impl Site {
         Site { dir, registry, podman, bundle: path }
     }
 
-    fn ferry(&self, args: &[&str]) -> std::process::Output {
-        ferry_command(self.dir.path())
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = ferry_command(self.dir.path());
+        command
             .args(args)
             .args(["--insecure-registry", &self.registry.host])
             .env("DOCKER_HOST", &self.podman.socket)
             .env("FERRY_STORE", self.dir.path().join("store/ferry.db"))
             .env("FERRY_TEST_TOKEN", "t0ken-value")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+            .stdin(Stdio::null());
+        command
+    }
+
+    fn ferry(&self, args: &[&str]) -> std::process::Output {
+        self.command(args).output().unwrap()
     }
 
     fn show(&self, installation: &str) -> Value {
@@ -344,4 +351,162 @@ fn inputs_that_break_the_bundle_are_refused_before_anything_runs() {
     assert!(text(&out.stderr).contains("is not a file inside /cnab/app/outputs/"), "{}", text(&out.stderr));
     let list = run(&["installations", "list", "--all", "--format", "json"]);
     assert_eq!(text(&list.stdout).trim(), "[]", "nothing was recorded");
+}
+
+#[test]
+fn a_thick_bundle_installs_at_a_site_with_no_registry() {
+    let site = Site::new();
+    let archive = site.dir.path().join("shop.tgz");
+    ok(&site.ferry(&["export", site.bundle.to_str().unwrap(), "-o", archive.to_str().unwrap()]));
+    let Site { dir, registry, podman, .. } = site;
+    drop(registry);
+    let site = Site { registry: TestRegistry::start(), dir, podman, bundle: archive.clone() };
+    let out =
+        site.ferry(&["install", "air", archive.to_str().unwrap(), "--param", "greeting=hi", "--cred", "token=value:x"]);
+    ok(&out);
+    let mapping: Value = serde_json::from_str(&site.output("air", "mapping")).unwrap();
+    assert_eq!(mapping.as_object().unwrap().len(), 0, "the invocation image is not among the artifacts: {mapping}");
+    assert_eq!(
+        site.output("air", "artifacts").trim(),
+        "",
+        "a bundle with only an invocation image places no artifacts"
+    );
+}
+
+#[test]
+fn a_relocated_bundle_runs_its_invocation_image_from_the_relocated_reference() {
+    let site = Site::new();
+    let target = TestRegistry::start();
+    let mapping = site.dir.path().join("mapping.json");
+    let out = site
+        .command(&[
+            "relocate",
+            site.bundle.to_str().unwrap(),
+            "--to",
+            &format!("{}/site", target.host),
+            "-o",
+            mapping.to_str().unwrap(),
+        ])
+        .args(["--insecure-registry", &target.host])
+        .output()
+        .unwrap();
+    ok(&out);
+    let Site { dir, registry, podman, bundle } = site;
+    drop(registry);
+    let site = Site { registry: target, dir, podman, bundle };
+    let out = site.ferry(&[
+        "install",
+        "moved",
+        site.bundle.to_str().unwrap(),
+        "--relocation-mapping",
+        mapping.to_str().unwrap(),
+        "--param",
+        "greeting=hi",
+        "--cred",
+        "token=value:x",
+    ]);
+    ok(&out);
+    assert_eq!(site.output("moved", "mapping").as_bytes(), std::fs::read(&mapping).unwrap().as_slice());
+}
+
+#[test]
+fn one_action_at_a_time_and_an_interrupted_or_lost_action_is_recorded() {
+    let site = Site::new();
+    let bundle = site.bundle.to_str().unwrap();
+    let inputs = ["--param", "greeting=hi", "--cred", "token=value:x"];
+    let mut slow = site
+        .command(&["install", "busy", bundle, "--param", "wait=30"])
+        .args(inputs)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The claim is recorded before the run starts: wait for it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while site.ferry(&["installations", "show", "busy"]).status.code() != Some(0) {
+        assert!(Instant::now() < deadline, "the install never recorded its claim");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let second = site.ferry(&["upgrade", "busy", "--cred", "token=value:x"]);
+    assert_eq!(second.status.code(), Some(1));
+    let claim = site.show("busy")["actions"][0]["claim"]["id"].as_str().unwrap().to_owned();
+    assert!(
+        text(&second.stderr).contains(&format!("install (claim {claim}) has been running")),
+        "{}",
+        text(&second.stderr)
+    );
+
+    // Ctrl-C: the container is stopped and removed, the action recorded as canceled.
+    std::thread::sleep(Duration::from_secs(2));
+    unsafe { libc::kill(slow.id() as i32, libc::SIGINT) };
+    let status = slow.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert_eq!(site.show("busy")["actions"][0]["result"]["status"], "canceled");
+    let filter = format!("label=io.ferry.run={claim}");
+    let left = Command::new("podman")
+        .args(["--url", &site.podman.socket, "ps", "-a", "--filter", &filter, "-q"])
+        .output()
+        .unwrap();
+    assert_eq!(text(&left.stdout).trim(), "", "the canceled run's container is removed");
+
+    // A ferry killed outright leaves `running`; the next command records it as unknown.
+    let mut lost = site
+        .command(&["install", "lost", bundle, "--param", "wait=30"])
+        .args(inputs)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = site.ferry(&["installations", "show", "lost", "--format", "json"]);
+        if out.status.success()
+            && serde_json::from_slice::<Value>(&out.stdout).unwrap()["actions"][0]["result"]["status"] == "running"
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the install never started running");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    lost.kill().unwrap();
+    lost.wait().unwrap();
+    let next = site.ferry(&["upgrade", "lost", "--cred", "token=value:x"]);
+    assert!(text(&next.stderr).contains("never finished; recorded as unknown"), "{}", text(&next.stderr));
+    let actions = site.show("lost")["actions"].clone();
+    assert_eq!(actions[0]["result"]["status"], "unknown");
+    // The killed ferry could not remove its container.
+    let filter = format!("label=io.ferry.run={}", actions[0]["claim"]["id"].as_str().unwrap());
+    let _ = Command::new("podman").args(["--url", &site.podman.socket, "rm", "-f", "--filter", &filter]).output();
+}
+
+#[test]
+fn what_the_engine_or_the_run_tool_gets_wrong_is_named() {
+    let site = Site::new();
+    let bundle = site.bundle.to_str().unwrap();
+    let inputs = ["--param", "greeting=hi", "--cred", "token=value:x"];
+
+    let out = site
+        .command(&["install", "nowhere", bundle])
+        .args(inputs)
+        .env("DOCKER_HOST", "unix:///nonexistent/engine.sock")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("/nonexistent/engine.sock") && stderr.contains("podman system service"), "{stderr}");
+
+    let out = site.command(&["install", "capped", bundle, "--output-limit", "4B"]).args(inputs).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let result = &site.show("capped")["actions"][0]["result"];
+    assert_eq!(result["status"], "failed");
+    assert!(result["message"].as_str().unwrap().contains("more than the 4"), "{result}");
+
+    let mut doc: Value = serde_json::from_slice(&std::fs::read(&site.bundle).unwrap()).unwrap();
+    doc["invocationImages"][0]["contentDigest"] = json!(format!("sha256:{}", "0".repeat(64)));
+    let pinned = site.dir.path().join("wrong-digest.json");
+    std::fs::write(&pinned, doc.to_string()).unwrap();
+    let out = site.command(&["install", "pinned", pinned.to_str().unwrap()]).args(inputs).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("contentDigest"), "{}", text(&out.stderr));
+    assert_eq!(site.ferry(&["installations", "show", "pinned"]).status.code(), Some(1), "nothing was recorded");
 }
