@@ -94,8 +94,8 @@ fn commands(dir: &Path) -> Vec<Vec<String>> {
     };
     let mut all = Vec::new();
     for command in listed(&["--help"]) {
-        if command == "driver" {
-            all.extend(listed(&["driver", "--help"]).into_iter().map(|sub| vec!["driver".to_owned(), sub]));
+        if command == "driver" || command == "installations" {
+            all.extend(listed(&[&command, "--help"]).into_iter().map(|sub| vec![command.clone(), sub]));
         } else {
             all.push(vec![command]);
         }
@@ -150,7 +150,7 @@ fn every_command_takes_o_as_a_file_and_format_as_the_style_and_describes_every_o
         for (flags, description) in &options {
             assert!(!description.is_empty() && !description.starts_with('-'), "{name}: {flags} has no description");
         }
-        if let Some((flags, _)) = own.iter().find(|(f, _)| f.contains("--output")) {
+        if let Some((flags, _)) = own.iter().find(|(f, _)| f.split([',', ' ']).any(|part| part == "--output")) {
             assert_eq!(flags, "-o, --output <FILE>", "{name}: -o is a file");
         }
         if name != "completion" {

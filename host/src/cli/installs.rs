@@ -296,7 +296,7 @@ fn read_map(path: &Path) -> Result<BTreeMap<String, serde_json::Value>> {
     }
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let parsed: Result<BTreeMap<String, serde_json::Value>> = if path.extension().is_some_and(|e| e == "json") {
-        ferry::bundle::json::from_slice_strict(&bytes).map_err(Into::into)
+        ferry::bundle::json::from_slice_strict(&bytes)
     } else {
         serde_norway::from_slice(&bytes).map_err(Into::into)
     };
