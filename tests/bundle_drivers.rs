@@ -113,6 +113,11 @@ fn a_bundle_ships_the_helm_driver_and_its_chart_is_relocated_with_rewritten_valu
     let chart_to = mapping["shop-1.0.0.tgz"].as_str().expect("the chart is in the mapping");
     assert!(chart_to.starts_with(&format!("{}/apps/shop/chart@sha256:", site.host)), "{chart_to}");
 
+    // A dry run now predicts nothing to send, and the chart the real run made, values rewritten.
+    let to = format!("{}/apps", site.host);
+    let args = ["--insecure-registry", &site.host, "relocate", tar.to_str().unwrap(), "--to", &to];
+    assert_dry_run_predicts_nothing_to_send(&args, &mapping, dir.path());
+
     let values = pulled_chart_values(dir.path(), chart_to);
     assert!(values.contains(&format!("image: {web_to}\n")), "values.yaml was not rewritten:\n{values}");
     assert!(!values.contains(&web_ref), "values.yaml still names the original image:\n{values}");

@@ -6,10 +6,10 @@
 //! different content are refused before anything is pushed.
 
 use crate::bundle::ImageSpec;
-use crate::driver::{DestinationGrant, Drivers, Origin, repository_under};
+use crate::driver::{DestinationGrant, Drivers, Origin, Tally};
 use crate::images::{Roots, check_pinned, driver_image, origin, parse_mapping, ready};
 use crate::mapping::RelocationMapping;
-use crate::oci::{Layout, REF_NAME, Stored, is_document};
+use crate::oci::{Layout, REF_NAME, Stored};
 use crate::opened::{Form, Opened};
 use crate::registry::Registry;
 use anyhow::{Context, Result, bail};
@@ -34,12 +34,16 @@ pub struct RelocateOptions {
 
 /// What `--dry-run` reports for an image.
 #[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Planned {
     pub key: String,
     pub original: String,
+    /// The reference the real run would write in the mapping, pinned by digest.
     pub destination: String,
-    pub blobs: usize,
-    pub present: usize,
+    /// Blobs (and files) the relocation puts at the destination.
+    pub blobs: u64,
+    /// Of those, the ones the destination holds already.
+    pub present: u64,
     /// Bytes of the blobs the destination lacks.
     pub bytes_to_send: u64,
 }
@@ -63,7 +67,6 @@ struct Step<'d> {
     key: String,
     driver: &'d crate::driver::Driver<'d>,
     name: String,
-    root: crate::oci::Descriptor,
     target: Target,
 }
 
@@ -131,7 +134,7 @@ fn prepare<'d>(
         .iter()
         .zip(found)
         .zip(targets)
-        .map(|(((key, _), (driver, name, root)), target)| Step { key: key.clone(), driver, name, root, target })
+        .map(|(((key, _), (driver, name, _)), target)| Step { key: key.clone(), driver, name, target })
         .collect();
     Ok(Prepared { layout, _staging: staging, steps })
 }
@@ -170,7 +173,9 @@ fn fetch_thin(
     Ok((layout, staging))
 }
 
-/// What a relocation would send, and where, without sending it.
+/// What a relocation would send, and where, without sending or writing anything: every driver
+/// relocates as in the real run, into destinations that answer what they hold and count what
+/// they would take, so the prediction has the real run's artifacts and digests.
 pub fn dry_run(
     opened: &Opened,
     drivers: &Drivers,
@@ -178,43 +183,74 @@ pub fn dry_run(
     options: &RelocateOptions,
 ) -> Result<Vec<Planned>> {
     let prepared = prepare(opened, drivers, registry, options)?;
-    let specs: BTreeMap<String, &ImageSpec> = opened.bundle.all_images().into_iter().collect();
-    prepared
-        .steps
-        .iter()
-        .map(|step| {
-            let blobs: Vec<_> =
-                prepared.layout.graph(&step.root)?.into_iter().filter(|d| !is_document(&d.media_type)).collect();
-            let target = &step.target;
-            let tag = target.tag.as_deref().map(|t| format!(":{t}")).unwrap_or_default();
-            let (mut present, mut bytes_to_send) = (0, 0);
-            let destination = match &target.destination {
-                Destination::Directory(dir) => {
-                    bytes_to_send = blobs.iter().map(|b| b.size).sum();
-                    format!("{}", dir.join(&target.repository).display())
-                }
-                Destination::Registry(prefix) => {
-                    let at = repository_under(prefix, &target.repository);
-                    for blob in &blobs {
-                        if registry.has_blob(&at, &blob.digest, None)? {
-                            present += 1;
-                        } else {
-                            bytes_to_send += blob.size;
-                        }
-                    }
-                    format!("{}/{}{tag}@{}", at.registry(), at.repository(), step.root.digest)
-                }
-            };
-            Ok(Planned {
-                key: step.key.clone(),
-                original: specs[&step.key].image.clone(),
-                destination,
-                blobs: blobs.len(),
-                present,
-                bytes_to_send,
-            })
+    let outcomes = drive(opened, &prepared, registry, options, true)?;
+    let failures = failures(&outcomes);
+    if !failures.is_empty() {
+        bail!("{} of {} images could not be relocated:\n{failures}", failures.lines().count(), outcomes.len());
+    }
+    Ok(outcomes
+        .into_iter()
+        .filter_map(Result::ok)
+        .map(|(r, tally)| Planned {
+            key: r.key,
+            original: r.original,
+            destination: r.relocated,
+            blobs: tally.blobs(),
+            present: tally.present(),
+            bytes_to_send: tally.bytes_to_send(),
         })
-        .collect()
+        .collect())
+}
+
+/// One image's relocation, or with --keep-going, why it failed.
+type Outcome = std::result::Result<(Relocated, Arc<Tally>), String>;
+
+/// Every image through its driver; drivers that rewrite references to other images (a chart's
+/// values) go last, handed the mapping of all the others. With `dry_run` the destinations only
+/// count what they would take. With --keep-going a failure is kept as a message and the other
+/// images go on.
+fn drive(
+    opened: &Opened,
+    prepared: &Prepared,
+    registry: &Arc<Registry>,
+    options: &RelocateOptions,
+    dry_run: bool,
+) -> Result<Vec<Outcome>> {
+    let specs: BTreeMap<String, &ImageSpec> = opened.bundle.all_images().into_iter().collect();
+    let (readers, others): (Vec<&Step>, Vec<&Step>) =
+        prepared.steps.iter().partition(|s| s.driver.info().reads_mapping);
+    let run = |steps: &[&Step], mapping: &[(String, String)]| {
+        crate::parallel::try_map(steps, options.jobs, |step| {
+            let spec = specs[&step.key];
+            let stored = Origin::Layout { layout: prepared.layout.clone(), name: step.name.clone() };
+            let tally = Arc::new(Tally::default());
+            let mut grant = grant(&step.target.destination, registry, options.jobs);
+            if dry_run {
+                grant = grant.dry_run(tally.clone());
+            }
+            let image = driver_image(&step.key, spec);
+            match step.driver.relocate(&image, &stored, &grant, &step.target.repository, mapping) {
+                Ok(reference) => Ok(Ok((
+                    Relocated { key: step.key.clone(), original: spec.image.clone(), relocated: pin(&reference) },
+                    tally,
+                ))),
+                Err(e) if options.keep_going => Ok(Err(e.to_string())),
+                Err(e) => Err(e.into()),
+            }
+        })
+    };
+    let mut outcomes = run(&others, &[])?;
+    if !readers.is_empty() {
+        let mapping: Vec<(String, String)> =
+            outcomes.iter().flatten().map(|(r, _)| (r.original.clone(), r.relocated.clone())).collect();
+        outcomes.extend(run(&readers, &mapping)?);
+    }
+    Ok(outcomes)
+}
+
+/// The failures among `outcomes`, one indented line each.
+fn failures(outcomes: &[Outcome]) -> String {
+    outcomes.iter().filter_map(|o| o.as_ref().err()).map(|f| format!("  {f}")).collect::<Vec<_>>().join("\n")
 }
 
 /// Relocates every image; on success, what went where and the CNAB relocation mapping (original
@@ -225,47 +261,17 @@ pub fn relocate(
     registry: &Arc<Registry>,
     options: &RelocateOptions,
 ) -> Result<(Vec<Relocated>, RelocationMapping)> {
-    let Prepared { layout, steps, _staging } = prepare(opened, drivers, registry, options)?;
-    let specs: BTreeMap<String, &ImageSpec> = opened.bundle.all_images().into_iter().collect();
-
-    // Drivers that rewrite references to other images (a chart's values) go last, handed the
-    // mapping of all the others. With --keep-going a failure is kept as a message and the other
-    // images go on.
-    let (readers, others): (Vec<&Step>, Vec<&Step>) = steps.iter().partition(|s| s.driver.info().reads_mapping);
-    let run = |steps: &[&Step], mapping: &[(String, String)]| {
-        crate::parallel::try_map(steps, options.jobs, |step| {
-            let spec = specs[&step.key];
-            let stored = Origin::Layout { layout: layout.clone(), name: step.name.clone() };
-            let grant = grant(&step.target.destination, registry, options.jobs);
-            let image = driver_image(&step.key, spec);
-            match step.driver.relocate(&image, &stored, &grant, &step.target.repository, mapping) {
-                Ok(reference) => Ok(Ok(Relocated {
-                    key: step.key.clone(),
-                    original: spec.image.clone(),
-                    relocated: pin(&reference),
-                })),
-                Err(e) if options.keep_going => Ok(Err(e.to_string())),
-                Err(e) => Err(e.into()),
-            }
-        })
-    };
-    let mut outcomes = run(&others, &[])?;
-    if !readers.is_empty() {
-        let mapping: Vec<(String, String)> =
-            outcomes.iter().flatten().map(|r| (r.original.clone(), r.relocated.clone())).collect();
-        outcomes.extend(run(&readers, &mapping)?);
-    }
-    let failures: Vec<&String> = outcomes.iter().filter_map(|o| o.as_ref().err()).collect();
+    let prepared = prepare(opened, drivers, registry, options)?;
+    let outcomes = drive(opened, &prepared, registry, options, false)?;
+    let failures = failures(&outcomes);
     if !failures.is_empty() {
-        let list: Vec<String> = failures.iter().map(|f| format!("  {f}")).collect();
         bail!(
-            "{} of {} images were not relocated; no relocation mapping was written:\n{}",
-            failures.len(),
+            "{} of {} images were not relocated; no relocation mapping was written:\n{failures}",
+            failures.lines().count(),
             outcomes.len(),
-            list.join("\n")
         );
     }
-    let relocated: Vec<Relocated> = outcomes.into_iter().filter_map(Result::ok).collect();
+    let relocated: Vec<Relocated> = outcomes.into_iter().filter_map(Result::ok).map(|(r, _)| r).collect();
     let mapping = RelocationMapping::from_pairs(relocated.iter().map(|r| (r.original.clone(), r.relocated.clone())));
     Ok((relocated, mapping))
 }

@@ -145,6 +145,23 @@ pub fn ferry(args: &[&str], dir: &Path) -> std::process::Output {
     ferry_command(dir).args(args).output().unwrap()
 }
 
+/// After a complete relocation that wrote `mapping`, `ferry ARGS relocate ... --dry-run` (`args`
+/// without the flag) must predict the real run: nothing to send for any image, and the very
+/// references the mapping holds.
+pub fn assert_dry_run_predicts_nothing_to_send(args: &[&str], mapping: &serde_json::Value, dir: &Path) {
+    let o = ferry(&[args, &["--dry-run", "--format", "json"]].concat(), dir);
+    assert!(o.status.success(), "relocate --dry-run: {}", text(&o.stderr));
+    let plan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let plan = plan.as_array().unwrap();
+    assert_eq!(plan.len(), mapping.as_object().unwrap().len(), "{plan:#?}");
+    for image in plan {
+        assert_eq!(image["bytesToSend"], 0, "after a complete relocation: {image}");
+        assert_eq!(image["present"], image["blobs"], "{image}");
+        let original = image["original"].as_str().unwrap();
+        assert_eq!(image["destination"], mapping[original], "the dry run predicts another reference: {image}");
+    }
+}
+
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }

@@ -3,6 +3,7 @@
 //! inside that grant.
 
 use super::bindings::since_v0_1_0::ferry::driver::{host, types};
+use super::dry_run::{DryRun, Peek};
 use super::grant::{check_tag, inside};
 use super::host::{HostError, HostResult, from_wit, parse_digest, to_wit};
 use super::sandbox::HostState;
@@ -22,7 +23,13 @@ use crate::oci::media_types::OCI_LAYER_TAR as TAR_LAYER;
 /// A destination inside the operator's grant.
 pub enum DestinationHandle {
     Directory(Arc<Layout>),
-    Registry { registry: Arc<Registry>, target: Reference, jobs: usize },
+    Registry {
+        registry: Arc<Registry>,
+        target: Reference,
+        jobs: usize,
+    },
+    /// A dry run's: asked what it holds, never written to.
+    DryRun(DryRun),
 }
 
 impl DestinationHandle {
@@ -30,6 +37,15 @@ impl DestinationHandle {
         match self {
             DestinationHandle::Directory(layout) => layout.path().display().to_string(),
             DestinationHandle::Registry { target, .. } => format!("{}/{}", target.registry(), target.repository()),
+            DestinationHandle::DryRun(dry) => dry.location(),
+        }
+    }
+
+    /// This destination, if it is a dry run's.
+    fn dry_run(&self) -> Option<DryRun> {
+        match self {
+            DestinationHandle::DryRun(dry) => Some(dry.clone()),
+            _ => None,
         }
     }
 
@@ -61,7 +77,7 @@ fn stored_layout(source: &SourceHandle) -> HostResult<&Arc<dyn Stored>> {
 impl HostState {
     /// Whether a directory destination holds blob `digest`: a file of that name whose bytes
     /// hash to it. A file that does not is not trusted, and is replaced.
-    fn holds_verified(&mut self, layout: &Layout, digest: &Digest) -> HostResult<bool> {
+    pub(super) fn holds_verified(&mut self, layout: &Layout, digest: &Digest) -> HostResult<bool> {
         let Ok(file) = layout.open_blob(digest) else { return Ok(false) };
         let blob = BlobFile::whole(file).map_err(HostError::failed)?;
         Ok(self.copy_verified(&blob, digest, &mut std::io::sink()).is_ok())
@@ -87,6 +103,10 @@ impl HostState {
             }
         }
         let copied = match self.table.get(d)? {
+            DestinationHandle::DryRun(dry) => {
+                let dry = dry.clone();
+                return self.dry_copy(&dry, blobs);
+            }
             DestinationHandle::Registry { registry, target, jobs } => {
                 let (registry, target, jobs) = (registry.clone(), target.clone(), *jobs);
                 let uploads = blobs
@@ -143,6 +163,8 @@ impl HostState {
     ) -> HostResult<String> {
         let destination = self.table.get(d)?;
         match destination {
+            DestinationHandle::DryRun(_) if !listed => return Ok(destination.reference(None, &root.digest)),
+            DestinationHandle::DryRun(_) => {}
             DestinationHandle::Directory(layout) => {
                 layout.put_bytes(bytes).map_err(HostError::failed)?;
                 if !listed {
@@ -165,8 +187,12 @@ impl HostState {
 impl host::HostDestination for HostState {
     fn kind(&mut self, d: Resource<DestinationHandle>) -> wasmtime::Result<host::DestinationKind> {
         Ok(match self.table.get(&d)? {
-            DestinationHandle::Directory(_) => host::DestinationKind::Directory,
-            DestinationHandle::Registry { .. } => host::DestinationKind::Registry,
+            DestinationHandle::Directory(_)
+            | DestinationHandle::DryRun(DryRun { peek: Peek::Directory { .. }, .. }) => {
+                host::DestinationKind::Directory
+            }
+            DestinationHandle::Registry { .. }
+            | DestinationHandle::DryRun(DryRun { peek: Peek::Registry { .. }, .. }) => host::DestinationKind::Registry,
         })
     }
 
@@ -183,6 +209,10 @@ impl host::HostDestination for HostState {
             }
             DestinationHandle::Registry { registry, target, .. } => {
                 Ok(registry.has_blob(target, &digest, Some(self.deadline))?)
+            }
+            DestinationHandle::DryRun(dry) => {
+                let dry = dry.clone();
+                self.dry_holds(&dry, &digest)
             }
         }
     }
@@ -222,6 +252,16 @@ impl host::HostDestination for HostState {
         }
         let source = stored_layout(self.table.get(&s)?)?.clone();
         let graph = source.graph(&root).map_err(HostError::invalid)?;
+        if let Some(dry) = self.table.get(&d)?.dry_run()
+            && let Peek::Registry { target, .. } = &dry.peek
+            && self.dry_has_manifest(&dry, &at(target, tag.as_deref(), &root.digest), &root.digest)?
+        {
+            for blob in graph.iter().filter(|b| !is_document(&b.media_type)) {
+                dry.tally.count(blob.size, true);
+            }
+            let reference = self.table.get(&d)?.reference(tag.as_deref(), &root.digest);
+            return Ok(self.wrote(reference));
+        }
         let (documents, blobs): (Vec<_>, Vec<_>) = graph.into_iter().partition(|d| is_document(&d.media_type));
         self.copy_blobs(&d, source.as_ref(), &blobs)?;
         let mut reference = String::new();
@@ -267,6 +307,10 @@ impl host::HostDestination for HostState {
         let from = stored_layout(self.table.get(&s)?)?
             .blob(&blob.digest)
             .map_err(|_| HostError::not_found(format!("blob {} is not in the store", blob.digest)))?;
+        if let Some(dry) = self.table.get(&d)?.dry_run() {
+            let location = self.dry_write_file(&dry, &from, &blob, &name)?;
+            return Ok(self.wrote(location));
+        }
         let DestinationHandle::Directory(layout) = self.table.get(&d)? else {
             return Err(HostError::unsupported("write-file needs a directory destination"));
         };
@@ -305,6 +349,10 @@ impl host::HostDestination for HostState {
         self.check_call_bytes("destination.put-blob", bytes.len())?;
         let descriptor = oci::Descriptor::new(media_type, Digest::of(&bytes), bytes.len() as u64);
         match self.table.get(&d)? {
+            DestinationHandle::DryRun(dry) => {
+                let dry = dry.clone();
+                self.dry_copy(&dry, std::slice::from_ref(&descriptor))?;
+            }
             DestinationHandle::Directory(layout) => {
                 layout.put_bytes(&bytes).map_err(HostError::failed)?;
             }
@@ -337,12 +385,16 @@ impl host::HostDestination for HostState {
         }
         let file = tar_access::LayerFile { name: file.name, mode: file.mode, uid: file.uid, gid: file.gid };
         let (head, tail) = tar_access::one_file_layer(&file, blob.size).map_err(HostError::invalid)?;
+        if let Some(dry) = self.table.get(&d)?.dry_run() {
+            let (digest, size) = self.dry_framed(&dry, &head, &source, &blob.digest, &tail)?;
+            return Ok(to_wit(&oci::Descriptor::new(TAR_LAYER, digest, size)));
+        }
         // Written into a directory's layout, hashed on the way; for a registry, hashed in one
         // pass and then streamed (header, the blob's bytes, padding): a disk is never copied
         // to a temporary file.
         let mut pending = match self.table.get(&d)? {
             DestinationHandle::Directory(layout) => Some(layout.pending_blob().map_err(HostError::failed)?),
-            DestinationHandle::Registry { .. } => None,
+            DestinationHandle::Registry { .. } | DestinationHandle::DryRun(_) => None,
         };
         let out: Box<dyn Write> = match &mut pending {
             Some(pending) => Box::new(BufWriter::with_capacity(1 << 20, pending.file())),
@@ -368,6 +420,7 @@ impl host::HostDestination for HostState {
                 let upload = Upload { digest, size, file: source, framing: Some((head, tail)) };
                 registry.push_blobs(target, vec![upload], 1, Some(self.deadline))?;
             }
+            DestinationHandle::DryRun(_) => unreachable!("a dry run returned above"),
         }
         self.events.transferred(size);
         Ok(to_wit(&layer))
@@ -389,6 +442,10 @@ impl host::HostDestination for HostState {
                 "{what} is {} bytes, its descriptor says {}",
                 source.size, blob.size
             )));
+        }
+        if let Some(dry) = self.table.get(&d)?.dry_run() {
+            let location = self.dry_extract(&dry, &blob, &name)?;
+            return Ok(self.wrote(location));
         }
         // Every byte is checked against the digest before any of it is extracted.
         self.copy_verified(&source, &blob.digest, &mut std::io::sink())?;
