@@ -1,7 +1,8 @@
 //! The drivers a command uses for one bundle: the built-in ones, plus those the bundle ships,
 //! read from a thick bundle's layout or, for a bundle.json, from where its author put them.
 
-use crate::driver::{Declared, Drivers, MAX_DRIVER, Policy, Runtime, WASM_LAYER, declared};
+use crate::bundle::{Bundle, Problem, Rule, key};
+use crate::driver::{Declared, Drivers, MAX_DRIVER, Policy, Runtime, WASM_LAYER, assign, declared};
 use crate::oci::Stored;
 use crate::oci::{Descriptor, Digest};
 use crate::opened::{Form, Opened};
@@ -87,4 +88,36 @@ pub fn drivers<'rt>(runtime: &'rt Runtime, source: &Source, policy: &Policy) -> 
     let declared = declared(&source.opened.bundle)?;
     drivers.add_shipped(runtime, &declared, policy, |d| source.component(d))?;
     Ok(drivers)
+}
+
+/// A warning for every image whose `imageType` no driver would handle: not `builtin`, and not
+/// one the bundle declares a driver for (as `policy` allows). Told from bundle.json alone: the
+/// drivers the bundle ships are not read or run, their declared image types are taken as given.
+pub fn unhandled_images(bundle: &Bundle, builtin: &Drivers, policy: &Policy) -> Result<Vec<Problem>> {
+    let declared = declared(bundle)?;
+    let shipped: Vec<String> = assign(&declared, |t| builtin.for_type(t).is_some(), policy).concat();
+    let mut warnings = Vec::new();
+    for (index, (name, spec)) in bundle.all_images().into_iter().enumerate() {
+        let image_type = spec.image_type();
+        if builtin.for_type(&image_type).is_some() || shipped.contains(&image_type) {
+            continue;
+        }
+        let at = match index.checked_sub(bundle.doc.invocation_images.len()) {
+            None => format!("$.invocationImages[{index}]"),
+            Some(_) => format!("$.images{}", key(&name)),
+        };
+        let refused = declared.iter().find(|d| d.image_types.iter().any(|t| t.eq_ignore_ascii_case(&image_type)));
+        let why = match refused {
+            Some(d) if policy.refuse_all => {
+                format!("the bundle ships driver {:?} for it, and --no-bundle-drivers refuses it", d.name)
+            }
+            _ => "no built-in driver handles it and the bundle ships none for it".to_owned(),
+        };
+        warnings.push(Problem {
+            path: format!("{at}.imageType"),
+            rule: Rule::NoDriver,
+            message: format!("imageType {image_type:?}: {why}; exporting or relocating the bundle would fail"),
+        });
+    }
+    Ok(warnings)
 }

@@ -79,6 +79,9 @@ enum Command {
         bundle: PathBuf,
         #[arg(short, long, value_enum, default_value_t = Output::Text)]
         output: Output,
+        /// Exit 1 on warnings too (fields CNAB does not define, images no driver handles)
+        #[arg(long)]
+        strict: bool,
     },
     /// Pull every image of a bundle through its driver into one thick bundle
     Export {
@@ -176,11 +179,13 @@ enum Output {
 pub fn run() -> Result<ExitCode> {
     let cli = Cli::parse();
     ferry::cleanup::remove_on_signals().context("installing the SIGINT and SIGTERM handler")?;
-    if let Command::Validate { bundle, output } = &cli.command {
-        return validate(bundle, *output);
-    }
     let terminal = Arc::new(Terminal::new(cli.global.verbose));
     let runtime = runtime(&cli.global, terminal.clone())?;
+    if let Command::Validate { bundle, output, strict } = &cli.command {
+        let builtin = Drivers::builtin(&runtime)?;
+        let unhandled = |b: &bundle::Bundle| bundle_drivers::unhandled_images(b, &builtin, &cli.global.policy());
+        return validate(bundle, *output, *strict, unhandled);
+    }
     let ctx = Session { global: &cli.global, runtime: &runtime, terminal: &terminal };
     match cli.command {
         Command::Validate { .. } => unreachable!("handled above"),
@@ -453,7 +458,12 @@ fn driver_inspect(runtime: &Runtime, file: &std::path::Path, output: Output) -> 
     Ok(ExitCode::SUCCESS)
 }
 
-fn validate(path: &std::path::Path, output: Output) -> Result<ExitCode> {
+fn validate(
+    path: &std::path::Path,
+    output: Output,
+    strict: bool,
+    unhandled: impl Fn(&bundle::Bundle) -> Result<Vec<bundle::Problem>>,
+) -> Result<ExitCode> {
     use ferry::bundle::file::{Kind, identify};
     let read = || -> Result<Vec<u8>> {
         match identify(path)? {
@@ -465,34 +475,53 @@ fn validate(path: &std::path::Path, output: Output) -> Result<ExitCode> {
             Kind::Json => bundle::Bundle::read_json(path),
         }
     };
-    let problems = match read() {
-        Ok(bytes) => bundle::validate(&bytes),
+    let (problems, warnings) = match read() {
+        Ok(bytes) => {
+            let problems = bundle::validate(&bytes);
+            let mut warnings = bundle::warnings(&bytes);
+            // Which driver handles an image is asked only of a bundle that is valid.
+            if problems.is_empty() {
+                warnings.extend(unhandled(&bundle::Bundle::from_bytes(bytes, &path.display().to_string())?)?);
+            }
+            (problems, warnings)
+        }
         // A script asking for JSON gets a JSON document whatever happened.
         Err(e) if output == Output::Json => {
-            vec![bundle::Problem { path: "$".into(), rule: bundle::Rule::Unreadable, message: format!("{e:#}") }]
+            let unreadable =
+                bundle::Problem { path: "$".into(), rule: bundle::Rule::Unreadable, message: format!("{e:#}") };
+            (vec![unreadable], Vec::new())
         }
         Err(e) => return Err(e),
     };
+    let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
     match output {
         Output::Json => {
-            let list: Vec<_> = problems
-                .iter()
-                .map(|p| serde_json::json!({ "path": p.path, "rule": format!("{:?}", p.rule), "message": p.message }))
-                .collect();
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&serde_json::json!({ "valid": problems.is_empty(), "problems": list }))?
-            );
+            let list = |list: &[bundle::Problem]| -> Vec<serde_json::Value> {
+                list.iter()
+                    .map(|p| serde_json::json!({ "path": p.path, "rule": format!("{:?}", p.rule), "message": p.message }))
+                    .collect()
+            };
+            let report = serde_json::json!({ "valid": problems.is_empty(), "problems": list(&problems), "warnings": list(&warnings) });
+            println!("{}", serde_json::to_string_pretty(&report)?);
         }
-        Output::Text if problems.is_empty() => println!("{}: valid", path.display()),
         Output::Text => {
             for p in &problems {
                 eprintln!("{}: {p}", path.display());
             }
-            eprintln!("{}: {} problem{}", path.display(), problems.len(), if problems.len() == 1 { "" } else { "s" });
+            for w in &warnings {
+                eprintln!("{}: warning: {w}", path.display());
+            }
+            let counted =
+                if warnings.is_empty() { String::new() } else { format!(", {}", plural(warnings.len(), "warning")) };
+            if problems.is_empty() {
+                println!("{}: valid{counted}", path.display());
+            } else {
+                eprintln!("{}: {}{counted}", path.display(), plural(problems.len(), "problem"));
+            }
         }
     }
-    Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    let failed = !problems.is_empty() || (strict && !warnings.is_empty());
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 /// The host's checks (every byte hashed, in one streaming pass), then, when the bytes are sound,
