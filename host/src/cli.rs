@@ -57,6 +57,9 @@ struct Global {
     /// Print drivers' info and debug lines too
     #[arg(short, long, global = true)]
     verbose: bool,
+    /// Print no progress, warnings or summary; errors only
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
     /// Load no driver that a bundle ships; images that need one are refused
     #[arg(long, global = true)]
     no_bundle_drivers: bool,
@@ -179,7 +182,7 @@ enum Output {
 pub fn run() -> Result<ExitCode> {
     let cli = Cli::parse();
     ferry::cleanup::remove_on_signals().context("installing the SIGINT and SIGTERM handler")?;
-    let terminal = Arc::new(Terminal::new(cli.global.verbose));
+    let terminal = Arc::new(Terminal::new(cli.global.verbose, cli.global.quiet));
     let runtime = runtime(&cli.global, terminal.clone())?;
     if let Command::Validate { bundle, output, strict } = &cli.command {
         let builtin = Drivers::builtin(&runtime)?;
@@ -194,7 +197,8 @@ pub fn run() -> Result<ExitCode> {
             verify(&bundle, |opened| ctx.drivers(opened, &registry))
         }
         Command::Export { bundle, output, jobs, compression_level, format } => {
-            export(&ctx, &bundle, ExportOptions { output, jobs, level: compression_level }, format)
+            let events = terminal.clone();
+            export(&ctx, &bundle, ExportOptions { output, jobs, level: compression_level, events }, format)
         }
         Command::Relocate { bundle, to, map, output, jobs, dry_run, keep_going, format } => {
             relocate(&ctx, &bundle, Relocation { to, map, output, jobs, dry_run, keep_going }, format)
@@ -224,10 +228,10 @@ fn export(ctx: &Session, bundle: &std::path::Path, options: ExportOptions, forma
     let registry = registry(ctx.global)?;
     let opened = Opened::open(bundle, &std::env::temp_dir())?;
     let drivers = ctx.drivers(&opened, &registry)?;
-    ctx.terminal.start(format!("exporting {}", bundle.display()));
     let report = export::export(&opened, &drivers, &registry, &options);
     ctx.terminal.finish();
     let report = report?;
+    ctx.terminal.summary("exported");
     match format {
         Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Output::Text => {
@@ -259,7 +263,8 @@ fn relocate(ctx: &Session, bundle: &std::path::Path, flags: Relocation, format: 
     let scratch = output.as_deref().map(ferry::files::parent_of).unwrap_or(std::path::Path::new(".")).to_owned();
     let opened = Opened::open(bundle, &scratch)?;
     let drivers = ctx.drivers(&opened, &registry)?;
-    let options = RelocateOptions { destinations, jobs, scratch, keep_going };
+    let events = ctx.terminal.clone();
+    let options = RelocateOptions { destinations, jobs, scratch, keep_going, events };
     if dry_run {
         let plan = relocate::dry_run(&opened, &drivers, &registry, &options)?;
         match format {
@@ -281,9 +286,9 @@ fn relocate(ctx: &Session, bundle: &std::path::Path, flags: Relocation, format: 
         }
         return Ok(ExitCode::SUCCESS);
     }
-    ctx.terminal.start(format!("relocating {}", bundle.display()));
     let result = relocate::relocate(&opened, &drivers, &registry, &options);
     ctx.terminal.finish();
+    ctx.terminal.summary("relocated");
     let (relocated, mapping) = result?;
     let Some(output) = output else {
         std::io::Write::write_all(&mut std::io::stdout(), &mapping.to_json())?;

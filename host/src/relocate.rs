@@ -6,10 +6,10 @@
 //! different content are refused before anything is pushed.
 
 use crate::bundle::ImageSpec;
-use crate::driver::{DestinationGrant, Drivers, Origin, Tally};
+use crate::driver::{DestinationGrant, Drivers, ImageState, Origin, Phase, Tally};
 use crate::images::{Roots, check_pinned, driver_image, origin, parse_mapping, ready};
 use crate::mapping::RelocationMapping;
-use crate::oci::{Layout, REF_NAME, Stored};
+use crate::oci::{Layout, REF_NAME, Stored, is_document};
 use crate::opened::{Form, Opened};
 use crate::registry::Registry;
 use anyhow::{Context, Result, bail};
@@ -30,6 +30,8 @@ pub struct RelocateOptions {
     pub scratch: PathBuf,
     /// Relocate the other images when one fails (the relocation still fails as a whole).
     pub keep_going: bool,
+    /// Where the phases, each image's state and the bytes as they move are reported.
+    pub events: Arc<dyn crate::driver::Events>,
 }
 
 /// What `--dry-run` reports for an image.
@@ -61,6 +63,9 @@ struct Prepared<'d> {
     layout: Arc<dyn Stored>,
     _staging: Option<crate::cleanup::TempDir>,
     steps: Vec<Step<'d>>,
+    /// The bytes of every image's stored blobs: what a relocation into an empty destination
+    /// moves, give or take what drivers reframe.
+    total: u64,
 }
 
 struct Step<'d> {
@@ -130,13 +135,17 @@ fn prepare<'d>(
         .collect();
     let targets = plan::plan(&bundle.doc.name, &planned, &options.destinations)?;
     drop(planned);
+    let mut total = 0;
+    for (_, _, root) in &found {
+        total += layout.graph(root)?.iter().filter(|d| !is_document(&d.media_type)).map(|d| d.size).sum::<u64>();
+    }
     let steps = images
         .iter()
         .zip(found)
         .zip(targets)
         .map(|(((key, _), (driver, name, _)), target)| Step { key: key.clone(), driver, name, target })
         .collect();
-    Ok(Prepared { layout, _staging: staging, steps })
+    Ok(Prepared { layout, _staging: staging, steps, total })
 }
 
 /// A bundle.json's images fetched through their drivers into a staging layout (removed with the
@@ -186,7 +195,7 @@ pub fn dry_run(
     let outcomes = drive(opened, &prepared, registry, options, true)?;
     let failures = failures(&outcomes);
     if !failures.is_empty() {
-        bail!("{} of {} images could not be relocated:\n{failures}", failures.lines().count(), outcomes.len());
+        bail!("{} of {} images could not be relocated:\n{}", failures.len(), outcomes.len(), failures.join("\n"));
     }
     Ok(outcomes
         .into_iter()
@@ -229,7 +238,15 @@ fn drive(
                 grant = grant.dry_run(tally.clone());
             }
             let image = driver_image(&step.key, spec);
-            match step.driver.relocate(&image, &stored, &grant, &step.target.repository, mapping) {
+            let events = options.events.as_ref();
+            if !dry_run {
+                events.image(&step.key, ImageState::Working);
+            }
+            let relocated = step.driver.relocate(&image, &stored, &grant, &step.target.repository, mapping);
+            if !dry_run {
+                events.image(&step.key, if relocated.is_ok() { ImageState::Done } else { ImageState::Failed });
+            }
+            match relocated {
                 Ok(reference) => Ok(Ok((
                     Relocated { key: step.key.clone(), original: spec.image.clone(), relocated: pin(&reference) },
                     tally,
@@ -248,9 +265,9 @@ fn drive(
     Ok(outcomes)
 }
 
-/// The failures among `outcomes`, one indented line each.
-fn failures(outcomes: &[Outcome]) -> String {
-    outcomes.iter().filter_map(|o| o.as_ref().err()).map(|f| format!("  {f}")).collect::<Vec<_>>().join("\n")
+/// The failures among `outcomes`, indented.
+fn failures(outcomes: &[Outcome]) -> Vec<String> {
+    outcomes.iter().filter_map(|o| o.as_ref().err()).map(|f| format!("  {f}")).collect()
 }
 
 /// Relocates every image; on success, what went where and the CNAB relocation mapping (original
@@ -262,13 +279,19 @@ pub fn relocate(
     options: &RelocateOptions,
 ) -> Result<(Vec<Relocated>, RelocationMapping)> {
     let prepared = prepare(opened, drivers, registry, options)?;
+    options.events.phase(Phase::Copying, Some(prepared.total));
     let outcomes = drive(opened, &prepared, registry, options, false)?;
     let failures = failures(&outcomes);
     if !failures.is_empty() {
+        // With --keep-going, what did go through is named too: a rerun sends only the rest.
+        let done: Vec<String> =
+            outcomes.iter().flatten().map(|(r, _)| format!("  {} -> {}", r.key, r.relocated)).collect();
+        let done = if done.is_empty() { String::new() } else { format!("\nrelocated:\n{}", done.join("\n")) };
         bail!(
-            "{} of {} images were not relocated; no relocation mapping was written:\n{failures}",
-            failures.lines().count(),
+            "{} of {} images were not relocated; no relocation mapping was written:\n{}{done}",
+            failures.len(),
             outcomes.len(),
+            failures.join("\n"),
         );
     }
     let relocated: Vec<Relocated> = outcomes.into_iter().filter_map(Result::ok).map(|(r, _)| r).collect();

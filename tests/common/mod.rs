@@ -133,11 +133,16 @@ fn write_image_with(layout: &Layout, name: &str, seed: u8, types: &MediaTypes) -
 /// once per build rather than once per test; the tests of the cache itself use their own.
 pub fn ferry_command(dir: &Path) -> std::process::Command {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"));
+    ferry_env(&mut command, dir);
+    command
+}
+
+/// The environment [`ferry_command`] gives ferry, for a command that runs it in turn.
+pub fn ferry_env<'c>(command: &'c mut std::process::Command, dir: &Path) -> &'c mut std::process::Command {
     command
         .env("FERRY_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("ferry-cache"))
         .env("XDG_CONFIG_HOME", dir.join("no-config"))
-        .env("DOCKER_CONFIG", dir.join("no-docker-config"));
-    command
+        .env("DOCKER_CONFIG", dir.join("no-docker-config"))
 }
 
 /// Runs `ferry ARGS` as [`ferry_command`] sets it up.

@@ -2,6 +2,7 @@
 //! operator grants a directory or a registry prefix; every destination a driver opens must lie
 //! inside that grant.
 
+use super::Reporting;
 use super::bindings::since_v0_1_0::ferry::driver::{host, types};
 use super::dry_run::{DryRun, Peek};
 use super::grant::{check_tag, inside};
@@ -10,7 +11,7 @@ use super::sandbox::HostState;
 use super::source::SourceHandle;
 use super::tar_access;
 use crate::oci::{self, BlobFile, Digest, HashingWriter, Layout, MAX_DOCUMENT, REF_NAME, Stored, is_document};
-use crate::registry::{Pushed, Registry, Upload};
+use crate::registry::{Pushed, Registry, Sent, Upload};
 use oci_client::Reference;
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -75,6 +76,21 @@ fn stored_layout(source: &SourceHandle) -> HostResult<&Arc<dyn Stored>> {
 }
 
 impl HostState {
+    /// Tells the operator's events of every chunk of an upload as it goes.
+    fn sent(&self) -> Sent {
+        let events = self.events.clone();
+        Arc::new(move |n| events.transferred(n))
+    }
+
+    /// Tells the operator's events of a blob of `size` bytes an upload did not have to send.
+    fn report_unsent(&self, size: u64, pushed: &Pushed) {
+        match pushed {
+            Pushed::Present => self.events.skipped(size, false),
+            Pushed::Mounted => self.events.skipped(size, true),
+            Pushed::Uploaded => {}
+        }
+    }
+
     /// Whether a directory destination holds blob `digest`: a file of that name whose bytes
     /// hash to it. A file that does not is not trusted, and is replaced.
     pub(super) fn holds_verified(&mut self, layout: &Layout, digest: &Digest) -> HostResult<bool> {
@@ -109,28 +125,37 @@ impl HostState {
             }
             DestinationHandle::Registry { registry, target, jobs } => {
                 let (registry, target, jobs) = (registry.clone(), target.clone(), *jobs);
+                let sent = self.sent();
                 let uploads = blobs
                     .iter()
-                    .map(|b| Ok(Upload::of(b.digest.clone(), source.blob(&b.digest).map_err(HostError::failed)?)))
+                    .map(|b| {
+                        let file = source.blob(&b.digest).map_err(HostError::failed)?;
+                        Ok(Upload::of(b.digest.clone(), file).reporting(sent.clone()))
+                    })
                     .collect::<HostResult<Vec<_>>>()?;
                 let pushed = registry.push_blobs(&target, uploads, jobs, Some(self.deadline))?;
-                let moved = |p: &Pushed| *p != Pushed::Present;
-                let bytes: u64 = blobs.iter().zip(&pushed).filter(|(_, p)| moved(p)).map(|(b, _)| b.size).sum();
-                self.events.transferred(bytes);
-                pushed.iter().filter(|p| moved(p)).count()
+                for (blob, pushed) in blobs.iter().zip(&pushed) {
+                    self.report_unsent(blob.size, pushed);
+                }
+                pushed.iter().filter(|p| **p != Pushed::Present).count()
             }
             DestinationHandle::Directory(layout) => {
                 let layout = layout.clone();
                 let mut copied = 0;
                 for blob in blobs {
                     if self.holds_verified(&layout, &blob.digest)? {
+                        self.events.skipped(blob.size, false);
                         continue;
                     }
                     let mut pending = layout.pending_blob().map_err(HostError::failed)?;
                     let from = source.blob(&blob.digest).map_err(HostError::failed)?;
-                    self.copy_verified(&from, &blob.digest, pending.file())?;
+                    let events = self.events.clone();
+                    self.copy_verified(
+                        &from,
+                        &blob.digest,
+                        &mut Reporting { inner: pending.file(), events: events.events() },
+                    )?;
                     pending.persist_as(Layout::blob_name(&blob.digest)).map_err(HostError::failed)?;
-                    self.events.transferred(blob.size);
                     copied += 1;
                 }
                 copied
@@ -248,6 +273,9 @@ impl host::HostDestination for HostState {
                 == Some(&root.digest)
         {
             let reference = destination.reference(tag.as_deref(), &root.digest);
+            let source = stored_layout(self.table.get(&s)?)?.clone();
+            let graph = source.graph(&root).map_err(HostError::invalid)?;
+            self.events.skipped(graph.iter().filter(|b| !is_document(&b.media_type)).map(|b| b.size).sum(), false);
             return Ok(self.wrote(reference));
         }
         let source = stored_layout(self.table.get(&s)?)?.clone();
@@ -321,6 +349,7 @@ impl host::HostDestination for HostState {
         if let Ok(existing) = layout.open_file(path) {
             let existing = BlobFile::whole(existing).map_err(HostError::failed)?;
             if existing.size == blob.size && self.copy_verified(&existing, &blob.digest, &mut std::io::sink()).is_ok() {
+                self.events.skipped(blob.size, false);
                 return Ok(self.wrote(location));
             }
         }
@@ -332,7 +361,8 @@ impl host::HostDestination for HostState {
         }
         let parent = path.parent().unwrap_or(Path::new(""));
         let mut pending = layout.pending(parent).map_err(HostError::denied)?;
-        self.copy_verified(&from, &blob.digest, pending.file())?;
+        let events = self.events.clone();
+        self.copy_verified(&from, &blob.digest, &mut Reporting { inner: pending.file(), events: events.events() })?;
         pending.persist_as(path).map_err(HostError::denied)?;
         // Recorded once it is there: a refused or failed write claims nothing.
         layout.note_made(path).map_err(HostError::failed)?;
@@ -396,8 +426,12 @@ impl host::HostDestination for HostState {
             DestinationHandle::Directory(layout) => Some(layout.pending_blob().map_err(HostError::failed)?),
             DestinationHandle::Registry { .. } | DestinationHandle::DryRun(_) => None,
         };
+        let events = self.events.clone();
         let out: Box<dyn Write> = match &mut pending {
-            Some(pending) => Box::new(BufWriter::with_capacity(1 << 20, pending.file())),
+            Some(pending) => Box::new(Reporting {
+                inner: BufWriter::with_capacity(1 << 20, pending.file()),
+                events: events.events(),
+            }),
             None => Box::new(std::io::sink()),
         };
         let mut hashing = HashingWriter::new(out);
@@ -417,12 +451,13 @@ impl host::HostDestination for HostState {
                 pending.persist_as(Layout::blob_name(&digest)).map_err(HostError::failed)?;
             }
             DestinationHandle::Registry { registry, target, .. } => {
-                let upload = Upload { digest, size, file: source, framing: Some((head, tail)) };
-                registry.push_blobs(target, vec![upload], 1, Some(self.deadline))?;
+                let upload =
+                    Upload { digest, size, file: source, framing: Some((head, tail)), sent: Some(self.sent()) };
+                let pushed = registry.push_blobs(target, vec![upload], 1, Some(self.deadline))?;
+                self.report_unsent(size, &pushed[0]);
             }
             DestinationHandle::DryRun(_) => unreachable!("a dry run returned above"),
         }
-        self.events.transferred(size);
         Ok(to_wit(&layer))
     }
 
@@ -462,6 +497,7 @@ impl host::HostDestination for HostState {
         pending
             .persist_as(path, replace)
             .map_err(|e| HostError::denied(format!("{}/{name}: {e:#}", layout.path().display())))?;
+        self.events.transferred(blob.size);
         // Recorded once it is there: a refused replacement claims nothing for a later run.
         layout.note_made(path).map_err(HostError::failed)?;
         Ok(self.wrote(format!("{}/{name}", layout.path().display())))
