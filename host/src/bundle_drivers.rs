@@ -51,6 +51,20 @@ impl Source<'_> {
                 if bytes.len() as u64 > MAX_DRIVER {
                     bail!("{}: {} is larger than {MAX_DRIVER} bytes", what(), file.display());
                 }
+                // Mostly a rebuilt driver that was not declared again: say how to.
+                let digest = Digest::of(&bytes);
+                if digest != d.digest() {
+                    bail!(
+                        "{}: digest mismatch: bundle.json pins {}, {} is {digest}; if you rebuilt it, pin the new \
+                         build with `ferry driver add {} {}` (or `ferry driver add --from-build {} BUILT.wasm`)",
+                        what(),
+                        d.digest,
+                        file.display(),
+                        self.opened.path.display(),
+                        file.display(),
+                        self.opened.path.display(),
+                    );
+                }
                 Ok(bytes)
             }
             (Form::Json, None, Some(reference)) => {

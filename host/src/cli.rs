@@ -170,6 +170,10 @@ enum DriverCommand {
         bundle: PathBuf,
         /// The driver component (.wasm), inside the bundle.json's directory
         file: PathBuf,
+        /// FILE is a fresh build anywhere on this machine (a cargo target directory): copy it to
+        /// drivers/NAME.wasm beside bundle.json and pin the copy, replacing an older build
+        #[arg(long)]
+        from_build: bool,
     },
 }
 
@@ -206,7 +210,9 @@ pub fn run() -> Result<ExitCode> {
         Command::Inspect { bundle, details, output } => inspect(&ctx, &bundle, details, output),
         Command::Driver(DriverCommand::List { output }) => driver_list(&runtime, output),
         Command::Driver(DriverCommand::Inspect { file, output }) => driver_inspect(&runtime, &file, output),
-        Command::Driver(DriverCommand::Add { bundle, file }) => driver_add(&runtime, &bundle, &file),
+        Command::Driver(DriverCommand::Add { bundle, file, from_build }) => {
+            driver_add(&runtime, &bundle, &file, from_build)
+        }
     }
 }
 
@@ -362,8 +368,17 @@ fn inspect(ctx: &Session, bundle: &std::path::Path, details: bool, output: Outpu
     Ok(ExitCode::SUCCESS)
 }
 
-fn driver_add(runtime: &Runtime, bundle: &std::path::Path, file: &std::path::Path) -> Result<ExitCode> {
-    let added = ferry::authoring::add_driver(runtime, bundle, file)?;
+fn driver_add(
+    runtime: &Runtime,
+    bundle: &std::path::Path,
+    file: &std::path::Path,
+    from_build: bool,
+) -> Result<ExitCode> {
+    let added = if from_build {
+        ferry::authoring::add_built_driver(runtime, bundle, file)?
+    } else {
+        ferry::authoring::add_driver(runtime, bundle, file)?
+    };
     println!(
         "{}: driver {:?} for {} ({}, {})",
         bundle.display(),
