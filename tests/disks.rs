@@ -167,6 +167,8 @@ fn a_disk_whose_content_digest_does_not_match_is_not_exported() {
     assert_eq!(o.status.code(), Some(1), "export of a disk with the wrong contentDigest: {}", text(&o.stderr));
     let stderr = text(&o.stderr);
     assert!(stderr.contains("system-disk"), "the error does not name the image: {stderr}");
+    // ferry names the image; the driver (through the SDK's helpers) does not name it again.
+    assert_eq!(stderr.matches("system-disk").count(), 1, "the image is named more than once: {stderr}");
     assert!(
         stderr.contains(&wrong) && stderr.contains(&sha256_of(&qcow2)),
         "the error does not name both digests: {stderr}"

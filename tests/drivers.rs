@@ -58,7 +58,9 @@ fn the_oci_driver_refuses_a_content_digest_that_does_not_match() {
     app.content_digest = Some(wrong.to_string());
     let err = oci.relocate(&app, &stored, &DestinationGrant::directory(dir.path().join("site")), "", &[]).unwrap_err();
     assert_eq!(err.kind, ErrorKind::InvalidContent, "{err}");
-    assert!(err.message.contains(&wrong.to_string()) && err.message.contains("web"), "{err}");
+    assert!(err.message.contains(&wrong.to_string()), "{err}");
+    // The host names the image once; the driver's own message does not repeat it.
+    assert_eq!(err.to_string().matches("web").count(), 1, "{err}");
     assert!(
         !dir.path().join("site/index.json").exists()
             || Layout::open(&dir.path().join("site")).unwrap().index().unwrap().is_empty()

@@ -31,8 +31,8 @@ impl Driver for FileDriver {
         if let Some(expected) = &image.content_digest {
             if *expected != layer.digest {
                 return Err(Error::invalid(format!(
-                    "{}: bundle.json says contentDigest {expected}, the file is {}",
-                    image.key, layer.digest
+                    "bundle.json says contentDigest {expected}, the file is {}",
+                    layer.digest
                 )));
             }
         }
