@@ -84,10 +84,12 @@ impl Driver for HelmDriver {
         let Metadata { name, version, app_version, .. } = chart.metadata;
         let mut details = vec![("chart".into(), name), ("version".into(), version)];
         details.extend(app_version.map(|v| ("app-version".into(), v)));
+        // Every blob of the stored chart once: its manifest, config and layers.
+        let layers: u64 = chart.manifest.layers.iter().map(|l| l.size).sum();
         Ok(Summary {
+            size: chart.root.size + chart.manifest.config.size + layers,
             digest: chart.root.digest,
             media_type: chart.root.media_type,
-            size: chart.manifest.chart.size,
             platforms: Vec::new(),
             details,
         })

@@ -80,13 +80,15 @@ impl<C> SingleLayer<C> {
         Error::invalid(message).within(&format!("manifest {}", self.manifest.digest))
     }
 
-    /// What `inspect` reports of this artifact: an artifact has no platform, and its size is its
-    /// layer's.
+    /// What `inspect` reports of this artifact: an artifact has no platform, and its size is, as
+    /// for every image, the bytes of every blob it is stored as, each counted once: the
+    /// manifest, its config and its layer (what `ferry inspect` shows as SIZE).
     pub fn summary(&self, details: Vec<(String, String)>) -> Summary {
+        let config = self.manifest.json().ok().and_then(|json| json["config"]["size"].as_u64()).unwrap_or(0);
         Summary {
             digest: self.manifest.digest.clone(),
             media_type: self.manifest.media_type.clone(),
-            size: self.layer.size,
+            size: self.manifest.bytes.len() as u64 + config + self.layer.size,
             platforms: Vec::new(),
             details,
         }
