@@ -123,7 +123,13 @@ enum Command {
         /// A thick bundle (.tar read in place; .tgz, .tar.zst), or a bundle.json whose images are
         /// copied registry to registry
         bundle: PathBuf,
-        /// REGISTRY[/PREFIX] to push the images under
+        /// REGISTRY[/PREFIX] to push the images under, or file:///DIR to write them into a directory
+        ///
+        /// With file:///DIR (an absolute path) each image gets the directory DIR/REPOSITORY (named as
+        /// under a registry prefix), opened as an OCI image layout, and its driver decides what goes
+        /// in it: OCI images become layouts that skopeo and umoci read, a VM disk is written as a
+        /// plain file (beside an empty layout), a tarball is extracted. Drivers see the kind of
+        /// destination (DestinationKind::Directory) and may use write_file and extract_tar there.
         #[arg(long, required_unless_present = "map")]
         to: Option<String>,
         /// JSON file: image reference or key -> REGISTRY/REPOSITORY, overriding --to

@@ -7,6 +7,11 @@
 //!
 //! [`artifact`] reads OCI manifests and stores an image as a single-layer artifact; [`names`] makes
 //! file names and tags from image locations and references.
+//!
+//! Two conventions the generated types do not spell out. `Summary::size` is the bytes of every
+//! blob the stored image is made of, each counted once, its root manifest included: the SIZE
+//! `ferry inspect` shows. Error messages say what is wrong inside the image (a blob, a digest, a
+//! file), not which image: ferry names the driver, the operation and the image in every error.
 
 wit_bindgen::generate!({
     path: "../../wit/latest",
