@@ -375,10 +375,24 @@ fn a_summary_says_what_moved_in_human_sizes_and_quiet_prints_nothing() {
 #[test]
 fn on_a_terminal_progress_shows_the_phase_bytes_percent_and_eta() {
     let dir = tempfile::tempdir().unwrap();
-    let (tar, _source) = exported_bundle(dir.path());
+    let (tar, source) = exported_bundle(dir.path());
     let site = TestRegistry::start();
     let mapping = dir.path().join("mapping.json");
     // `script` gives ferry a pseudo-terminal for stderr, and copies what it draws to stdout.
+    let export = format!(
+        "{} --insecure-registry {} export {} -o {}",
+        env!("CARGO_BIN_EXE_ferry"),
+        source.host,
+        dir.path().join("bundle.json").display(),
+        dir.path().join("again.tar").display()
+    );
+    let o = ferry_env(Command::new("script").args(["-qec", &export, "/dev/null"]), dir.path()).output().unwrap();
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    let drawn = text(&o.stdout);
+    for shown in ["fetching images", "writing archive", "%", "ETA", "ferry: exported 2 images in "] {
+        assert!(drawn.contains(shown), "{shown:?} is not on the terminal:\n{drawn}");
+    }
+
     let command = format!(
         "{} --insecure-registry {} relocate {} --to {}/site -o {}",
         env!("CARGO_BIN_EXE_ferry"),
@@ -390,7 +404,7 @@ fn on_a_terminal_progress_shows_the_phase_bytes_percent_and_eta() {
     let o = ferry_env(Command::new("script").args(["-qec", &command, "/dev/null"]), dir.path()).output().unwrap();
     assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
     let drawn = text(&o.stdout);
-    for shown in ["copying images", "%", "ETA", "iB/", "ferry: relocated 2 images in "] {
+    for shown in ["copying images", "B/", "%", "ETA", "ferry: relocated 2 images in "] {
         assert!(drawn.contains(shown), "{shown:?} is not on the terminal:\n{drawn}");
     }
     assert!(mapping.exists());

@@ -176,7 +176,8 @@ impl Events for Terminal {
                 Some(total) => live.bar.set_length(total),
                 None => live.bar.unset_length(),
             }
-            live.bar.tick();
+            // Drawn now, past the draw rate limit: a short phase is still seen.
+            live.multi.suspend(|| {});
         }
     }
 
