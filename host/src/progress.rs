@@ -18,8 +18,10 @@ pub struct Terminal {
     live: Option<Live>,
     started: Instant,
     phase: Mutex<Option<Phase>>,
-    /// Bytes moved outside the archive phase: fetched, or sent to the destination.
-    moved: AtomicU64,
+    /// Bytes fetched into the staging layout (export; relocate from a bundle.json).
+    fetched: AtomicU64,
+    /// Bytes sent to the destination.
+    sent: AtomicU64,
     /// Bytes of the archive written.
     archived: AtomicU64,
     present: AtomicU64,
@@ -55,7 +57,8 @@ impl Terminal {
             live,
             started: Instant::now(),
             phase: Mutex::new(None),
-            moved: AtomicU64::new(0),
+            fetched: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
             archived: AtomicU64::new(0),
             present: AtomicU64::new(0),
             mounted: AtomicU64::new(0),
@@ -91,11 +94,14 @@ impl Terminal {
         let bytes = |counter: &AtomicU64| HumanBytes(counter.load(Ordering::Relaxed));
         let mut line = format!("{verb} {images} image{plural}{failed} in {elapsed}: ");
         if verb == "exported" {
-            line += &format!("fetched {}, wrote {}", bytes(&self.moved), bytes(&self.archived));
+            line += &format!("fetched {}, wrote {}", bytes(&self.fetched), bytes(&self.archived));
         } else {
+            if self.fetched.load(Ordering::Relaxed) > 0 {
+                line += &format!("fetched {}, ", bytes(&self.fetched));
+            }
             line += &format!(
                 "sent {}, {} present, {} mounted",
-                bytes(&self.moved),
+                bytes(&self.sent),
                 bytes(&self.present),
                 bytes(&self.mounted)
             );
@@ -146,8 +152,11 @@ impl Events for Terminal {
     }
 
     fn transferred(&self, bytes: u64) {
-        let archiving = *self.phase.lock().unwrap() == Some(Phase::WritingArchive);
-        let counter = if archiving { &self.archived } else { &self.moved };
+        let counter = match *self.phase.lock().unwrap() {
+            Some(Phase::WritingArchive) => &self.archived,
+            Some(Phase::Copying) => &self.sent,
+            _ => &self.fetched,
+        };
         counter.fetch_add(bytes, Ordering::Relaxed);
         if let Some(live) = &self.live {
             live.advance(bytes);

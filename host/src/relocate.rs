@@ -100,6 +100,7 @@ fn prepare<'d>(
     let bundle = &opened.bundle;
     let (layout, relocation_mapping, staging) = match &opened.form {
         Form::Json => {
+            options.events.phase(Phase::Fetching, None);
             let (layout, staging) = fetch_thin(opened, drivers, registry, options.jobs, &options.scratch)?;
             (layout, None, Some(staging))
         }
