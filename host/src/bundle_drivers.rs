@@ -107,8 +107,19 @@ pub fn drivers<'rt>(runtime: &'rt Runtime, source: &Source, policy: &Policy) -> 
 /// A warning for every image whose `imageType` no driver would handle: not `builtin`, and not
 /// one the bundle declares a driver for (as `policy` allows). Told from bundle.json alone: the
 /// drivers the bundle ships are not read or run, their declared image types are taken as given.
-pub fn unhandled_images(bundle: &Bundle, builtin: &Drivers, policy: &Policy) -> Result<Vec<Problem>> {
-    let declared = declared(bundle)?;
+pub fn unhandled_images(bundle: &Bundle, builtin: &Drivers, policy: &Policy) -> Vec<Problem> {
+    // A declaration ferry cannot read is ferry's business, not the spec's: a warning here,
+    // refused by the commands that would load the drivers.
+    let declared = match declared(bundle) {
+        Ok(declared) => declared,
+        Err(e) => {
+            return vec![Problem {
+                path: format!("$.custom{}", key(crate::driver::EXTENSION)),
+                rule: Rule::NoDriver,
+                message: format!("the drivers the bundle ships cannot be read, so no image can use them: {e:#}"),
+            }];
+        }
+    };
     let shipped: Vec<String> = assign(&declared, |t| builtin.for_type(t).is_some(), policy).concat();
     let mut warnings = Vec::new();
     for (index, (name, spec)) in bundle.all_images().into_iter().enumerate() {
@@ -133,5 +144,5 @@ pub fn unhandled_images(bundle: &Bundle, builtin: &Drivers, policy: &Policy) -> 
             message: format!("imageType {image_type:?}: {why}; exporting or relocating the bundle would fail"),
         });
     }
-    Ok(warnings)
+    warnings
 }

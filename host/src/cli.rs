@@ -488,7 +488,7 @@ fn validate(
     path: &std::path::Path,
     output: Output,
     strict: bool,
-    unhandled: impl Fn(&bundle::Bundle) -> Result<Vec<bundle::Problem>>,
+    unhandled: impl Fn(&bundle::Bundle) -> Vec<bundle::Problem>,
 ) -> Result<ExitCode> {
     use ferry::bundle::file::{Kind, identify};
     let read = || -> Result<Vec<u8>> {
@@ -507,7 +507,7 @@ fn validate(
             let mut warnings = bundle::warnings(&bytes);
             // Which driver handles an image is asked only of a bundle that is valid.
             if problems.is_empty() {
-                warnings.extend(unhandled(&bundle::Bundle::from_bytes(bytes, &path.display().to_string())?)?);
+                warnings.extend(unhandled(&bundle::Bundle::from_bytes(bytes, &path.display().to_string())?));
             }
             (problems, warnings)
         }
