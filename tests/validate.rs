@@ -573,4 +573,16 @@ fn misspelt_fields_and_image_types_no_driver_handles_are_warnings_that_strict_ma
         "{}",
         common::text(&o.stderr)
     );
+
+    // A declaration ferry cannot read is a warning too: the spec has nothing to say about it.
+    doc["custom"] = json!({ "io.ferry.drivers": { "drivers": [{ "name": "vmdisk" }] } });
+    std::fs::write(&bundle, serde_json::to_vec(&doc).unwrap()).unwrap();
+    let o = validate(&[]);
+    assert_eq!(o.status.code(), Some(0), "{}", common::text(&o.stderr));
+    assert!(
+        common::text(&o.stderr)
+            .contains("warning: $.custom[\"io.ferry.drivers\"]: the drivers the bundle ships cannot be read"),
+        "{}",
+        common::text(&o.stderr)
+    );
 }
