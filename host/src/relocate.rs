@@ -51,6 +51,7 @@ pub struct Planned {
 }
 
 #[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Relocated {
     pub key: String,
     pub original: String,
