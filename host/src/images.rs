@@ -58,6 +58,44 @@ pub fn origin(
     })
 }
 
+/// The bytes fetching an image will move, as far as can be told before its driver runs: a
+/// file's size, a URL's declared `size`, a registry image's blobs as its manifests list them
+/// (every platform of an index). `None` when that cannot be told; the fetch reports why.
+pub fn expected_size(spec: &ImageSpec, origin: &Origin) -> Option<u64> {
+    match origin {
+        Origin::File { dir, path } => cap_std::fs::Dir::open_ambient_dir(dir, cap_std::ambient_authority())
+            .and_then(|dir| dir.metadata(path))
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len()),
+        Origin::Http { .. } => spec.size,
+        Origin::Registry { registry, reference } => {
+            let parsed = crate::reference::parse(reference)?;
+            blobs_size(registry, &parsed, true).ok()
+        }
+        Origin::Layout { .. } => None,
+    }
+}
+
+/// The bytes of the blobs the manifest (or, with `descend`, the index) at `at` lists.
+fn blobs_size(registry: &Registry, at: &oci_client::Reference, descend: bool) -> Result<u64> {
+    let (bytes, _, _) = registry.manifest(at, None)?;
+    let mut total = 0;
+    for child in crate::oci::children(&bytes)? {
+        if !crate::oci::is_document(&child.media_type) {
+            total += child.size;
+        } else if descend {
+            let child_at = oci_client::Reference::with_digest(
+                at.registry().to_owned(),
+                at.repository().to_owned(),
+                child.digest.to_string(),
+            );
+            total += blobs_size(registry, &child_at, false)?;
+        }
+    }
+    Ok(total)
+}
+
 /// Makes an origin's bytes available: downloads an http(s) image, held to the `size` and
 /// `contentDigest` bundle.json declares for it while it arrives (`stall`: --stall-timeout). A
 /// file image must have the declared size; its driver checks its digest as it stores it.

@@ -133,16 +133,38 @@ fn write_image_with(layout: &Layout, name: &str, seed: u8, types: &MediaTypes) -
 /// once per build rather than once per test; the tests of the cache itself use their own.
 pub fn ferry_command(dir: &Path) -> std::process::Command {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"));
+    ferry_env(&mut command, dir);
+    command
+}
+
+/// The environment [`ferry_command`] gives ferry, for a command that runs it in turn.
+pub fn ferry_env<'c>(command: &'c mut std::process::Command, dir: &Path) -> &'c mut std::process::Command {
     command
         .env("FERRY_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("ferry-cache"))
         .env("XDG_CONFIG_HOME", dir.join("no-config"))
-        .env("DOCKER_CONFIG", dir.join("no-docker-config"));
-    command
+        .env("DOCKER_CONFIG", dir.join("no-docker-config"))
 }
 
 /// Runs `ferry ARGS` as [`ferry_command`] sets it up.
 pub fn ferry(args: &[&str], dir: &Path) -> std::process::Output {
     ferry_command(dir).args(args).output().unwrap()
+}
+
+/// After a complete relocation that wrote `mapping`, `ferry ARGS relocate ... --dry-run` (`args`
+/// without the flag) must predict the real run: nothing to send for any image, and the very
+/// references the mapping holds.
+pub fn assert_dry_run_predicts_nothing_to_send(args: &[&str], mapping: &serde_json::Value, dir: &Path) {
+    let o = ferry(&[args, &["--dry-run", "--format", "json"]].concat(), dir);
+    assert!(o.status.success(), "relocate --dry-run: {}", text(&o.stderr));
+    let plan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let plan = plan.as_array().unwrap();
+    assert_eq!(plan.len(), mapping.as_object().unwrap().len(), "{plan:#?}");
+    for image in plan {
+        assert_eq!(image["bytesToSend"], 0, "after a complete relocation: {image}");
+        assert_eq!(image["present"], image["blobs"], "{image}");
+        let original = image["original"].as_str().unwrap();
+        assert_eq!(image["destination"], mapping[original], "the dry run predicts another reference: {image}");
+    }
 }
 
 pub fn text(bytes: &[u8]) -> String {

@@ -258,17 +258,44 @@ pub struct Upload {
     pub file: BlobFile,
     /// Bytes sent before and after the file's (a tar header and padding around a disk).
     pub framing: Option<(Vec<u8>, Vec<u8>)>,
+    /// Told of every chunk as it is sent.
+    pub sent: Option<Sent>,
 }
+
+/// What is told of an upload's chunks as they go: their lengths.
+pub type Sent = Arc<dyn Fn(u64) + Send + Sync>;
 
 impl Upload {
     pub fn of(digest: Digest, file: BlobFile) -> Self {
-        Upload { digest, size: file.size, file, framing: None }
+        Upload { digest, size: file.size, file, framing: None, sent: None }
+    }
+
+    /// This upload, telling `sent` of every chunk.
+    pub fn reporting(self, sent: Sent) -> Self {
+        Upload { sent: Some(sent), ..self }
     }
 
     fn body(&self) -> impl std::io::Read + Send + 'static {
         let (head, tail) = self.framing.clone().unwrap_or_default();
         use std::io::Read;
-        std::io::Cursor::new(head).chain(self.file.reader()).chain(std::io::Cursor::new(tail))
+        let body = std::io::Cursor::new(head).chain(self.file.reader()).chain(std::io::Cursor::new(tail));
+        Telling { inner: body, sent: self.sent.clone() }
+    }
+}
+
+/// A reader that tells `sent` how much was read.
+struct Telling<R> {
+    inner: R,
+    sent: Option<Sent>,
+}
+
+impl<R: std::io::Read> std::io::Read for Telling<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(sent) = &self.sent {
+            sent(n as u64);
+        }
+        Ok(n)
     }
 }
 
