@@ -51,9 +51,8 @@ struct Global {
     /// Time a download may go without receiving a byte, e.g. 60s [default: 60s]
     #[arg(long, global = true, value_name = "DURATION", value_parser = config::parse_duration)]
     stall_timeout: Option<Duration>,
-    /// A registry (host[:port]) to reach over plain http, such as a local one; repeatable
-    #[arg(long = "insecure-registry", global = true, value_name = "HOST")]
-    insecure_registries: Vec<String>,
+    #[command(flatten)]
+    registries: RegistryFlags,
     /// Print drivers' info and debug lines too
     #[arg(short, long, global = true)]
     verbose: bool,
@@ -63,6 +62,62 @@ struct Global {
     /// Let a driver the bundle ships handle TYPE even though a built-in driver does; repeatable
     #[arg(long = "allow-driver-override", global = true, value_name = "TYPE")]
     overrides: Vec<String>,
+}
+
+/// How registries (and image URLs' servers) are reached; docs/cli.md, "Registries: TLS,
+/// credentials and network errors".
+#[derive(Args)]
+#[command(next_help_heading = "Registry options")]
+struct RegistryFlags {
+    /// A registry (HOST[:PORT]) to reach over plain http, such as a local one; repeatable
+    #[arg(long = "insecure-registry", global = true, value_name = "HOST")]
+    insecure_registries: Vec<String>,
+    /// Whether TLS certificates are checked: --tls-verify=false for every server, or
+    /// --tls-verify=HOST[:PORT]=false for one; repeatable
+    #[arg(
+        long = "tls-verify",
+        global = true,
+        value_name = "[HOST=]BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    tls_verify: Vec<ferry::registry::TlsVerify>,
+    /// Trust the CA certificates DIR/*.crt (PEM) for every server, instead of the certs.d
+    /// directories (/etc/containers/certs.d/HOST:PORT/, /etc/docker/certs.d/HOST:PORT/)
+    #[arg(long, global = true, value_name = "DIR")]
+    cert_dir: Option<PathBuf>,
+    /// Credentials: REGISTRY=USER[:PASSWORD] for that registry, USER[:PASSWORD] for relocate's
+    /// --to registry; the password is asked for on the terminal when left out; repeatable
+    #[arg(long, global = true, value_name = "[REGISTRY=]USER[:PASSWORD]")]
+    creds: Vec<ferry::registry::Creds>,
+    /// The auth file to read credentials from, alone [default: $REGISTRY_AUTH_FILE, else
+    /// podman's and docker's files]
+    #[arg(long, global = true, value_name = "FILE")]
+    authfile: Option<PathBuf>,
+}
+
+impl RegistryFlags {
+    /// The registry client these flags describe; `destination`: the registry the command
+    /// writes to; retries are told on `terminal` with -v.
+    fn registry(&self, global: &Global, destination: Option<&str>, terminal: &Arc<Terminal>) -> Result<Arc<Registry>> {
+        let notify: Option<ferry::registry::Notify> = global.verbose.then(|| {
+            let terminal = terminal.clone();
+            Arc::new(move |line: &str| terminal.note(line)) as ferry::registry::Notify
+        });
+        let options = RegistryOptions {
+            insecure: self.insecure_registries.clone(),
+            tls: ferry::registry::TlsOptions::from_flags(&self.tls_verify, self.cert_dir.clone()),
+            credentials: ferry::registry::CredentialOptions {
+                creds: self.creds.clone(),
+                authfile: self.authfile.clone(),
+            },
+            destination: destination.map(str::to_owned),
+            stall_timeout: global.stall_timeout.unwrap_or(ferry::transfer::STALL_TIMEOUT),
+            notify,
+        };
+        Ok(Arc::new(Registry::new(&options)?))
+    }
 }
 
 impl Global {
@@ -185,7 +240,7 @@ pub fn run() -> Result<ExitCode> {
     match cli.command {
         Command::Validate { .. } => unreachable!("handled above"),
         Command::Verify { bundle } => {
-            let registry = registry(&cli.global)?;
+            let registry = ctx.registry(None)?;
             verify(&bundle, |opened| ctx.drivers(opened, &registry))
         }
         Command::Export { bundle, output, jobs, compression_level, format } => {
@@ -209,6 +264,10 @@ struct Session<'a> {
 }
 
 impl Session<'_> {
+    fn registry(&self, destination: Option<&str>) -> Result<Arc<Registry>> {
+        self.global.registries.registry(self.global, destination, self.terminal)
+    }
+
     /// The built-in drivers and those the opened bundle ships, as the operator's policy allows.
     fn drivers<'rt>(&'rt self, opened: &Opened, registry: &Registry) -> Result<Drivers<'rt>> {
         bundle_drivers::drivers(self.runtime, &Source { opened, registry }, &self.global.policy())
@@ -216,7 +275,7 @@ impl Session<'_> {
 }
 
 fn export(ctx: &Session, bundle: &std::path::Path, options: ExportOptions, format: Output) -> Result<ExitCode> {
-    let registry = registry(ctx.global)?;
+    let registry = ctx.registry(None)?;
     let opened = Opened::open(bundle, &std::env::temp_dir())?;
     let drivers = ctx.drivers(&opened, &registry)?;
     ctx.terminal.start(format!("exporting {}", bundle.display()));
@@ -249,7 +308,10 @@ fn relocate(ctx: &Session, bundle: &std::path::Path, flags: Relocation, format: 
     let Relocation { to, map, output, jobs, dry_run, keep_going } = flags;
     let map = map.as_deref().map(relocate::read_map).transpose()?.unwrap_or_default();
     let destinations = relocate::Destinations::parse(to.as_deref(), &map)?;
-    let registry = registry(ctx.global)?;
+    let registry = ctx.registry(match &destinations.to {
+        Some(relocate::Destination::Registry(prefix)) => prefix.split('/').next(),
+        _ => None,
+    })?;
     // Temporary files go beside the mapping, on the filesystem that will hold it.
     let scratch = output.as_deref().map(ferry::files::parent_of).unwrap_or(std::path::Path::new(".")).to_owned();
     let opened = Opened::open(bundle, &scratch)?;
@@ -299,7 +361,7 @@ fn relocate(ctx: &Session, bundle: &std::path::Path, flags: Relocation, format: 
 fn inspect(ctx: &Session, bundle: &std::path::Path, details: bool, output: Output) -> Result<ExitCode> {
     let mut inspection = thick::inspect(bundle, &Drivers::builtin(ctx.runtime)?, &ctx.global.policy())?;
     if details {
-        let registry = registry(ctx.global)?;
+        let registry = ctx.registry(None)?;
         let opened = Opened::open(bundle, &std::env::temp_dir())?;
         let drivers = ctx.drivers(&opened, &registry)?;
         for (key, summary) in thick::details(&opened, &drivers)? {
@@ -363,15 +425,6 @@ fn driver_add(runtime: &Runtime, bundle: &std::path::Path, file: &std::path::Pat
         added.path.as_deref().unwrap_or_default()
     );
     Ok(ExitCode::SUCCESS)
-}
-
-fn registry(global: &Global) -> Result<Arc<Registry>> {
-    let options = RegistryOptions {
-        insecure: global.insecure_registries.clone(),
-        docker_config: None,
-        stall_timeout: global.stall_timeout.unwrap_or(ferry::transfer::STALL_TIMEOUT),
-    };
-    Ok(Arc::new(Registry::new(&options)?))
 }
 
 fn runtime(global: &Global, events: Arc<Terminal>) -> Result<Runtime> {

@@ -70,7 +70,7 @@ pub fn export(
 
     let store = Arc::new(Layout::create(&staging.path().join("layout"))?);
     let roots = crate::parallel::try_map(&work, options.jobs, |(key, spec, driver, origin)| {
-        ready(key, spec, origin, registry.stall_timeout())?;
+        ready(key, spec, origin, registry)?;
         Ok(driver.fetch(&driver_image(key, spec), origin, &store)?)
     })?;
     let mut images = Vec::new();

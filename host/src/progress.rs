@@ -34,6 +34,15 @@ impl Terminal {
         bar.set_message(message);
     }
 
+    /// Prints `line` on stderr, above the progress line if one is shown.
+    pub fn note(&self, line: &str) {
+        let line = format!("ferry: {line}");
+        match self.bar.get() {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
     pub fn finish(&self) {
         if let Some(bar) = self.bar.get() {
             bar.finish_and_clear();
