@@ -51,9 +51,7 @@ struct Global {
     /// Time a download may go without receiving a byte, e.g. 60s [default: 60s]
     #[arg(long, global = true, value_name = "DURATION", value_parser = config::parse_duration)]
     stall_timeout: Option<Duration>,
-    #[command(flatten)]
-    registries: RegistryFlags,
-    /// Print drivers' info and debug lines too
+    /// Print drivers' info and debug lines, and each retry of a download, too
     #[arg(short, long, global = true)]
     verbose: bool,
     /// Load no driver that a bundle ships; images that need one are refused
@@ -62,6 +60,9 @@ struct Global {
     /// Let a driver the bundle ships handle TYPE even though a built-in driver does; repeatable
     #[arg(long = "allow-driver-override", global = true, value_name = "TYPE")]
     overrides: Vec<String>,
+    // Last: its heading would hold for the flags after it.
+    #[command(flatten)]
+    registries: RegistryFlags,
 }
 
 /// How registries (and image URLs' servers) are reached; docs/cli.md, "Registries: TLS,

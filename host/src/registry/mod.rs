@@ -342,11 +342,11 @@ impl Registry {
         let login = format!("`podman login {registry}`, `docker login {registry}`, or --creds {registry}=USER");
         e.message = match from {
             Some(from) => format!(
-                "{}\ncredentials from {from} were sent to {registry} and refused: log in again with {login}",
+                "{}; credentials from {from} were sent to {registry} and refused: log in again with {login}",
                 e.message
             ),
             None => format!(
-                "{}\nno credentials were sent to {registry}: none for it in {}; log in with {login}",
+                "{}; no credentials were sent to {registry}: none for it in {}; log in with {login}",
                 e.message,
                 self.credentials.searched()
             ),

@@ -165,3 +165,33 @@ impl Policy {
             self.cas.iter().map(|der| Certificate { encoding: CertificateEncoding::Der, data: der.clone() }).collect();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_verify_is_global_or_per_server_and_the_last_word_holds() {
+        let flags: Vec<TlsVerify> =
+            ["false", "r.example:5000=true", "other:443=false", "other:443=true"].map(|f| f.parse().unwrap()).into();
+        let options = TlsOptions::from_flags(&flags, None);
+        assert!(!options.verify);
+        assert_eq!(options.hosts.get("r.example:5000"), Some(&true));
+        assert_eq!(options.hosts.get("other:443"), Some(&true));
+        assert!("maybe".parse::<TlsVerify>().is_err());
+        assert!("r.example=yes".parse::<TlsVerify>().is_err());
+    }
+
+    #[test]
+    fn cert_dir_cas_are_read_and_a_file_without_one_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("not-a-ca.txt"), "ignored").unwrap();
+        let options = TlsOptions { cert_dir: Some(dir.path().to_owned()), ..TlsOptions::default() };
+        assert_eq!(options.default_policy().unwrap(), Policy { verify: true, cas: Vec::new() });
+        std::fs::write(dir.path().join("bad.crt"), "no certificate here").unwrap();
+        let e = options.default_policy().unwrap_err();
+        assert!(format!("{e:#}").contains("bad.crt"), "{e:#}");
+        let missing = TlsOptions { cert_dir: Some(dir.path().join("missing")), ..TlsOptions::default() };
+        assert!(format!("{:#}", missing.default_policy().unwrap_err()).contains("--cert-dir"));
+    }
+}
