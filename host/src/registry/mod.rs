@@ -38,7 +38,7 @@ pub const MANIFEST_TYPES: &[&str] = crate::oci::media_types::MANIFESTS;
 /// Where `-v` lines go (each retry: what, why, attempt, delay).
 pub type Notify = Arc<dyn Fn(&str) + Send + Sync>;
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct RegistryOptions {
     /// Registries (`host[:port]`) reached over plain http, such as a local test registry.
     pub insecure: Vec<String>,
@@ -48,10 +48,23 @@ pub struct RegistryOptions {
     pub credentials: CredentialOptions,
     /// The registry the command writes to, which `--creds USER[:PASS]` without a registry is for.
     pub destination: Option<String>,
-    /// How long a download may go without a byte (`--stall-timeout`); zero means the default.
+    /// How long a download may go without a byte (`--stall-timeout`).
     pub stall_timeout: Duration,
     /// Where retries are told, with `-v`; `None`: nowhere.
     pub notify: Option<Notify>,
+}
+
+impl Default for RegistryOptions {
+    fn default() -> Self {
+        RegistryOptions {
+            insecure: Vec::new(),
+            tls: TlsOptions::default(),
+            credentials: CredentialOptions::default(),
+            destination: None,
+            stall_timeout: STALL_TIMEOUT,
+            notify: None,
+        }
+    }
 }
 
 /// What went wrong talking to a registry, and whether trying again may help.
@@ -226,7 +239,7 @@ type Holder = Arc<tokio::sync::Mutex<Option<String>>>;
 
 impl Registry {
     pub fn new(options: &RegistryOptions) -> anyhow::Result<Self> {
-        let stall = if options.stall_timeout.is_zero() { STALL_TIMEOUT } else { options.stall_timeout };
+        let stall = options.stall_timeout;
         let default_policy = options.tls.default_policy()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -338,7 +351,8 @@ impl Registry {
         if e.kind != RegistryErrorKind::Denied {
             return e;
         }
-        let from = self.presented.lock().unwrap().get(registry).cloned().flatten();
+        // No lookup yet: the refusal is the lookup's own (a failed credential helper).
+        let Some(from) = self.presented.lock().unwrap().get(registry).cloned() else { return e };
         let login = format!("`podman login {registry}`, `docker login {registry}`, or --creds {registry}=USER");
         e.message = match from {
             Some(from) => format!(
