@@ -293,3 +293,59 @@ fn credentials_come_from_every_place_podman_skopeo_and_docker_keep_them() {
         assert!(!text(&o.stderr).contains(password), "{}", text(&o.stderr));
     }
 }
+
+/// Runs `ferry ARGS` on a terminal (a pty, through python3), types `password` once it asks,
+/// and returns its exit status and everything the terminal showed.
+fn on_terminal(dir: &Path, args: &[&str], password: &str) -> (i32, String) {
+    const SCRIPT: &str = r#"
+import os, pty, sys
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+def read():
+    try:
+        return os.read(fd, 4096)
+    except OSError:
+        return b""
+shown = b""
+while b"Password for" not in shown:
+    chunk = read()
+    if not chunk:
+        break
+    shown += chunk
+os.write(fd, os.environ["TYPED"].encode() + b"\n")
+while True:
+    chunk = read()
+    if not chunk:
+        break
+    shown += chunk
+sys.stdout.buffer.write(shown)
+sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+"#;
+    let ferry = ferry_command(dir);
+    let mut python = Command::new("python3");
+    for (name, value) in ferry.get_envs() {
+        match value {
+            Some(value) => python.env(name, value),
+            None => python.env_remove(name),
+        };
+    }
+    let o = python.args(["-c", SCRIPT]).arg(ferry.get_program()).args(args).env("TYPED", password).output().unwrap();
+    (o.status.code().unwrap_or(-1), text(&o.stdout))
+}
+
+#[test]
+fn a_password_left_out_is_asked_for_on_the_terminal_without_echo() {
+    let dir = tempfile::tempdir().unwrap();
+    let (user, password) = ("operator", "typed-Secr3t");
+    let registry = TestRegistry::start_with_password(user, password);
+    let bundle = bundle_in(dir.path(), &registry, Some(&format!("{user}:{password}")));
+    let out = dir.path().join("asked.tgz");
+    let creds = format!("{}={user}", registry.host);
+    let args = ["--insecure-registry", &registry.host, "--creds", &creds, "export", bundle.to_str().unwrap(), "-o"];
+    let (status, shown) = on_terminal(dir.path(), &[&args[..], &[out.to_str().unwrap()]].concat(), password);
+    assert_eq!(status, 0, "{shown}");
+    assert!(shown.contains(&format!("Password for {user} at {}", registry.host)), "{shown}");
+    assert!(!shown.contains(password), "the password was echoed:\n{shown}");
+    assert!(out.exists());
+}

@@ -250,9 +250,10 @@ fn ask_password(user: &str, registry: &str) -> Result<String> {
             "--creds {user} for {registry} has no password, and stdin is not a terminal to ask for it: give USER:PASSWORD"
         );
     }
+    // Echo goes off before the prompt shows: whatever is typed after it is not echoed.
+    let echo_off = EchoOff::new();
     eprint!("Password for {user} at {registry}: ");
     std::io::stderr().flush()?;
-    let echo_off = EchoOff::new();
     let mut line = String::new();
     let read = std::io::stdin().read_line(&mut line);
     drop(echo_off);
