@@ -3,7 +3,8 @@
 //! or `$REGISTRY_AUTH_FILE` (either one alone, as in podman), else
 //! `${XDG_RUNTIME_DIR}/containers/auth.json`, `${XDG_CONFIG_HOME:-~/.config}/containers/auth.json`
 //! and docker's `$DOCKER_CONFIG/config.json` (`~/.docker/config.json`). In each file a credential
-//! helper (`credHelpers`, `credsStore`) comes before its `auths`.
+//! helper (`credHelpers`, `credsStore`) comes before its `auths`, and of its `auths` the entry
+//! of the longest namespace holding the repository (`host/team` before `host`).
 //!
 //! Where credentials came from is kept for messages; the secret never goes into one.
 
@@ -136,11 +137,12 @@ fn default_files() -> Vec<PathBuf> {
     files
 }
 
-/// `https://host:5000/v1/` → `host:5000`; `host/namespace` stays (it matches no registry).
-fn host_of(key: &str) -> &str {
+/// An auth file key's registry and namespace: `https://host:5000/v1/` (docker's) is `host:5000`
+/// alone; `host/team` (containers-auth.json's) is `host` and namespace `team`.
+fn key_parts(key: &str) -> (&str, &str) {
     match key.strip_prefix("https://").or_else(|| key.strip_prefix("http://")) {
-        Some(rest) => rest.split('/').next().unwrap_or(rest),
-        None => key,
+        Some(rest) => (rest.split('/').next().unwrap_or(rest), ""),
+        None => key.split_once('/').unwrap_or((key, "")),
     }
 }
 
@@ -191,8 +193,9 @@ impl Credentials {
         Ok(Credentials { flags, files, searched })
     }
 
-    /// What to present to `registry` (a host, as in a reference), and where it came from.
-    pub fn lookup(&self, registry: &str) -> Result<Found> {
+    /// What to present to `registry` (a host, as in a reference) for `repository`, and where
+    /// it came from. In a file, the entry of the longest namespace `repository` is in wins.
+    pub fn lookup(&self, registry: &str, repository: &str) -> Result<Found> {
         if let Some((user, password)) = self.flags.get(registry) {
             return Ok(Found {
                 auth: RegistryAuth::Basic(user.clone(), password.clone()),
@@ -201,13 +204,22 @@ impl Credentials {
         }
         let hub = matches!(registry, "docker.io" | "index.docker.io" | "registry-1.docker.io");
         let server = if hub { DOCKER_HUB } else { registry };
-        let matches = |key: &str| {
-            let host = host_of(key);
-            if hub { matches!(host, "index.docker.io" | "docker.io") } else { host == registry }
+        // How specific `key` is for this repository (its namespace's length), if it applies.
+        let applies = |key: &str| {
+            let (host, namespace) = key_parts(key);
+            let host_matches = if hub { matches!(host, "index.docker.io" | "docker.io") } else { host == registry };
+            let inside = namespace.is_empty()
+                || repository == namespace
+                || repository.strip_prefix(namespace).is_some_and(|rest| rest.starts_with('/'));
+            (host_matches && inside).then_some(namespace.len())
         };
         for (path, file) in &self.files {
-            let helper =
-                file.cred_helpers.iter().find(|(key, _)| matches(key)).map(|(_, h)| h).or(file.creds_store.as_ref());
+            let helper = file
+                .cred_helpers
+                .iter()
+                .find(|(key, _)| applies(key) == Some(0))
+                .map(|(_, h)| h)
+                .or(file.creds_store.as_ref());
             if let Some(helper) = helper
                 && let Some(auth) = ask_helper(helper, server)?
             {
@@ -216,7 +228,9 @@ impl Credentials {
                     from: Some(format!("credential helper docker-credential-{helper} ({})", path.display())),
                 });
             }
-            let Some((key, entry)) = file.auths.iter().find(|(key, _)| matches(key)) else { continue };
+            let best =
+                file.auths.iter().filter_map(|(key, entry)| Some((applies(key)?, key, entry))).max_by_key(|c| c.0);
+            let Some((_, key, entry)) = best else { continue };
             let from = format!("{} (auths[{key:?}])", path.display());
             if let Some(encoded) = &entry.auth {
                 let decoded =
@@ -332,11 +346,14 @@ mod tests {
         )
         .unwrap();
         let creds = Credentials::load(&only(path.clone()), None).unwrap();
-        let found = creds.lookup("registry.example:5000").unwrap();
+        let found = creds.lookup("registry.example:5000", "team/app").unwrap();
         assert_eq!(found.auth, RegistryAuth::Basic("user".into(), "pass".into()));
         assert!(found.from.unwrap().contains("config.json"));
-        assert_eq!(creds.lookup("docker.io").unwrap().auth, RegistryAuth::Basic("hub".into(), "pw".into()));
-        let none = creds.lookup("other.example").unwrap();
+        assert_eq!(
+            creds.lookup("docker.io", "library/busybox").unwrap().auth,
+            RegistryAuth::Basic("hub".into(), "pw".into())
+        );
+        let none = creds.lookup("other.example", "team/app").unwrap();
         assert_eq!((none.auth, none.from), (RegistryAuth::Anonymous, None));
     }
 
@@ -360,13 +377,35 @@ mod tests {
         std::fs::write(&path, r#"{"auths":{"r.example":{"auth":"dXNlcjpwYXNz"}}}"#).unwrap();
         let options = CredentialOptions { creds: vec![parse("op:pw")], authfile: Some(path) };
         let creds = Credentials::load(&options, Some("r.example")).unwrap();
-        let found = creds.lookup("r.example").unwrap();
+        let found = creds.lookup("r.example", "team/app").unwrap();
         assert_eq!(
             (found.auth, found.from.as_deref()),
             (RegistryAuth::Basic("op".into(), "pw".into()), Some("--creds"))
         );
         let refused = Credentials::load(&options, None).err().unwrap().to_string();
         assert!(refused.contains("REGISTRY=op") && !refused.contains("pw"), "{refused}");
+    }
+
+    #[test]
+    fn the_longest_namespace_entry_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("auth.json");
+        let auth = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let doc = serde_json::json!({ "auths": {
+            "r.example": { "auth": auth("any:1") },
+            "r.example/team": { "auth": auth("team:2") },
+            "r.example/team/app": { "auth": auth("app:3") },
+        }});
+        std::fs::write(&path, doc.to_string()).unwrap();
+        let creds = Credentials::load(&only(path), None).unwrap();
+        let user = |repository: &str| match creds.lookup("r.example", repository).unwrap().auth {
+            RegistryAuth::Basic(user, _) => user,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(user("team/app"), "app");
+        assert_eq!(user("team/app2"), "team");
+        assert_eq!(user("team/db/x"), "team");
+        assert_eq!(user("teamwork/app"), "any");
     }
 
     #[test]

@@ -221,8 +221,9 @@ pub struct Registry {
     notify: Option<Notify>,
     runtime: tokio::runtime::Runtime,
     credentials: Credentials,
-    /// Per registry, where the credentials presented came from (for a refusal's message).
-    presented: Mutex<HashMap<String, Option<String>>>,
+    /// Per registry and repository, where the credentials presented came from (for a
+    /// refusal's message).
+    presented: Mutex<HashMap<(String, String), Option<String>>>,
     /// Per registry, repository and operation, the authorization last obtained and when.
     authorizations: Mutex<HashMap<AuthorizationKey, (Instant, token::Authorization)>>,
     /// Per registry, repository and blob, the size the manifests fetched from it declare: the
@@ -336,23 +337,26 @@ impl Registry {
         }
     }
 
-    fn credentials_for(&self, registry: &str) -> Result<oci_client::secrets::RegistryAuth, RegistryError> {
+    fn credentials_for(&self, reference: &Reference) -> Result<oci_client::secrets::RegistryAuth, RegistryError> {
+        let (registry, repository) = (reference.resolve_registry(), reference.repository());
         let found = self
             .credentials
-            .lookup(registry)
+            .lookup(registry, repository)
             .map_err(|e| RegistryError::new(RegistryErrorKind::Denied, format!("credentials for {registry}: {e:#}")))?;
-        self.presented.lock().unwrap().insert(registry.to_owned(), found.from);
+        self.presented.lock().unwrap().insert((registry.to_owned(), repository.to_owned()), found.from);
         Ok(found.auth)
     }
 
-    /// `e`, and when it is a refusal, whether credentials were presented to `registry` (and
-    /// from where; never the secret) and how to log in.
-    fn explained(&self, registry: &str, mut e: RegistryError) -> RegistryError {
+    /// `e`, and when it is a refusal, whether credentials were presented to `reference`'s
+    /// registry (and from where; never the secret) and how to log in.
+    fn explained(&self, reference: &Reference, mut e: RegistryError) -> RegistryError {
         if e.kind != RegistryErrorKind::Denied {
             return e;
         }
+        let (registry, repository) = (reference.resolve_registry(), reference.repository());
+        let key = (registry.to_owned(), repository.to_owned());
         // No lookup yet: the refusal is the lookup's own (a failed credential helper).
-        let Some(from) = self.presented.lock().unwrap().get(registry).cloned() else { return e };
+        let Some(from) = self.presented.lock().unwrap().get(&key).cloned() else { return e };
         let login = format!("`podman login {registry}`, `docker login {registry}`, or --creds {registry}=USER");
         e.message = match from {
             Some(from) => format!(
@@ -375,7 +379,7 @@ impl Registry {
         operation: RegistryOperation,
         deadline: Option<Instant>,
     ) -> Result<token::Authorization, RegistryError> {
-        let credentials = self.credentials_for(reference.resolve_registry())?;
+        let credentials = self.credentials_for(reference)?;
         self.runtime.block_on(self.authorization(reference, operation, &credentials, &self.pace(deadline)))
     }
 }
@@ -429,7 +433,7 @@ impl Registry {
                     .map_err(|e| RegistryError::from_oci(&what(), registry, e))
             })
         })
-        .map_err(|e| self.explained(registry, e))
+        .map_err(|e| self.explained(target, e))
     }
 
     /// Runs `work` on the registry's runtime; with a deadline (a driver operation's), stops it
@@ -469,8 +473,7 @@ impl Registry {
         deadline: Option<Instant>,
     ) -> Result<Vec<Pushed>, RegistryError> {
         use futures_util::stream::{self, StreamExt, TryStreamExt};
-        let registry = target.resolve_registry();
-        let credentials = self.credentials_for(registry)?;
+        let credentials = self.credentials_for(target)?;
         let what = || format!("pushing blobs to {}", target.repository());
         self.until(
             deadline,
@@ -479,7 +482,7 @@ impl Registry {
                 .buffered(jobs.max(1))
                 .try_collect(),
         )
-        .map_err(|e| self.explained(registry, e))
+        .map_err(|e| self.explained(target, e))
     }
 
     async fn push_blob(
@@ -564,7 +567,7 @@ impl Registry {
                     .map_err(|e| RegistryError::from_oci(&what(), registry, e))
             })
         })
-        .map_err(|e| self.explained(registry, e))
+        .map_err(|e| self.explained(target, e))
     }
 }
 

@@ -31,7 +31,7 @@ impl Registry {
                 let authorization = self.authenticate_for(reference, RegistryOperation::Pull, deadline)?;
                 self.runtime.block_on(self.get_manifest(reference, &authorization, &self.pace(deadline), &what))
             })
-            .map_err(|e| self.explained(reference.resolve_registry(), e))?;
+            .map_err(|e| self.explained(reference, e))?;
         let digest = Digest::of(&bytes);
         if let Some(pinned) = reference.digest()
             && pinned != digest.to_string()
@@ -70,7 +70,7 @@ impl Registry {
                 .map(Some)
                 .map_err(|_| RegistryError::failed(format!("{what}: the registry names its digest {digest:?}"))),
             Err(e) if e.kind == RegistryErrorKind::NotFound => Ok(None),
-            Err(e) => Err(self.explained(target.resolve_registry(), e)),
+            Err(e) => Err(self.explained(target, e)),
         }
     }
 
@@ -154,7 +154,7 @@ impl Registry {
         let (registry, what, pace) = (reference.resolve_registry(), blob_what(reference, digest), self.pace(deadline));
         let authorization = self
             .authenticate_for(reference, RegistryOperation::Pull, deadline)
-            .map_err(|e| self.explained(registry, e))?;
+            .map_err(|e| self.explained(reference, e))?;
         let size = self.runtime.block_on(async {
             let answer = self.answer(
                 authorization.apply(self.http(registry)?.get(self.blob_url(reference, digest))),
@@ -169,7 +169,7 @@ impl Registry {
                 stop => RegistryError::from_stop(&what, registry, stop),
             })
         });
-        let size = size.map_err(|e| self.explained(registry, e))?;
+        let size = size.map_err(|e| self.explained(reference, e))?;
         if size != declared {
             return Err(RegistryError::failed(format!(
                 "{what}: {registry} sent {size} bytes, its manifest declares {declared}"
@@ -217,7 +217,7 @@ impl Registry {
                 Ok(bytes)
             })
         })
-        .map_err(|e| self.explained(registry, e))
+        .map_err(|e| self.explained(reference, e))
     }
 
     fn declared_size(&self, reference: &Reference, digest: &Digest) -> Result<u64, RegistryError> {
