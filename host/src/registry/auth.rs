@@ -196,13 +196,17 @@ impl Credentials {
     /// What to present to `registry` (a host, as in a reference) for `repository`, and where
     /// it came from. In a file, the entry of the longest namespace `repository` is in wins.
     pub fn lookup(&self, registry: &str, repository: &str) -> Result<Found> {
-        if let Some((user, password)) = self.flags.get(registry) {
+        let hub = matches!(registry, "docker.io" | "index.docker.io" | "registry-1.docker.io");
+        let flag = match hub {
+            true => ["docker.io", "index.docker.io", "registry-1.docker.io"].iter().find_map(|h| self.flags.get(*h)),
+            false => self.flags.get(registry),
+        };
+        if let Some((user, password)) = flag {
             return Ok(Found {
                 auth: RegistryAuth::Basic(user.clone(), password.clone()),
                 from: Some("--creds".into()),
             });
         }
-        let hub = matches!(registry, "docker.io" | "index.docker.io" | "registry-1.docker.io");
         let server = if hub { DOCKER_HUB } else { registry };
         // How specific `key` is for this repository (its namespace's length), if it applies.
         let applies = |key: &str| {

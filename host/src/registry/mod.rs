@@ -82,7 +82,8 @@ pub enum RegistryErrorKind {
     /// 429, 5xx, a dropped connection, a stall: worth another try.
     Transient,
     /// The server could not be reached, for a reason another try would meet again: a refused
-    /// connection, an unknown host, a certificate, a protocol mismatch.
+    /// connection, an unknown host, a certificate, a protocol mismatch, a token realm that
+    /// credentials may not go to.
     Unreachable,
     /// Everything else, among them content that is not what was declared: never retried.
     Failed,

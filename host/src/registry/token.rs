@@ -129,6 +129,12 @@ impl Registry {
             .send(self.http(registry)?.get(format!("{}/v2/", self.base_url(registry))))
             .await
             .map_err(|stop| RegistryError::from_stop(&what, registry, stop))?;
+        // Only the header matters; the body is read only to tell an https server spoken to in
+        // plain http (a 400 saying so).
+        let challenge = match probe.headers().get(reqwest::header::WWW_AUTHENTICATE) {
+            None => Challenge::None,
+            Some(header) => parse_challenge(header.to_str().unwrap_or_default()),
+        };
         if probe.status() == reqwest::StatusCode::BAD_REQUEST && self.is_insecure(registry) {
             let body = pace.bytes(probe, super::MAX_ERROR_ANSWER).await.unwrap_or_default();
             if String::from_utf8_lossy(&body).contains(super::network::HTTPS_SERVER_ANSWER) {
@@ -137,14 +143,7 @@ impl Registry {
                     format!("{what}: {}", super::network::speaks_https(registry)),
                 ));
             }
-            return Err(RegistryError::failed(format!("{what}: {registry} answered 400 Bad Request to GET /v2/")));
         }
-        // Only the header matters; the body is never read.
-        let challenge = match probe.headers().get(reqwest::header::WWW_AUTHENTICATE) {
-            None => Challenge::None,
-            Some(header) => parse_challenge(header.to_str().unwrap_or_default()),
-        };
-        drop(probe);
         Ok(match (challenge, credentials) {
             (Challenge::None, _) | (Challenge::Basic, RegistryAuth::Anonymous) => Authorization::Anonymous,
             (Challenge::Basic, RegistryAuth::Basic(user, password)) => {
@@ -175,8 +174,9 @@ impl Registry {
         let mut request = self.http(registry)?.get(url.clone());
         if let RegistryAuth::Basic(user, password) = credentials {
             if !may_send_credentials(&url, registry, self.is_insecure(registry)) {
+                // Not a refusal by the registry: no credentials were sent, nor will they be.
                 return Err(RegistryError::new(
-                    RegistryErrorKind::Denied,
+                    RegistryErrorKind::Unreachable,
                     format!(
                         "the registry asks for its credentials at token realm {realm}; refused: credentials go to a \
                          realm only over https, or to the registry itself when it is an --insecure-registry"
