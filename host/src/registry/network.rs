@@ -13,8 +13,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 pub enum Cause {
     /// Nothing listens on the port.
     Refused,
-    /// The host name does not resolve.
-    UnknownHost,
+    /// The host name does not resolve; the resolver's words.
+    UnknownHost(String),
     /// The server's certificate chains to no authority ferry trusts (self-signed, a private CA).
     UntrustedCertificate,
     /// Another certificate problem: expired, issued for another name (rustls's words).
@@ -46,7 +46,13 @@ impl Cause {
             }
             // hyper-util's connector names a failed lookup so; its error type is private.
             if err.to_string() == "dns error" {
-                return Cause::UnknownHost;
+                let mut why = err.source();
+                let mut words = String::new();
+                while let Some(e) = why {
+                    words = e.to_string();
+                    why = e.source();
+                }
+                return Cause::UnknownHost(words);
             }
             innermost = err.to_string();
             next = match err.downcast_ref::<std::io::Error>() {
@@ -86,7 +92,7 @@ impl Cause {
             (Cause::Refused, _) => {
                 format!("{host} refused the connection: nothing listens there (is the server running, on that port?)")
             }
-            (Cause::UnknownHost, _) => format!("unknown host {name}: its name does not resolve (DNS)"),
+            (Cause::UnknownHost(why), _) => format!("unknown host {name}: its name does not resolve (DNS: {why})"),
             (Cause::UntrustedCertificate, Peer::Registry) => format!(
                 "the TLS certificate of {host} is not trusted (self-signed, or signed by an unknown authority): \
                  trust its CA with --cert-dir DIR (DIR/*.crt), /etc/containers/certs.d/{host}/ca.crt or \
