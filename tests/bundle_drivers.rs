@@ -83,13 +83,13 @@ fn a_bundle_ships_the_helm_driver_and_its_chart_is_relocated_with_rewritten_valu
     assert!(o.status.success(), "verify: {}{}", text(&o.stdout), text(&o.stderr));
 
     // inspect names the bundle's driver for the chart without running it.
-    let o = in_dir(&["inspect", "shop.tar", "-o", "json"], dir.path());
+    let o = in_dir(&["inspect", "shop.tar", "--format", "json"], dir.path());
     assert!(o.status.success(), "inspect: {}", text(&o.stderr));
     let inspection: Value = serde_json::from_slice(&o.stdout).unwrap();
     let chart = inspection["images"].as_array().unwrap().iter().find(|i| i["key"] == "chart").unwrap();
     assert_eq!(chart["driver"], "helm");
-    assert_eq!(chart["driver_from"], format!("bundle {helm_digest}"));
-    assert_eq!(inspection["bundle_drivers"][0]["handles"], json!(["helm"]));
+    assert_eq!(chart["driverFrom"], format!("bundle {helm_digest}"));
+    assert_eq!(inspection["bundleDrivers"][0]["handles"], json!(["helm"]));
 
     // Relocated: the chart's values name the web image where it went.
     let site = TestRegistry::start();

@@ -57,6 +57,7 @@ fn vm_disks_from_a_file_a_url_and_a_container_disk_are_exported_verified_inspect
 
     // export: every disk stored byte for byte.
     let tar = dir.path().join("out/vms.tar");
+    std::fs::create_dir_all(dir.path().join("out")).unwrap();
     let o = ferry(
         &["--insecure-registry", &source.host, "export", bundle.to_str().unwrap(), "-o", tar.to_str().unwrap()],
         dir.path(),
@@ -73,7 +74,7 @@ fn vm_disks_from_a_file_a_url_and_a_container_disk_are_exported_verified_inspect
     assert!(o.status.success(), "verify: {}", text(&o.stderr));
 
     // inspect --details: each disk's format and virtual size, read from its header.
-    let o = ferry(&["inspect", tar.to_str().unwrap(), "--details", "-o", "json"], dir.path());
+    let o = ferry(&["inspect", tar.to_str().unwrap(), "--details", "--format", "json"], dir.path());
     assert!(o.status.success(), "inspect: {}", text(&o.stderr));
     let report: Value = serde_json::from_slice(&o.stdout).unwrap();
     for (key, format, file, path) in [
@@ -159,6 +160,7 @@ fn a_disk_whose_content_digest_does_not_match_is_not_exported() {
     let wrong = sha256_of(&raw);
     let (bundle, qcow2) = qcow2_bundle(dir.path(), &registry, &raw, Some(&wrong));
     let out_dir = dir.path().join("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
     let out = out_dir.join("vms.tar");
     let o = ferry(
         &["--insecure-registry", &registry.host, "export", bundle.to_str().unwrap(), "-o", out.to_str().unwrap()],
@@ -273,7 +275,7 @@ fn a_tarball_is_exported_verified_inspected_and_relocated_to_a_registry_and_a_di
     let o = ferry(&["verify", tar.to_str().unwrap()], dir.path());
     assert!(o.status.success(), "verify: {}", text(&o.stderr));
 
-    let o = ferry(&["inspect", tar.to_str().unwrap(), "--details", "-o", "json"], dir.path());
+    let o = ferry(&["inspect", tar.to_str().unwrap(), "--details", "--format", "json"], dir.path());
     assert!(o.status.success(), "inspect: {}", text(&o.stderr));
     let report: Value = serde_json::from_slice(&o.stdout).unwrap();
     let image = image_report(&report, "site");
@@ -346,6 +348,7 @@ fn a_tarball_with_an_entry_outside_its_root_is_refused_and_nothing_is_written() 
             json!({ key: { "image": "bad.tar.gz", "imageType": "tarball" } }),
         );
         let out_dir = case_dir.join("out");
+        std::fs::create_dir_all(&out_dir).unwrap();
         let out = out_dir.join("bad.tar");
         let o = ferry(
             &["--insecure-registry", &registry.host, "export", bundle.to_str().unwrap(), "-o", out.to_str().unwrap()],
@@ -579,7 +582,7 @@ fn relocate(tar: &Path, to: &str, insecure: Option<&str>, dir: &Path) -> BTreeMa
     serde_json::from_slice(&std::fs::read(&mapping).unwrap()).unwrap()
 }
 
-/// The entry of `key` in `ferry inspect -o json`.
+/// The entry of `key` in `ferry inspect --format json`.
 fn image_report<'a>(report: &'a Value, key: &str) -> &'a Value {
     let images = report["images"].as_array().unwrap();
     images.iter().find(|i| i["key"] == key).unwrap_or_else(|| panic!("no image {key} in {report}"))

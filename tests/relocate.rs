@@ -296,7 +296,7 @@ fn a_dry_run_reports_the_plan_and_sends_nothing() {
     for image in images {
         assert!(image["destination"].as_str().unwrap().starts_with(&format!("{}/dc1/team/", proxy.host)), "{image}");
         assert_eq!(image["present"], 0);
-        assert!(image["bytes_to_send"].as_u64().unwrap() > 300_000, "{image}");
+        assert!(image["bytesToSend"].as_u64().unwrap() > 300_000, "{image}");
     }
     let sent: Vec<String> = proxy
         .seen
@@ -313,7 +313,7 @@ fn a_dry_run_reports_the_plan_and_sends_nothing() {
     assert!(o.status.success(), "{}", text(&o.stderr));
     for image in dry_run().as_array().unwrap() {
         assert_eq!(image["present"], image["blobs"], "{image}");
-        assert_eq!(image["bytes_to_send"], 0, "{image}");
+        assert_eq!(image["bytesToSend"], 0, "{image}");
     }
 }
 

@@ -503,7 +503,8 @@ fn the_validate_command_prints_every_problem_and_exits_1() {
 
     let broken = dir.path().join("broken.json");
     std::fs::write(&broken, "{\"name\": ").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_ferry")).args(["validate", "-o", "json"]).arg(&broken).output().unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_ferry")).args(["validate", "--format", "json"]).arg(&broken).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["valid"], false);

@@ -12,6 +12,7 @@ use std::path::Path;
 /// it must be inside. A driver of the same name is replaced; `requiredExtensions` gains
 /// [`EXTENSION`]. bundle.json is rewritten as canonical JSON (RFC 8785), atomically.
 pub fn add_driver(runtime: &Runtime, bundle_path: &Path, file: &Path) -> Result<Declared> {
+    crate::bundle::file::expect_json(bundle_path)?;
     let bytes = std::fs::read(bundle_path).with_context(|| format!("reading {}", bundle_path.display()))?;
     let mut doc: Value =
         serde_json::from_slice(&bytes).with_context(|| format!("{} is not JSON", bundle_path.display()))?;

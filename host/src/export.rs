@@ -18,6 +18,8 @@ use std::sync::Arc;
 
 pub struct ExportOptions {
     pub output: PathBuf,
+    /// Replace `output` if it exists; without it an existing file is refused, as skopeo does.
+    pub force: bool,
     /// Images fetched at once.
     pub jobs: usize,
     /// gzip or zstd level; `None` picks the format's fast default (stored blocks for gzip).
@@ -26,6 +28,7 @@ pub struct ExportOptions {
 
 /// What was exported.
 #[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ExportReport {
     pub output: PathBuf,
     pub images: Vec<ExportedImage>,
@@ -33,6 +36,7 @@ pub struct ExportReport {
 }
 
 #[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ExportedImage {
     pub key: String,
     pub reference: String,
@@ -55,7 +59,16 @@ pub fn export(
     let bundle_dir = opened.dir();
 
     let out_dir = crate::files::parent_of(&options.output);
-    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    if !out_dir.is_dir() {
+        bail!("cannot write {}: the directory {} does not exist", options.output.display(), out_dir.display());
+    }
+    match std::fs::symlink_metadata(&options.output) {
+        Ok(m) if m.is_dir() => bail!("{} is a directory; -o names the thick bundle's file", options.output.display()),
+        Ok(_) if !options.force => {
+            bail!("{} exists; pass --force to replace it", options.output.display())
+        }
+        _ => {}
+    }
     let staging = crate::cleanup::TempDir::new_in(out_dir, ".ferry-export-")?;
     let downloads = staging.path().join("downloads");
     std::fs::create_dir(&downloads)?;

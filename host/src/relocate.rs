@@ -34,6 +34,7 @@ pub struct RelocateOptions {
 
 /// What `--dry-run` reports for an image.
 #[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Planned {
     pub key: String,
     pub original: String,
@@ -45,6 +46,7 @@ pub struct Planned {
 }
 
 #[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Relocated {
     pub key: String,
     pub original: String,
