@@ -66,10 +66,7 @@ struct Global {
     /// Time a download may go without receiving a byte, e.g. 60s [default: 60s]
     #[arg(long, global = true, help_heading = help::REGISTRY, value_name = "DURATION", value_parser = config::parse_duration)]
     stall_timeout: Option<Duration>,
-    /// A registry (host[:port]) to reach over plain http, such as a local one; repeatable
-    #[arg(long = "insecure-registry", global = true, help_heading = help::REGISTRY, value_name = "HOST")]
-    insecure_registries: Vec<String>,
-    /// Print drivers' info and debug lines too
+    /// Print drivers' info and debug lines, and each retry of a download, too
     #[arg(short, long, global = true, help_heading = help::GLOBAL)]
     verbose: bool,
     /// Print no progress, warnings or summary; errors only
@@ -81,6 +78,64 @@ struct Global {
     /// Let a driver the bundle ships handle TYPE even though a built-in driver does; repeatable
     #[arg(long = "allow-driver-override", global = true, help_heading = help::BUNDLE_DRIVERS, value_name = "TYPE")]
     overrides: Vec<String>,
+    #[command(flatten)]
+    registries: RegistryFlags,
+}
+
+/// How registries (and image URLs' servers) are reached; docs/cli.md, "Registries: TLS,
+/// credentials and network errors".
+#[derive(Args)]
+struct RegistryFlags {
+    /// A registry (HOST[:PORT]) to reach over plain http, such as a local one; repeatable
+    #[arg(long = "insecure-registry", global = true, help_heading = help::REGISTRY, value_name = "HOST")]
+    insecure_registries: Vec<String>,
+    /// Whether TLS certificates are checked: --tls-verify=false for every server, or
+    /// --tls-verify=HOST[:PORT]=false for one; repeatable
+    #[arg(
+        long = "tls-verify",
+        global = true,
+        help_heading = help::REGISTRY,
+        value_name = "[HOST=]BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    tls_verify: Vec<ferry::registry::TlsVerify>,
+    /// Trust the CA certificates DIR/*.crt (PEM) for every server, instead of the certs.d
+    /// directories (/etc/containers/certs.d/HOST:PORT/, /etc/docker/certs.d/HOST:PORT/)
+    #[arg(long, global = true, help_heading = help::REGISTRY, value_name = "DIR")]
+    cert_dir: Option<PathBuf>,
+    /// Credentials: REGISTRY=USER[:PASSWORD] for that registry, USER[:PASSWORD] for relocate's
+    /// --to registry; the password is asked for on the terminal when left out; repeatable
+    #[arg(long, global = true, help_heading = help::REGISTRY, value_name = "[REGISTRY=]USER[:PASSWORD]")]
+    creds: Vec<ferry::registry::Creds>,
+    /// The auth file to read credentials from, alone [default: $REGISTRY_AUTH_FILE, else
+    /// podman's and docker's files]
+    #[arg(long, global = true, help_heading = help::REGISTRY, value_name = "FILE")]
+    authfile: Option<PathBuf>,
+}
+
+impl RegistryFlags {
+    /// The registry client these flags describe; `destination`: the registry the command
+    /// writes to; retries are told on `terminal` with -v.
+    fn registry(&self, global: &Global, destination: Option<&str>, terminal: &Arc<Terminal>) -> Result<Arc<Registry>> {
+        let notify: Option<ferry::registry::Notify> = global.verbose.then(|| {
+            let terminal = terminal.clone();
+            Arc::new(move |line: &str| terminal.note(line)) as ferry::registry::Notify
+        });
+        let options = RegistryOptions {
+            insecure: self.insecure_registries.clone(),
+            tls: ferry::registry::TlsOptions::from_flags(&self.tls_verify, self.cert_dir.clone()),
+            credentials: ferry::registry::CredentialOptions {
+                creds: self.creds.clone(),
+                authfile: self.authfile.clone(),
+            },
+            destination: destination.map(str::to_owned),
+            stall_timeout: global.stall_timeout.unwrap_or(ferry::transfer::STALL_TIMEOUT),
+            notify,
+        };
+        Ok(Arc::new(Registry::new(&options)?))
+    }
 }
 
 impl Global {
@@ -315,7 +370,7 @@ fn execute(cli: Cli) -> Result<ExitCode> {
         Command::Validate { .. } | Command::Completion { .. } | Command::Man { .. } => unreachable!("handled above"),
         Command::Verify { bundle, report } => {
             report.check()?;
-            let registry = registry(&cli.global)?;
+            let registry = ctx.registry(None)?;
             verify(&bundle, &report, |opened| ctx.drivers(opened, &registry))
         }
         Command::Export { bundle, output, force, jobs, compression_level, style } => {
@@ -359,6 +414,10 @@ struct Session<'a> {
 }
 
 impl Session<'_> {
+    fn registry(&self, destination: Option<&str>) -> Result<Arc<Registry>> {
+        self.global.registries.registry(self.global, destination, self.terminal)
+    }
+
     /// The built-in drivers and those the opened bundle ships, as the operator's policy allows.
     fn drivers<'rt>(&'rt self, opened: &Opened, registry: &Registry) -> Result<Drivers<'rt>> {
         bundle_drivers::drivers(self.runtime, &Source { opened, registry }, &self.global.policy())
@@ -366,7 +425,7 @@ impl Session<'_> {
 }
 
 fn export(ctx: &Session, bundle: &std::path::Path, options: ExportOptions, format: Format) -> Result<ExitCode> {
-    let registry = registry(ctx.global)?;
+    let registry = ctx.registry(None)?;
     let opened = Opened::open(bundle, &std::env::temp_dir())?;
     let drivers = ctx.drivers(&opened, &registry)?;
     let report = export::export(&opened, &drivers, &registry, &options);
@@ -399,7 +458,10 @@ fn relocate(ctx: &Session, bundle: &std::path::Path, flags: Relocation, format: 
     let Relocation { to, map, output, jobs, dry_run, keep_going } = flags;
     let map = map.as_deref().map(relocate::read_map).transpose()?.unwrap_or_default();
     let destinations = relocate::Destinations::parse(to.as_deref(), &map)?;
-    let registry = registry(ctx.global)?;
+    let registry = ctx.registry(match &destinations.to {
+        Some(relocate::Destination::Registry(prefix)) => prefix.split('/').next(),
+        _ => None,
+    })?;
     // Temporary files go beside the mapping, on the filesystem that will hold it.
     let scratch = output.as_deref().map(ferry::files::parent_of).unwrap_or(std::path::Path::new(".")).to_owned();
     let opened = Opened::open(bundle, &scratch)?;
@@ -450,7 +512,7 @@ fn relocate(ctx: &Session, bundle: &std::path::Path, flags: Relocation, format: 
 fn inspect(ctx: &Session, bundle: &std::path::Path, details: bool, report: &Report) -> Result<ExitCode> {
     let mut inspection = thick::inspect(bundle, &Drivers::builtin(ctx.runtime)?, &ctx.global.policy())?;
     if details {
-        let registry = registry(ctx.global)?;
+        let registry = ctx.registry(None)?;
         let opened = Opened::open(bundle, &std::env::temp_dir())?;
         let drivers = ctx.drivers(&opened, &registry)?;
         for (key, summary) in thick::details(&opened, &drivers)? {
@@ -530,15 +592,6 @@ fn driver_add(
         ),
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn registry(global: &Global) -> Result<Arc<Registry>> {
-    let options = RegistryOptions {
-        insecure: global.insecure_registries.clone(),
-        docker_config: None,
-        stall_timeout: global.stall_timeout.unwrap_or(ferry::transfer::STALL_TIMEOUT),
-    };
-    Ok(Arc::new(Registry::new(&options)?))
 }
 
 fn runtime(global: &Global, events: Arc<Terminal>) -> Result<Runtime> {

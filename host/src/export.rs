@@ -96,7 +96,7 @@ pub fn export(
     let store = Arc::new(Layout::create(&staging.path().join("layout"))?);
     let roots = crate::parallel::try_map(&work, options.jobs, |(key, spec, driver, origin)| {
         events.image(key, ImageState::Working);
-        let fetched = ready(key, spec, origin, registry.stall_timeout())
+        let fetched = ready(key, spec, origin, registry)
             .and_then(|()| Ok(driver.fetch(&driver_image(key, spec), origin, &store)?));
         events.image(key, if fetched.is_ok() { ImageState::Done } else { ImageState::Failed });
         fetched

@@ -13,7 +13,6 @@ use anyhow::{Context, Result, bail};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// The image as drivers see it.
 pub fn driver_image(key: &str, spec: &ImageSpec) -> Image {
@@ -97,9 +96,10 @@ fn blobs_size(registry: &Registry, at: &oci_client::Reference, descend: bool) ->
 }
 
 /// Makes an origin's bytes available: downloads an http(s) image, held to the `size` and
-/// `contentDigest` bundle.json declares for it while it arrives (`stall`: --stall-timeout). A
+/// `contentDigest` bundle.json declares for it while it arrives (with `registry`'s stall
+/// timeout and TLS settings). A
 /// file image must have the declared size; its driver checks its digest as it stores it.
-pub fn ready(key: &str, spec: &ImageSpec, origin: &Origin, stall: Duration) -> Result<()> {
+pub fn ready(key: &str, spec: &ImageSpec, origin: &Origin, registry: &crate::registry::Registry) -> Result<()> {
     match origin {
         Origin::Http { url, download } => {
             let digest = spec
@@ -108,7 +108,7 @@ pub fn ready(key: &str, spec: &ImageSpec, origin: &Origin, stall: Duration) -> R
                 .map(|d| d.parse::<Digest>().with_context(|| format!("image {key}: contentDigest {d:?}")))
                 .transpose()?;
             let expected = Expected { size: spec.size, digest: digest.as_ref() };
-            crate::http::download(url, download, expected, stall).with_context(|| format!("image {key}"))?;
+            crate::http::download(url, download, expected, registry).with_context(|| format!("image {key}"))?;
         }
         Origin::File { dir, path } => {
             // Beneath the bundle's directory, as drivers open it: a link out of it is not followed.

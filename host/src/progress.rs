@@ -85,6 +85,15 @@ impl Terminal {
         eprintln!("ferry: {}", self.summary_line(verb));
     }
 
+    /// Prints `line` on stderr, above the progress lines if they are shown.
+    pub fn note(&self, line: &str) {
+        let line = format!("ferry: {line}");
+        match &self.live {
+            Some(live) => live.multi.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
+        }
+    }
+
     fn summary_line(&self, verb: &str) -> String {
         let counts = self.images.lock().unwrap();
         let failed = if counts.failed > 0 { format!(" ({} failed)", counts.failed) } else { String::new() };

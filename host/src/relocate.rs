@@ -169,7 +169,7 @@ fn fetch_thin(
     crate::parallel::try_map(&images, jobs, |(key, spec)| {
         let driver = drivers.require(key, &spec.image, &spec.image_type())?;
         let origin = origin(key, spec, bundle_dir, registry, &downloads)?;
-        ready(key, spec, &origin, registry.stall_timeout())?;
+        ready(key, spec, &origin, registry)?;
         let root = driver.fetch(&driver_image(key, spec), &origin, &layout)?;
         check_pinned(key, spec, &root)?;
         if let Origin::Registry { reference, .. } = &origin

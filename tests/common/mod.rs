@@ -128,7 +128,7 @@ fn write_image_with(layout: &Layout, name: &str, seed: u8, types: &MediaTypes) -
     (root, blobs)
 }
 
-/// The `ferry` binary, with no config or Docker credentials of the user's. Its compiled-driver
+/// The `ferry` binary, with no config, credentials or CA settings of the user's. Its compiled-driver
 /// cache is shared by every test (entries are written atomically), so each driver is compiled
 /// once per build rather than once per test; the tests of the cache itself use their own.
 pub fn ferry_command(dir: &Path) -> std::process::Command {
@@ -143,6 +143,12 @@ pub fn ferry_env<'c>(command: &'c mut std::process::Command, dir: &Path) -> &'c 
         .env("FERRY_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("ferry-cache"))
         .env("XDG_CONFIG_HOME", dir.join("no-config"))
         .env("DOCKER_CONFIG", dir.join("no-docker-config"))
+        .env("XDG_RUNTIME_DIR", dir.join("no-runtime-dir"))
+        .env("HOME", dir.join("no-home"))
+        .env_remove("REGISTRY_AUTH_FILE")
+        .env_remove("SSL_CERT_FILE")
+        .env_remove("SSL_CERT_DIR");
+    command
 }
 
 /// Runs `ferry ARGS` as [`ferry_command`] sets it up.
@@ -196,6 +202,11 @@ impl TestRegistry {
         Self::start_with(&format!("auth:\n  htpasswd:\n    realm: ferry-test\n    path: {}\n", file.display()))
     }
 
+    /// A registry served over https with certificate `cert` and key `key` (PEM).
+    pub fn start_with_tls(cert: &Path, key: &Path) -> Self {
+        Self::start_with(&format!("  tls:\n    certificate: {}\n    key: {}\n", cert.display(), key.display()))
+    }
+
     fn start_with(extra_config: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -247,6 +258,58 @@ impl TestRegistry {
             .unwrap();
         assert!(status.success(), "pushing {name} failed");
     }
+}
+
+/// A test CA (`ca.crt`) and a server certificate it signed for 127.0.0.1 (`server.crt`,
+/// `server.key`), PEM files made in `dir` with the openssl CLI.
+pub fn make_certificates(dir: &Path) {
+    std::fs::write(
+        dir.join("openssl.cnf"),
+        "[req]\ndistinguished_name=dn\n[dn]\n[ca]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n\
+         [server]\nbasicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    openssl(
+        &[
+            &["req", "-x509", "-config", "openssl.cnf", "-extensions", "ca", "-days", "2"][..],
+            &key,
+            &["-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=ferry test CA"],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req", "-new", "-config", "openssl.cnf"][..],
+            &key,
+            &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"],
+        ]
+        .concat(),
+    );
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-set_serial",
+        "2",
+        "-days",
+        "2",
+        "-extfile",
+        "openssl.cnf",
+        "-extensions",
+        "server",
+        "-out",
+        "server.crt",
+    ]);
 }
 
 impl Drop for TestRegistry {

@@ -1,7 +1,7 @@
 //! `ferry install`, `upgrade`, `uninstall`, `invoke`, `installations`, `outputs`.
 
 use super::output::{Format, Report, Style};
-use super::{Session, help, registry};
+use super::{Session, help};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use ferry::install::action::{self, App, Request};
@@ -201,7 +201,7 @@ fn act(ctx: &Session, installation: &str, action: &str, app: Option<PathBuf>, in
         &history,
     )?;
 
-    let registry = registry(ctx.global)?;
+    let registry = ctx.registry(None)?;
     let drivers = ctx.drivers(&opened, &registry)?;
     let mapping = inputs
         .relocation_mapping
@@ -209,8 +209,8 @@ fn act(ctx: &Session, installation: &str, action: &str, app: Option<PathBuf>, in
         .map(|p| std::fs::read(p).with_context(|| format!("reading {}", p.display())))
         .transpose()?;
     let engine = Engine::connect()?;
-    ctx.terminal.start(format!("preparing {action} of {installation}"));
-    let staged = staging::stage(&opened, &drivers, &registry, mapping.as_deref(), &std::env::temp_dir());
+    let staged =
+        staging::stage(&opened, &drivers, &registry, mapping.as_deref(), &std::env::temp_dir(), ctx.terminal.clone());
     ctx.terminal.finish();
     let staged = staged?;
     engine.load(&staged.layout, &staged.image_id)?;
