@@ -21,14 +21,15 @@ use std::process::ExitCode;
 #[derive(Args)]
 pub struct Inputs {
     /// A parameter's value; repeatable. Read as the parameter's definition types it
-    #[arg(long = "param", value_name = "NAME=VALUE")]
+    #[arg(long = "param", id = "param", value_name = "NAME=VALUE")]
     params: Vec<String>,
     /// A JSON or YAML file mapping parameter names to values
     #[arg(long, value_name = "FILE")]
     param_file: Option<PathBuf>,
     /// A credential's source: env:VAR, file:PATH, value:TEXT or command:CMD; repeatable
-    #[arg(long = "cred", value_name = "NAME=SOURCE")]
-    creds: Vec<String>,
+    // Its own id: the registry options' global `--creds` is another flag.
+    #[arg(long = "cred", id = "cred", value_name = "NAME=SOURCE")]
+    credentials: Vec<String>,
     /// A JSON or YAML file mapping credential names to sources
     #[arg(long, value_name = "FILE")]
     cred_file: Option<PathBuf>,
@@ -277,7 +278,7 @@ fn credentials(inputs: &Inputs) -> Result<BTreeMap<String, CredentialSource>> {
             sources.insert(name, source);
         }
     }
-    for pair in &inputs.creds {
+    for pair in &inputs.credentials {
         // Only the name is quoted in errors: the rest may be the secret.
         let Some((name, source)) = pair.split_once('=') else {
             bail!("--cred: expected NAME=SOURCE");
