@@ -1,8 +1,11 @@
 //! `ferry export`: every image of a bundle, fetched through its driver into one thick bundle.
 //!
-//! Images are fetched into a staging OCI layout beside the output, then written as one archive
-//! (bundle.json first, relocation-mapping.json second, then the layout) to a temporary file that
-//! is renamed into place only when complete: a failed export leaves nothing that looks finished.
+//! Each image's driver walks it into a staging OCI layout beside the output: its documents and
+//! the blobs of files and URLs are stored there; its registry blobs are only named (see
+//! [`Deferred`]). Then one archive is written (bundle.json first, relocation-mapping.json second,
+//! then the layout, blobs by digest), the named blobs fetched in parallel straight into it, to a
+//! temporary file that is renamed into place only when complete and every blob matched its
+//! digest: a failed export leaves nothing that looks finished.
 
 use crate::archive::{self, Compression};
 use crate::bundle::ImageSpec;
@@ -11,7 +14,7 @@ use crate::driver::{Driver, Drivers, Origin, declared};
 use crate::images::{check_pinned, driver_image, origin, ready};
 use crate::oci::Layout;
 use crate::opened::{Form, Opened};
-use crate::registry::Registry;
+use crate::registry::{Deferred, Registry};
 use anyhow::{Context, Result, bail};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -69,9 +72,10 @@ pub fn export(
     }
 
     let store = Arc::new(Layout::create(&staging.path().join("layout"))?);
+    let deferred = Arc::new(Deferred::default());
     let roots = crate::parallel::try_map(&work, options.jobs, |(key, spec, driver, origin)| {
         ready(key, spec, origin, registry.stall_timeout())?;
-        Ok(driver.fetch(&driver_image(key, spec), origin, &store)?)
+        Ok(driver.fetch_deferring(&driver_image(key, spec), origin, &store, &deferred)?)
     })?;
     let mut images = Vec::new();
     for ((key, spec, driver, _), root) in work.iter().zip(roots) {
@@ -96,7 +100,7 @@ pub fn export(
     // Written inside the staging directory, so that an interrupted export leaves no partial
     // archive behind, then moved into place.
     let written = staging.path().join("archive");
-    let bytes = archive::write(&written, compression, bundle.bytes(), b"{}", &store)?;
+    let bytes = archive::write(&written, compression, bundle.bytes(), b"{}", &store, &deferred, options.jobs)?;
     // A bundle written over an existing one keeps that file's mode, as files::persist would.
     if let Ok(existing) = std::fs::metadata(&options.output) {
         std::fs::set_permissions(&written, existing.permissions())?;

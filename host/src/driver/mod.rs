@@ -43,6 +43,7 @@ use source::SourceHandle;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
+use crate::registry::Deferred;
 use store::StoreHandle;
 use wasmtime::component::{Linker, Resource};
 use wasmtime::{Engine, Store};
@@ -294,9 +295,32 @@ impl<'rt> Driver<'rt> {
         origin: &Origin,
         store: &Arc<Layout>,
     ) -> Result<crate::oci::Descriptor, DriverError> {
+        self.fetch_into(image, origin, store, None)
+    }
+
+    /// As [`Driver::fetch`], but the blobs the driver copies from a registry are only noted in
+    /// `deferred`, to be fetched by whoever writes the store out (an export's archive).
+    pub fn fetch_deferring(
+        &self,
+        image: &Image,
+        origin: &Origin,
+        store: &Arc<Layout>,
+        deferred: &Arc<Deferred>,
+    ) -> Result<crate::oci::Descriptor, DriverError> {
+        self.fetch_into(image, origin, store, Some(deferred.clone()))
+    }
+
+    fn fetch_into(
+        &self,
+        image: &Image,
+        origin: &Origin,
+        store: &Arc<Layout>,
+        deferred: Option<Arc<Deferred>>,
+    ) -> Result<crate::oci::Descriptor, DriverError> {
         let (root, state) = self.run(Operation::Fetch, Some(image), None, |s, d| {
             let origin = push_source(s, origin)?;
-            let sink = push(s, StoreHandle { layout: store.clone(), name: image.reference.clone() })?;
+            let handle = StoreHandle { layout: store.clone(), deferred: deferred.clone(), name: image.reference.clone() };
+            let sink = push(s, handle)?;
             d.ferry_driver_driver().call_fetch(s, &image.to_wit(), origin, sink)
         })?;
         let invalid = |message| self.error(Operation::Fetch, Some(image), ErrorKind::InvalidContent, message);

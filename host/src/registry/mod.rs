@@ -11,10 +11,12 @@
 //! Calls block: drivers run synchronously, so each call drives ferry's own tokio runtime.
 
 mod auth;
+mod deferred;
 mod pull;
 mod token;
 
 pub use auth::Credentials;
+pub use deferred::{Deferred, Remote};
 pub use pull::MAX_ERROR_ANSWER;
 pub use token::MAX_TOKEN_ANSWER;
 
