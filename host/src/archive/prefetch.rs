@@ -14,7 +14,7 @@ use std::sync::{Condvar, Mutex};
 use std::time::Instant;
 
 /// Bytes a fetch hands over at once.
-const CHUNK: usize = 1 << 20;
+const CHUNK: usize = 512 << 10;
 /// Bytes one fetch may hold before the writer takes them.
 const QUEUED: usize = 4 * CHUNK;
 
@@ -22,6 +22,7 @@ const QUEUED: usize = 4 * CHUNK;
 /// from the [`Ordered`] it is given.
 pub fn run<R>(blobs: &[(Digest, Remote)], jobs: usize, write: impl FnOnce(&mut Ordered) -> Result<R>) -> Result<R> {
     let queues: Vec<Queue> = blobs.iter().map(|_| Queue::default()).collect();
+    let spare = Spare::default();
     let next = AtomicUsize::new(0);
     let stopped = AtomicBool::new(false);
     std::thread::scope(|scope| {
@@ -33,12 +34,12 @@ pub fn run<R>(blobs: &[(Digest, Remote)], jobs: usize, write: impl FnOnce(&mut O
                         break;
                     }
                     let (digest, remote) = &blobs[i];
-                    let fetched = fetch(digest, remote, &queues[i]);
+                    let fetched = fetch(digest, remote, &queues[i], &spare);
                     queues[i].end(fetched.map_err(|e| format!("{e:#}")));
                 }
             });
         }
-        let written = write(&mut Ordered { blobs, queues: &queues, next: 0 });
+        let written = write(&mut Ordered { blobs, queues: &queues, spare: &spare, next: 0 });
         // A writer that stopped early leaves fetches waiting to queue bytes: free them.
         stopped.store(true, Ordering::Relaxed);
         for queue in &queues {
@@ -49,9 +50,9 @@ pub fn run<R>(blobs: &[(Digest, Remote)], jobs: usize, write: impl FnOnce(&mut O
 }
 
 /// One blob's bytes, from its fetch to the writer.
-fn fetch(digest: &Digest, remote: &Remote, queue: &Queue) -> Result<()> {
+fn fetch(digest: &Digest, remote: &Remote, queue: &Queue, spare: &Spare) -> Result<()> {
     let deadline = Instant::now() + remote.timeout;
-    let mut hashing = HashingWriter::new(Chunks { queue, chunk: Vec::with_capacity(CHUNK) });
+    let mut hashing = HashingWriter::new(Chunks { queue, spare, chunk: spare.take() });
     remote.registry.stream_blob(&remote.reference, digest, Some(deadline), &mut |bytes| {
         (remote.progress)(bytes.len() as u64);
         hashing.write_all(bytes)
@@ -67,16 +68,33 @@ fn fetch(digest: &Digest, remote: &Remote, queue: &Queue) -> Result<()> {
     chunks.flush()
 }
 
+/// Chunks the writer is done with, for the next bytes: fresh ones would each be mapped and
+/// zeroed by the kernel again.
+#[derive(Default)]
+struct Spare(Mutex<Vec<Vec<u8>>>);
+
+impl Spare {
+    fn take(&self) -> Vec<u8> {
+        self.0.lock().unwrap().pop().unwrap_or_else(|| Vec::with_capacity(CHUNK))
+    }
+
+    fn give(&self, mut chunk: Vec<u8>) {
+        chunk.clear();
+        self.0.lock().unwrap().push(chunk);
+    }
+}
+
 /// Gathers what arrives into [`CHUNK`]-sized pieces for the queue.
 struct Chunks<'q> {
     queue: &'q Queue,
+    spare: &'q Spare,
     chunk: Vec<u8>,
 }
 
 impl Chunks<'_> {
     fn flush(&mut self) -> Result<()> {
         if !self.chunk.is_empty() {
-            self.queue.push(std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK)))?;
+            self.queue.push(std::mem::take(&mut self.chunk))?;
         }
         Ok(())
     }
@@ -87,7 +105,7 @@ impl Write for Chunks<'_> {
         let n = buf.len().min(CHUNK - self.chunk.len());
         self.chunk.extend_from_slice(&buf[..n]);
         if self.chunk.len() == CHUNK {
-            let full = std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK));
+            let full = std::mem::replace(&mut self.chunk, self.spare.take());
             self.queue.push(full).map_err(io::Error::other)?;
         }
         Ok(n)
@@ -160,6 +178,7 @@ impl Queue {
 pub struct Ordered<'a> {
     blobs: &'a [(Digest, Remote)],
     queues: &'a [Queue],
+    spare: &'a Spare,
     next: usize,
 }
 
@@ -174,6 +193,7 @@ impl Ordered<'_> {
         while let Some(chunk) = queue.pop()? {
             written += chunk.len() as u64;
             out.write_all(&chunk)?;
+            self.spare.give(chunk);
         }
         if written != remote.size {
             bail!("blob {digest}: {written} bytes arrived, {} were declared", remote.size);
