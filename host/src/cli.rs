@@ -87,7 +87,7 @@ enum Command {
         /// The thick bundle to write: .tgz/.tar.gz (default), .tar or .tar.zst
         #[arg(short, long)]
         output: PathBuf,
-        /// Images fetched at once
+        /// Images walked, and registry blobs fetched, at once
         #[arg(long, default_value_t = 4)]
         jobs: usize,
         /// gzip (0-9, default 0: stored) or zstd (1-19, default 1) level

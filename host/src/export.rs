@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 pub struct ExportOptions {
     pub output: PathBuf,
-    /// Images fetched at once.
+    /// Images walked, and registry blobs fetched, at once.
     pub jobs: usize,
     /// gzip or zstd level; `None` picks the format's fast default (stored blocks for gzip).
     pub level: Option<u32>,
