@@ -5,7 +5,7 @@
 //! digest.
 
 use crate::oci::{Digest, HashingWriter};
-use crate::registry::Remote;
+use crate::registry::{RegistryError, RegistryErrorKind, Remote};
 use anyhow::{Result, bail};
 use std::collections::VecDeque;
 use std::io::{self, Write};
@@ -24,7 +24,9 @@ pub fn run<R>(blobs: &[(Digest, Remote)], jobs: usize, write: impl FnOnce(&mut O
     let queues: Vec<Queue> = blobs.iter().map(|_| Queue::default()).collect();
     let spare = Spare::default();
     let next = AtomicUsize::new(0);
+    // Once one blob failed for good, or the writer stopped, no fetch starts or retries.
     let stopped = AtomicBool::new(false);
+    let failure: Mutex<Option<String>> = Mutex::default();
     std::thread::scope(|scope| {
         for _ in 0..jobs.clamp(1, blobs.len().max(1)) {
             scope.spawn(|| {
@@ -34,8 +36,13 @@ pub fn run<R>(blobs: &[(Digest, Remote)], jobs: usize, write: impl FnOnce(&mut O
                         break;
                     }
                     let (digest, remote) = &blobs[i];
-                    let fetched = fetch(digest, remote, &queues[i], &spare);
-                    queues[i].end(fetched.map_err(|e| format!("{e:#}")));
+                    let fetched = fetch(digest, remote, &queues[i], &spare, &stopped)
+                        .map_err(|e| format!("{}: {e:#}", remote.image));
+                    if let Err(message) = &fetched {
+                        failure.lock().unwrap().get_or_insert_with(|| message.clone());
+                        stopped.store(true, Ordering::Relaxed);
+                    }
+                    queues[i].end(fetched);
                 }
             });
         }
@@ -45,17 +52,27 @@ pub fn run<R>(blobs: &[(Digest, Remote)], jobs: usize, write: impl FnOnce(&mut O
         for queue in &queues {
             queue.close();
         }
-        written
+        // The blob that failed first says why, not one that was stopped because of it.
+        match (written, failure.lock().unwrap().take()) {
+            (Err(_), Some(first)) => Err(anyhow::anyhow!(first)),
+            (written, _) => written,
+        }
     })
 }
 
 /// One blob's bytes, from its fetch to the writer.
-fn fetch(digest: &Digest, remote: &Remote, queue: &Queue, spare: &Spare) -> Result<()> {
+fn fetch(digest: &Digest, remote: &Remote, queue: &Queue, spare: &Spare, stopped: &AtomicBool) -> Result<()> {
     let deadline = Instant::now() + remote.timeout;
     let mut hashing = HashingWriter::new(Chunks { queue, spare, chunk: spare.take() });
-    remote.registry.stream_blob(&remote.reference, digest, Some(deadline), &mut |bytes| {
-        (remote.progress)(bytes.len() as u64);
-        hashing.write_all(bytes)
+    let mut passed = 0;
+    remote.registry.retry(|| {
+        if stopped.load(Ordering::Relaxed) {
+            return Err(RegistryError { kind: RegistryErrorKind::Failed, message: "stopped: the export failed".into() });
+        }
+        remote.registry.stream_blob(&remote.reference, digest, Some(deadline), &mut passed, &mut |bytes| {
+            (remote.progress)(bytes.len() as u64);
+            hashing.write_all(bytes)
+        })
     })?;
     let (actual, _, mut chunks) = hashing.finish();
     if actual != *digest {

@@ -319,7 +319,12 @@ impl<'rt> Driver<'rt> {
     ) -> Result<crate::oci::Descriptor, DriverError> {
         let (root, state) = self.run(Operation::Fetch, Some(image), None, |s, d| {
             let origin = push_source(s, origin)?;
-            let handle = StoreHandle { layout: store.clone(), deferred: deferred.clone(), name: image.reference.clone() };
+            let handle = StoreHandle {
+                layout: store.clone(),
+                deferred: deferred.clone(),
+                name: image.reference.clone(),
+                image: escape(&format!("{} ({})", image.key, image.reference)).into_owned(),
+            };
             let sink = push(s, handle)?;
             d.ferry_driver_driver().call_fetch(s, &image.to_wit(), origin, sink)
         })?;

@@ -20,6 +20,8 @@ pub struct StoreHandle {
     /// export); `None`: every blob is fetched when it is copied.
     pub(super) deferred: Option<Arc<Deferred>>,
     pub(super) name: String,
+    /// The image, as messages name it: `key (reference)`.
+    pub(super) image: String,
 }
 
 /// Streams blob `digest` of `reference` into `layout`, hashed; retried from the start (with a
@@ -49,9 +51,9 @@ impl host::HostStore for HostState {
     ) -> HostResult<types::Descriptor> {
         self.check_deadline()?;
         let expected = digest.as_deref().map(parse_digest).transpose()?;
-        let (layout, deferred) = {
+        let (layout, deferred, image) = {
             let handle = self.table.get(&st)?;
-            (handle.layout.clone(), handle.deferred.clone())
+            (handle.layout.clone(), handle.deferred.clone(), handle.image.clone())
         };
         if let (Some(deferred), Some(d), SourceHandle::Registry { registry, reference }) =
             (&deferred, &expected, self.table.get(&s)?)
@@ -65,6 +67,7 @@ impl host::HostStore for HostState {
                     size,
                     registry: registry.clone(),
                     reference: reference.clone(),
+                    image,
                     timeout: self.limits.timeout,
                     progress: Arc::new(move |bytes| events.transferred(bytes)),
                 };

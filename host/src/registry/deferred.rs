@@ -20,6 +20,8 @@ pub struct Remote {
     pub registry: Arc<Registry>,
     /// The repository the driver copied it from.
     pub reference: Reference,
+    /// The image whose driver named it first, as messages name it: `key (reference)`.
+    pub image: String,
     /// The limit of the driver operation that named it (`--driver-timeout`): the fetch, moved
     /// out of the operation, keeps its bound.
     pub timeout: Duration,

@@ -173,52 +173,50 @@ impl Registry {
         Ok(size)
     }
 
-    /// Passes blob `digest` of `reference`'s repository to `sink` as it arrives; returns its size,
-    /// the one its manifest declares (read no further, as [`Registry::copy_blob`]). A transient
-    /// failure is retried from where it stopped: what `sink` took is not sent again (a range
-    /// request; from a registry that ignores the range, the bytes before it are skipped). The
-    /// caller checks the digest.
+    /// Passes blob `digest` of `reference`'s repository to `sink` as it arrives, from byte
+    /// `*passed` on, adding to `*passed` what `sink` took: after a transient failure, a second
+    /// call goes on from there (a range request; from a registry that ignores the range, the
+    /// bytes before it are skipped). Read within its declared size, which it must have once the
+    /// body ends; the caller retries, and checks the digest.
     pub fn stream_blob(
         &self,
         reference: &Reference,
         digest: &Digest,
         deadline: Option<Instant>,
+        passed: &mut u64,
         sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
-    ) -> Result<u64, RegistryError> {
+    ) -> Result<(), RegistryError> {
         let declared = self.declared_size(reference, digest)?;
         let (registry, what) = (reference.resolve_registry(), blob_what(reference, digest));
-        let mut passed = 0u64;
-        self.retry(|| {
-            let authorization = self.authenticate_for(reference, RegistryOperation::Pull, deadline)?;
-            let pace = self.pace(deadline);
-            self.runtime.block_on(async {
-                let mut request = authorization.apply(self.http.get(self.blob_url(reference, digest)));
-                if passed > 0 {
-                    request = request.header(RANGE, format!("bytes={passed}-"));
-                }
-                let answer = self.answer(request, &pace, &what, registry).await?;
-                let mut skip = if answer.status() == StatusCode::PARTIAL_CONTENT { 0 } else { passed };
-                let cap = skip + (declared - passed);
-                let mut resumed = |chunk: &[u8]| {
-                    let start = skip.min(chunk.len() as u64) as usize;
-                    skip -= start as u64;
-                    passed += (chunk.len() - start) as u64;
-                    sink(&chunk[start..])
-                };
-                pace.body(answer, cap, &mut resumed).await.map_err(|stop| match stop {
-                    Stop::TooLarge(_) => RegistryError::failed(format!(
-                        "{what}: {registry} sent more than the {declared} bytes its manifest declares"
-                    )),
-                    stop => RegistryError::from_stop(&what, registry, stop),
-                })
+        let authorization = self.authenticate_for(reference, RegistryOperation::Pull, deadline)?;
+        let pace = self.pace(deadline);
+        self.runtime.block_on(async {
+            let mut request = authorization.apply(self.http.get(self.blob_url(reference, digest)));
+            if *passed > 0 {
+                request = request.header(RANGE, format!("bytes={passed}-"));
+            }
+            let answer = self.answer(request, &pace, &what, registry).await?;
+            let mut skip = if answer.status() == StatusCode::PARTIAL_CONTENT { 0 } else { *passed };
+            let cap = skip + declared.saturating_sub(*passed);
+            let mut resumed = |chunk: &[u8]| {
+                let start = skip.min(chunk.len() as u64) as usize;
+                skip -= start as u64;
+                *passed += (chunk.len() - start) as u64;
+                sink(&chunk[start..])
+            };
+            pace.body(answer, cap, &mut resumed).await.map_err(|stop| match stop {
+                Stop::TooLarge(_) => RegistryError::failed(format!(
+                    "{what}: {registry} sent more than the {declared} bytes its manifest declares"
+                )),
+                stop => RegistryError::from_stop(&what, registry, stop),
             })
         })?;
-        if passed != declared {
+        if *passed != declared {
             return Err(RegistryError::failed(format!(
                 "{what}: {registry} sent {passed} bytes, its manifest declares {declared}"
             )));
         }
-        Ok(passed)
+        Ok(())
     }
 
     /// At most `len` bytes of blob `digest` from `offset`, never past its declared size.
