@@ -141,26 +141,29 @@ pub fn write(
 ) -> Result<u64> {
     let mut tmp = crate::files::temporary_beside(output)?;
     let writeback = Writeback { file: tmp.as_file_mut(), written: 0, started: 0 };
-    let counting = Counting { inner: BufWriter::with_capacity(512 << 10, writeback), count: 0 };
     let parts = Parts { bundle_json, mapping, store, deferred, jobs };
     let counted = match compression {
         Compression::None => {
+            // Blobs arrive in pieces of the buffer's size, which pass it without a copy.
+            let counting = Counting { inner: BufWriter::with_capacity(prefetch::CHUNK, writeback), count: 0 };
             let mut w = write_tar(counting, &parts)?;
             w.flush()?;
             w.count
         }
         Compression::Gzip(0) => {
-            let mut w = write_tar(StoredGzip::new(counting)?, &parts)?.finish()?;
+            let mut w = write_tar(StoredGzip::new(Counting { inner: writeback, count: 0 })?, &parts)?.finish()?;
             w.flush()?;
             w.count
         }
         Compression::Gzip(level) => {
+            let counting = Counting { inner: BufWriter::with_capacity(1 << 20, writeback), count: 0 };
             let gz = flate2::GzBuilder::new().mtime(0).write(counting, flate2::Compression::new(level));
             let mut w = write_tar(gz, &parts)?.finish()?;
             w.flush()?;
             w.count
         }
         Compression::Zstd(level) => {
+            let counting = Counting { inner: BufWriter::with_capacity(1 << 20, writeback), count: 0 };
             let zstd = zstd::Encoder::new(counting, level)?;
             let mut w = write_tar(zstd, &parts)?.finish()?;
             w.flush()?;

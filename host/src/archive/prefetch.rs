@@ -14,7 +14,7 @@ use std::sync::{Condvar, Mutex};
 use std::time::Instant;
 
 /// Bytes a fetch hands over at once.
-const CHUNK: usize = 512 << 10;
+pub const CHUNK: usize = 512 << 10;
 /// Bytes one fetch may hold before the writer takes them.
 const QUEUED: usize = 4 * CHUNK;
 

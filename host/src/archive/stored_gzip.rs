@@ -7,6 +7,11 @@ use std::io::{self, Write};
 /// The most one stored block holds.
 const BLOCK: usize = 65_535;
 
+/// A stored block's header: the last-block flag, then its length and the length's complement.
+const HEADER: usize = 5;
+
+/// Buffers a block behind the room for its header, and writes both with one call: `inner` needs
+/// no buffer of its own.
 pub struct StoredGzip<W: Write> {
     inner: W,
     block: Vec<u8>,
@@ -18,16 +23,18 @@ impl<W: Write> StoredGzip<W> {
     pub fn new(mut inner: W) -> io::Result<Self> {
         // Magic, deflate, no flags, mtime 0, no extra flags, OS "unknown": the same bytes every time.
         inner.write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255])?;
-        Ok(StoredGzip { inner, block: Vec::with_capacity(BLOCK), crc: crc32fast::Hasher::new(), size: 0 })
+        let mut block = Vec::with_capacity(HEADER + BLOCK);
+        block.resize(HEADER, 0);
+        Ok(StoredGzip { inner, block, crc: crc32fast::Hasher::new(), size: 0 })
     }
 
     fn emit(&mut self, last: bool) -> io::Result<()> {
-        let len = self.block.len() as u16;
-        self.inner.write_all(&[u8::from(last)])?;
-        self.inner.write_all(&len.to_le_bytes())?;
-        self.inner.write_all(&(!len).to_le_bytes())?;
+        let len = (self.block.len() - HEADER) as u16;
+        self.block[0] = u8::from(last);
+        self.block[1..3].copy_from_slice(&len.to_le_bytes());
+        self.block[3..5].copy_from_slice(&(!len).to_le_bytes());
         self.inner.write_all(&self.block)?;
-        self.block.clear();
+        self.block.truncate(HEADER);
         Ok(())
     }
 
@@ -43,11 +50,11 @@ impl<W: Write> StoredGzip<W> {
 
 impl<W: Write> Write for StoredGzip<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = buf.len().min(BLOCK - self.block.len());
+        let n = buf.len().min(HEADER + BLOCK - self.block.len());
         self.block.extend_from_slice(&buf[..n]);
         self.crc.update(&buf[..n]);
         self.size = self.size.wrapping_add(n as u32);
-        if self.block.len() == BLOCK {
+        if self.block.len() == HEADER + BLOCK {
             self.emit(false)?;
         }
         Ok(n)
