@@ -339,7 +339,8 @@ fn exported_layer(dir: &Path, layer: &[u8]) -> Vec<u8> {
     assert!(o.status.success(), "{}", text(&o.stderr));
     let name = format!("artifacts/layout/blobs/sha256/{}", Digest::of(layer).hex());
     let mut archive = ferry::archive::open(&tar).unwrap();
-    let mut entry = archive.entries().unwrap().map(Result::unwrap).find(|e| *e.path_bytes() == *name.as_bytes()).unwrap();
+    let mut entry =
+        archive.entries().unwrap().map(Result::unwrap).find(|e| *e.path_bytes() == *name.as_bytes()).unwrap();
     let mut bytes = Vec::new();
     std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
     bytes

@@ -67,7 +67,10 @@ fn fetch(digest: &Digest, remote: &Remote, queue: &Queue, spare: &Spare, stopped
     let mut passed = 0;
     remote.registry.retry(|| {
         if stopped.load(Ordering::Relaxed) {
-            return Err(RegistryError { kind: RegistryErrorKind::Failed, message: "stopped: the export failed".into() });
+            return Err(RegistryError {
+                kind: RegistryErrorKind::Failed,
+                message: "stopped: the export failed".into(),
+            });
         }
         remote.registry.stream_blob(&remote.reference, digest, Some(deadline), &mut passed, &mut |bytes| {
             (remote.progress)(bytes.len() as u64);

@@ -33,6 +33,7 @@ pub use shipped::{Declared, EXTENSION, MAX_DRIVER, Policy, WASM_LAYER, assign, d
 
 use crate::config::Limits;
 use crate::oci::{BlobFile, Digest, Layout, Stored};
+use crate::registry::Deferred;
 use crate::untrusted::{clip, escape, has_control};
 use bindings::since_v0_1_0::ferry::driver::host::SourceKind;
 use bindings::since_v0_1_0::{ImageDriver, ImageDriverPre, ferry::driver::types};
@@ -43,7 +44,6 @@ use source::SourceHandle;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
-use crate::registry::Deferred;
 use store::StoreHandle;
 use wasmtime::component::{Linker, Resource};
 use wasmtime::{Engine, Store};

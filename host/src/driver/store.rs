@@ -2,7 +2,7 @@
 //! host on its way in, and the root the driver records checked against what is stored.
 
 use super::bindings::since_v0_1_0::ferry::driver::{host, types};
-use super::host::{HostError, HostResult, from_wit, parse_digest, to_wit};
+use super::host::{HostError, HostResult, at_digest, from_wit, parse_digest, to_wit};
 use super::sandbox::HostState;
 use super::source::SourceHandle;
 use crate::oci::{self, BlobFile, Descriptor, Digest, Layout, MAX_DOCUMENT, REF_NAME, Stored};
@@ -165,8 +165,8 @@ fn check_root_type(layout: &StoreView, root: &oci::Descriptor) -> Result<(), Str
 }
 
 /// The store as the graph walk of `set-root` sees it: stored blobs, and deferred ones by their
-/// noted size. A deferred blob the walk must read (a manifest listed as one) is fetched into the
-/// store then, within the document cap.
+/// noted size. A deferred blob the walk must read (a manifest a driver copied as a blob) is
+/// fetched into the store then, within the document cap.
 struct StoreView<'a> {
     layout: &'a Layout,
     deferred: Option<&'a Deferred>,
@@ -191,8 +191,13 @@ impl Stored for StoreView<'_> {
         if remote.size > MAX_DOCUMENT {
             return Err(io::Error::other(format!("{} bytes, more than a manifest may have", remote.size)));
         }
-        fetch_into(self.layout, &remote.registry, &remote.reference, digest, self.deadline)
+        // Registries serve manifests from their manifests endpoint (distribution's blobs
+        // endpoint knows only layers and configs); the digest in the reference pins the bytes.
+        let (bytes, _, _) = remote
+            .registry
+            .manifest(&at_digest(&remote.reference, digest), Some(self.deadline))
             .map_err(|e| io::Error::other(e.message))?;
+        self.layout.put_verified(&mut &bytes[..], Some(digest)).map_err(|e| io::Error::other(format!("{e:#}")))?;
         (remote.progress)(remote.size);
         self.deferred.expect("remote").remove(digest);
         self.layout.blob(digest)
