@@ -6,8 +6,7 @@ use super::host::{HostError, HostResult, at_digest, from_wit, parse_digest, to_w
 use super::sandbox::HostState;
 use super::source::SourceHandle;
 use crate::oci::{self, BlobFile, Descriptor, Digest, Layout, MAX_DOCUMENT, REF_NAME, Stored};
-use crate::registry::{Deferred, Registry, RegistryError, RegistryErrorKind, Remote};
-use oci_client::Reference;
+use crate::registry::{Deferred, RegistryError, RegistryErrorKind, Remote};
 use std::io;
 use std::sync::Arc;
 use std::time::Instant;
@@ -22,23 +21,6 @@ pub struct StoreHandle {
     pub(super) name: String,
     /// The image, as messages name it: `key (reference)`.
     pub(super) image: String,
-}
-
-/// Streams blob `digest` of `reference` into `layout`, hashed; retried from the start (with a
-/// fresh file) after a transient failure.
-fn fetch_into(
-    layout: &Layout,
-    registry: &Registry,
-    reference: &Reference,
-    digest: &Digest,
-    deadline: Instant,
-) -> Result<(Digest, u64), RegistryError> {
-    let fail = |e: anyhow::Error| RegistryError { kind: RegistryErrorKind::Failed, message: format!("{e:#}") };
-    registry.retry(|| {
-        let mut writer = layout.blob_writer().map_err(fail)?;
-        registry.copy_blob(reference, digest, Some(deadline), &mut writer)?;
-        writer.commit(Some(digest)).map_err(fail)
-    })
 }
 
 impl host::HostStore for HostState {
@@ -89,10 +71,19 @@ impl host::HostStore for HostState {
         };
         let stored = match (self.table.get(&s)?, &expected) {
             (SourceHandle::Registry { registry, reference }, Some(d)) => {
-                fetch_into(&layout, registry, reference, d, self.deadline).map_err(|e| match e.kind {
-                    RegistryErrorKind::Failed => HostError::invalid(e.message),
-                    _ => e.into(),
-                })?
+                let (registry, reference, deadline) = (registry.clone(), reference.clone(), self.deadline);
+                let fail =
+                    |e: anyhow::Error| RegistryError { kind: RegistryErrorKind::Failed, message: format!("{e:#}") };
+                registry
+                    .retry(|| {
+                        let mut writer = layout.blob_writer().map_err(fail)?;
+                        registry.copy_blob(&reference, d, Some(deadline), &mut writer)?;
+                        writer.commit(Some(d)).map_err(fail)
+                    })
+                    .map_err(|e| match e.kind {
+                        RegistryErrorKind::Failed => HostError::invalid(e.message),
+                        _ => e.into(),
+                    })?
             }
             (SourceHandle::Layout { layout: source, .. }, Some(d)) => {
                 let blob =
@@ -148,11 +139,11 @@ impl host::HostStore for HostState {
 /// every size and that every manifest and index parses; but a root recorded as a manifest that
 /// is an index by its own `mediaType`, or as a plain blob while it is a manifest or index, would
 /// hide what it refers to from everything that walks the image later.
-fn check_root_type(layout: &StoreView, root: &oci::Descriptor) -> Result<(), String> {
+fn check_root_type(store: &StoreView, root: &oci::Descriptor) -> Result<(), String> {
     if root.size > MAX_DOCUMENT {
         return Ok(());
     }
-    let bytes = layout.read_blob(&root.digest, MAX_DOCUMENT).map_err(|e| format!("{e:#}"))?;
+    let bytes = store.read_blob(&root.digest, MAX_DOCUMENT).map_err(|e| format!("{e:#}"))?;
     let declared = serde_json::from_slice::<serde_json::Value>(&bytes)
         .ok()
         .and_then(|json| json.get("mediaType")?.as_str().map(str::to_owned));
