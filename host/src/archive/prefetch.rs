@@ -7,11 +7,12 @@
 use crate::oci::{Digest, HashingWriter};
 use crate::registry::{RegistryError, RegistryErrorKind, Remote};
 use anyhow::{Result, bail};
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Bytes a fetch hands over at once.
 pub const CHUNK: usize = 512 << 10;
@@ -62,8 +63,11 @@ pub fn run<R>(blobs: &[(Digest, Remote)], jobs: usize, write: impl FnOnce(&mut O
 
 /// One blob's bytes, from its fetch to the writer.
 fn fetch(digest: &Digest, remote: &Remote, queue: &Queue, spare: &Spare, stopped: &AtomicBool) -> Result<()> {
-    let deadline = Instant::now() + remote.timeout;
-    let mut hashing = HashingWriter::new(Chunks { queue, spare, chunk: spare.take() });
+    // The fetch's time limit counts waiting for the registry, not for the writer (which may be
+    // compressing slowly).
+    let (started, waited) = (Instant::now(), Cell::new(Duration::ZERO));
+    let deadline = || started + remote.timeout + waited.get();
+    let mut hashing = HashingWriter::new(Chunks { queue, spare, waited: &waited, chunk: spare.take() });
     let mut passed = 0;
     remote.registry.retry(|| {
         if stopped.load(Ordering::Relaxed) {
@@ -72,7 +76,7 @@ fn fetch(digest: &Digest, remote: &Remote, queue: &Queue, spare: &Spare, stopped
                 message: "stopped: the export failed".into(),
             });
         }
-        remote.registry.stream_blob(&remote.reference, digest, Some(deadline), &mut passed, &mut |bytes| {
+        remote.registry.stream_blob(&remote.reference, digest, &deadline, &mut passed, &mut |bytes| {
             (remote.progress)(bytes.len() as u64);
             hashing.write_all(bytes)
         })
@@ -108,13 +112,23 @@ impl Spare {
 struct Chunks<'q> {
     queue: &'q Queue,
     spare: &'q Spare,
+    /// Time spent waiting for room in the queue.
+    waited: &'q Cell<Duration>,
     chunk: Vec<u8>,
 }
 
 impl Chunks<'_> {
+    fn push(&self, chunk: Vec<u8>) -> Result<()> {
+        let since = Instant::now();
+        let pushed = self.queue.push(chunk);
+        self.waited.set(self.waited.get() + since.elapsed());
+        pushed
+    }
+
     fn flush(&mut self) -> Result<()> {
         if !self.chunk.is_empty() {
-            self.queue.push(std::mem::take(&mut self.chunk))?;
+            let last = std::mem::take(&mut self.chunk);
+            self.push(last)?;
         }
         Ok(())
     }
@@ -126,7 +140,7 @@ impl Write for Chunks<'_> {
         self.chunk.extend_from_slice(&buf[..n]);
         if self.chunk.len() == CHUNK {
             let full = std::mem::replace(&mut self.chunk, self.spare.take());
-            self.queue.push(full).map_err(io::Error::other)?;
+            self.push(full).map_err(io::Error::other)?;
         }
         Ok(n)
     }
