@@ -81,6 +81,11 @@ impl<W: Write> Write for Counting<W> {
         self.count += n as u64;
         Ok(n)
     }
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let n = self.inner.write_vectored(bufs)?;
+        self.count += n as u64;
+        Ok(n)
+    }
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
     }
@@ -96,9 +101,8 @@ struct Writeback<'f> {
 
 const WRITEBACK: u64 = 16 << 20;
 
-impl Write for Writeback<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.file.write(buf)?;
+impl Writeback<'_> {
+    fn wrote(&mut self, n: usize) -> usize {
         self.written += n as u64;
         if self.written - self.started >= WRITEBACK {
             let fd = std::os::fd::AsRawFd::as_raw_fd(&*self.file);
@@ -107,7 +111,18 @@ impl Write for Writeback<'_> {
             unsafe { libc::sync_file_range(fd, offset, len, libc::SYNC_FILE_RANGE_WRITE) };
             self.started = self.written;
         }
-        Ok(n)
+        n
+    }
+}
+
+impl Write for Writeback<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        Ok(self.wrote(n))
+    }
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let n = self.file.write_vectored(bufs)?;
+        Ok(self.wrote(n))
     }
     fn flush(&mut self) -> io::Result<()> {
         self.file.flush()
