@@ -45,6 +45,7 @@ fn setup() -> Setup {
 
 fn export(s: &Setup, name: &str) -> PathBuf {
     let out = s.dir.path().join("out").join(name);
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
     let o = ferry(
         &["--insecure-registry", &s.registry.host, "export", s.bundle.to_str().unwrap(), "-o", out.to_str().unwrap()],
         s.dir.path(),
@@ -118,7 +119,7 @@ fn export_writes_a_thick_bundle_that_ferry_skopeo_and_tar_read() {
         let o = ferry(&["verify", archive.to_str().unwrap()], s.dir.path());
         assert!(o.status.success(), "verify {}: {}", archive.display(), text(&o.stderr));
     }
-    let o = ferry(&["inspect", zst.to_str().unwrap(), "-o", "json"], s.dir.path());
+    let o = ferry(&["inspect", zst.to_str().unwrap(), "--format", "json"], s.dir.path());
     assert!(o.status.success(), "{}", text(&o.stderr));
     let report: Value = serde_json::from_slice(&o.stdout).unwrap();
     let web = report["images"].as_array().unwrap().iter().find(|i| i["key"] == "web").unwrap();
@@ -138,6 +139,7 @@ fn a_content_digest_mismatch_stops_the_export_and_leaves_nothing() {
     doc["images"]["web"]["contentDigest"] = json!(wrong);
     std::fs::write(&s.bundle, doc.to_string()).unwrap();
     let out_dir = s.dir.path().join("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
     let out = out_dir.join("shop.tgz");
     let o = ferry(
         &["--insecure-registry", &s.registry.host, "export", s.bundle.to_str().unwrap(), "-o", out.to_str().unwrap()],
@@ -278,7 +280,7 @@ fn a_porter_style_archive_is_inspected_and_verified() {
 
     let o = ferry(&["verify", archive.to_str().unwrap()], s.dir.path());
     assert!(o.status.success(), "verify: {}", text(&o.stderr));
-    let o = ferry(&["inspect", archive.to_str().unwrap(), "-o", "json"], s.dir.path());
+    let o = ferry(&["inspect", archive.to_str().unwrap(), "--format", "json"], s.dir.path());
     assert!(o.status.success(), "inspect: {}", text(&o.stderr));
     let report: Value = serde_json::from_slice(&o.stdout).unwrap();
     for image in report["images"].as_array().unwrap() {

@@ -178,9 +178,11 @@ fn manifests_copied_as_blobs_from_a_registry_are_fetched_when_the_root_is_record
     let (root, blobs) = write_multiarch_image(&origin, "app", 5);
     let registry = TestRegistry::start();
     registry.push(&dir.path().join("origin"), "app", "team/app:1");
+    let none = dir.path().join("none.json");
+    std::fs::write(&none, "{}").unwrap();
     let options = RegistryOptions {
         insecure: vec![registry.host.clone()],
-        docker_config: Some(dir.path().join("none.json")),
+        credentials: ferry::registry::CredentialOptions { authfile: Some(none), ..Default::default() },
         ..Default::default()
     };
     let reference = format!("{}/team/app:1", registry.host);

@@ -198,7 +198,7 @@ fn duplicate_keys_in_bundle_json_are_refused_by_validate_and_export() {
             "images":{}}"#,
     )
     .unwrap();
-    let o = ferry(&["validate", bundle.to_str().unwrap(), "-o", "json"], dir.path());
+    let o = ferry(&["validate", bundle.to_str().unwrap(), "--format", "json"], dir.path());
     assert_eq!(o.status.code(), Some(1), "validate: {}", text(&o.stdout));
     assert!(text(&o.stdout).contains("$.images"), "validate does not name the key: {}", text(&o.stdout));
     let out = dir.path().join("dup.tar");

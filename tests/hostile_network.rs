@@ -240,6 +240,7 @@ fn bundle(dir: &Path, image: serde_json::Value) -> PathBuf {
 /// `ferry [--insecure-registry HOST] EXTRA... export BUNDLE -o DIR/out/bundle.tar`.
 fn export(dir: &Path, bundle: &Path, insecure: Option<&str>, extra: &[&str]) -> std::process::Output {
     let out = dir.join("out/bundle.tar");
+    std::fs::create_dir_all(dir.join("out")).unwrap();
     let mut args: Vec<&str> = Vec::new();
     if let Some(host) = insecure {
         args.extend(["--insecure-registry", host]);
@@ -499,6 +500,7 @@ fn credentials_are_not_sent_to_a_plain_http_token_realm_on_another_host() {
     let challenge = format!(r#"Bearer realm="http://{}/token",service="hostile""#, realm.host);
     let registry = Server::start(move |_, _, _| Answer::status(401).with("WWW-Authenticate", challenge.clone()));
     let bundle = bundle(dir.path(), registry_image(&registry));
+    std::fs::create_dir_all(dir.path().join("out")).unwrap();
     let o = ferry_command(dir.path())
         .env("DOCKER_CONFIG", docker_config(dir.path(), &registry.host))
         .args(["--insecure-registry", &registry.host, "export", bundle.to_str().unwrap()])
@@ -531,6 +533,7 @@ fn credentials_go_to_a_token_realm_on_the_insecure_registry_itself() {
     });
     own_host.set(registry.host.clone()).unwrap();
     let bundle = bundle(dir.path(), registry_image(&registry));
+    std::fs::create_dir_all(dir.path().join("out")).unwrap();
     let o = ferry_command(dir.path())
         .env("DOCKER_CONFIG", docker_config(dir.path(), &registry.host))
         .args(["--insecure-registry", &registry.host, "export", bundle.to_str().unwrap()])
@@ -559,6 +562,7 @@ fn credentials_do_not_follow_a_redirect_to_another_host() {
         _ => Answer::status(401).with("WWW-Authenticate", r#"Basic realm="hostile""#),
     });
     let bundle = bundle(dir.path(), registry_image(&registry));
+    std::fs::create_dir_all(dir.path().join("out")).unwrap();
     let o = ferry_command(dir.path())
         .env("DOCKER_CONFIG", docker_config(dir.path(), &registry.host))
         .args(["--insecure-registry", &registry.host, "export", bundle.to_str().unwrap()])
@@ -606,6 +610,7 @@ fn interrupt(mut child: std::process::Child, signal: &str, ready: impl Fn() -> b
 fn an_export_interrupted_by_sigint_leaves_no_staging_directory() {
     let dir = tempfile::tempdir().unwrap();
     let (out, tmp) = (dir.path().join("out"), dir.path().join("tmp"));
+    std::fs::create_dir_all(&out).unwrap();
     std::fs::create_dir_all(&tmp).unwrap();
     let server = Server::start(|_, _, _| Answer::ok(Body::StallAfterHeaders));
     let image = json!({ "image": format!("http://{}/disk.img", server.host), "imageType": "vm-disk" });

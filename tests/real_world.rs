@@ -17,11 +17,11 @@ fn bundle() -> Value {
     })
 }
 
-/// `ferry validate FILE -o json`: exit code and the document it printed (always one).
+/// `ferry validate FILE --format json`: exit code and the document it printed (always one).
 fn validate_json(file: &Path, dir: &Path) -> (Option<i32>, Value) {
-    let o = ferry(&["validate", file.to_str().unwrap(), "-o", "json"], dir);
+    let o = ferry(&["validate", file.to_str().unwrap(), "--format", "json"], dir);
     let report = serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("{}: -o json printed no JSON ({e}): {}", file.display(), text(&o.stdout)));
+        .unwrap_or_else(|e| panic!("{}: --format json printed no JSON ({e}): {}", file.display(), text(&o.stdout)));
     (o.status.code(), report)
 }
 

@@ -169,9 +169,11 @@ fn ranged_reads_and_streamed_copies_return_the_blobs_bytes() {
     let layout = Layout::create(&layout_path).unwrap();
     let (_, blobs) = write_multiarch_image(&layout, "app", 9);
     registry.push(&layout_path, "app", "team/app:1");
+    let none = dir.path().join("none.json");
+    std::fs::write(&none, "{}").unwrap();
     let client = ferry::registry::Registry::new(&ferry::registry::RegistryOptions {
         insecure: vec![registry.host.clone()],
-        docker_config: Some(dir.path().join("none.json")),
+        credentials: ferry::registry::CredentialOptions { authfile: Some(none), ..Default::default() },
         ..Default::default()
     })
     .unwrap();

@@ -45,12 +45,49 @@ fn lock() -> std::sync::MutexGuard<'static, BTreeMap<u64, PathBuf>> {
     REGISTERED.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Set while an operation must end itself on a signal (a running invocation image: its container
+/// stopped and its claim's result recorded): the first signal wakes it instead of ending ferry.
+static HANDLER: Mutex<Option<std::sync::Arc<tokio::sync::Notify>>> = Mutex::new(None);
+
+/// While this lives, the first SIGINT or SIGTERM wakes [`Interruptible::notified`] instead of
+/// ending ferry; a second one ends ferry as usual.
+pub struct Interruptible(std::sync::Arc<tokio::sync::Notify>);
+
+impl Interruptible {
+    pub fn new() -> Self {
+        let notify = std::sync::Arc::new(tokio::sync::Notify::new());
+        *HANDLER.lock().unwrap_or_else(|p| p.into_inner()) = Some(notify.clone());
+        Interruptible(notify)
+    }
+
+    pub fn notify(&self) -> &tokio::sync::Notify {
+        &self.0
+    }
+}
+
+impl Default for Interruptible {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Interruptible {
+    fn drop(&mut self) {
+        HANDLER.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+}
+
 /// From now on, SIGINT and SIGTERM remove every registered directory, then end the process.
 pub fn remove_on_signals() -> std::io::Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
     std::thread::Builder::new().name("ferry-signals".into()).spawn(move || {
-        if let Some(signal) = signals.forever().next() {
+        for signal in signals.forever() {
+            if let Some(handler) = HANDLER.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                // notify_one keeps the wake-up for a waiter that has not started waiting yet.
+                handler.notify_one();
+                continue;
+            }
             // Held until the process ends: nothing new is registered, or unregistered, meanwhile.
             let registered = lock();
             for path in registered.values() {

@@ -14,6 +14,7 @@ pub mod export;
 pub mod files;
 pub mod http;
 pub mod images;
+pub mod install;
 pub mod mapping;
 pub mod oci;
 pub mod opened;

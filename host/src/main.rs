@@ -9,12 +9,5 @@ fn main() -> ExitCode {
     // Rust ignores SIGPIPE, so printing into a closed pipe (`ferry inspect app.tar | head -1`)
     // would panic; the default action ends ferry quietly, as it ends cat or grep.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
-    match cli::run() {
-        Ok(code) => code,
-        Err(e) => {
-            // Errors quote bundles and drivers; ferry's own line breaks are kept.
-            eprintln!("ferry: error: {}", ferry::untrusted::escape_keeping_lines(&format!("{e:#}")));
-            ExitCode::FAILURE
-        }
-    }
+    cli::run()
 }

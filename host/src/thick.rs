@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 #[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ImageReport {
     pub key: String,
     pub reference: String,
@@ -30,6 +31,7 @@ pub struct ImageReport {
 }
 
 #[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Inspection {
     pub name: String,
     pub version: String,
@@ -39,6 +41,7 @@ pub struct Inspection {
 
 /// A driver the bundle ships, and the image types it gets under the operator's policy.
 #[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct BundleDriverReport {
     pub name: String,
     pub digest: String,
@@ -132,6 +135,7 @@ fn platform_name(p: &serde_json::Value) -> Option<String> {
 /// What a thick bundle holds, and which driver each image will get under `policy`, told from
 /// bundle.json alone: no driver runs. `builtin` are the built-in drivers.
 pub fn inspect(path: &Path, builtin: &Drivers, policy: &Policy) -> Result<Inspection> {
+    crate::bundle::file::expect_thick(path)?;
     let contents = archive::read(path, false)?;
     let bundle = Bundle::from_bytes(contents.bundle_json.clone(), &format!("{}: bundle.json", path.display()))?;
     let index = archive::parse_index(contents.index.as_deref())?;
@@ -179,32 +183,53 @@ pub fn inspect(path: &Path, builtin: &Drivers, policy: &Policy) -> Result<Inspec
     Ok(Inspection { name: bundle.doc.name, version: bundle.doc.version, images, bundle_drivers })
 }
 
+/// Something wrong with a thick bundle: where (a blob, an image, a file of the bundle) and what.
+#[derive(Debug, serde::Serialize)]
+pub struct Problem {
+    #[serde(rename = "where")]
+    pub at: String,
+    pub message: String,
+}
+
+impl Problem {
+    fn new(at: impl Into<String>, message: impl Into<String>) -> Self {
+        Problem { at: at.into(), message: message.into() }
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.at, self.message)
+    }
+}
+
 /// Every problem with a thick bundle: blobs whose bytes do not match their digest, images
 /// missing from the layout or with missing parts, images whose digest is not the one pinned.
-pub fn verify(path: &Path) -> Result<Vec<String>> {
+pub fn verify(path: &Path) -> Result<Vec<Problem>> {
+    crate::bundle::file::expect_thick(path)?;
     let contents = archive::read(path, true)?;
     let mut problems = Vec::new();
     for (digest, blob) in &contents.blobs {
         if blob.actual.as_ref() != Some(digest) {
             let actual = blob.actual.as_ref().map(ToString::to_string).unwrap_or_default();
-            problems.push(format!("blob {digest}: its bytes hash to {actual}"));
+            problems.push(Problem::new(format!("blob {digest}"), format!("its bytes hash to {actual}")));
         }
     }
     let bundle = match Bundle::from_bytes(contents.bundle_json.clone(), "bundle.json") {
         Ok(b) => b,
         Err(e) => {
-            problems.push(format!("{e:#}"));
+            problems.push(Problem::new(archive::BUNDLE_JSON, format!("{e:#}")));
             return Ok(problems);
         }
     };
     if !contents.has_oci_layout {
-        problems.push("artifacts/layout has no oci-layout file".into());
+        problems.push(Problem::new(archive::LAYOUT, "no oci-layout file"));
     }
     let index = archive::parse_index(contents.index.as_deref())?;
     let mapping = match parse_mapping(contents.relocation_mapping.as_deref()) {
         Ok(m) => m,
         Err(e) => {
-            problems.push(format!("{e:#}"));
+            problems.push(Problem::new(archive::RELOCATION_MAPPING, format!("{e:#}")));
             None
         }
     };
@@ -212,25 +237,26 @@ pub fn verify(path: &Path) -> Result<Vec<String>> {
     for (key, spec) in bundle.all_images() {
         let at = format!("image {key} ({})", spec.image);
         let Some(root) = roots.find(&spec.image, spec.content_digest.as_deref()) else {
-            problems.push(format!("{at}: not in artifacts/layout/index.json"));
+            problems.push(Problem::new(at, "not in artifacts/layout/index.json"));
             continue;
         };
         if let Some(pinned) = spec.content_digest.as_ref().filter(|_| stored_as_named(spec))
             && *pinned != root.digest.to_string()
         {
-            problems.push(format!("{at}: bundle.json pins {pinned}, the bundle holds {}", root.digest));
+            problems.push(Problem::new(&at, format!("bundle.json pins {pinned}, the bundle holds {}", root.digest)));
         }
-        problems.extend(walk(&contents, root).problems.into_iter().map(|p| format!("{at}: {p}")));
+        problems.extend(walk(&contents, root).problems.into_iter().map(|p| Problem::new(&at, p)));
     }
     match declared(&bundle) {
         Ok(shipped) => {
             for d in shipped {
                 if !contents.blobs.contains_key(&d.digest()) {
-                    problems.push(format!("bundle driver {:?}: its component {} is missing", d.name, d.digest));
+                    let at = format!("bundle driver {:?}", d.name);
+                    problems.push(Problem::new(at, format!("its component {} is missing", d.digest)));
                 }
             }
         }
-        Err(e) => problems.push(format!("{e:#}")),
+        Err(e) => problems.push(Problem::new(archive::BUNDLE_JSON, format!("{e:#}"))),
     }
     Ok(problems)
 }
@@ -262,9 +288,16 @@ fn each_stored<T>(
 
 /// What each image's driver finds wrong with it beyond digests (a disk's header, a tarball's
 /// names): every driver's `verify`.
-pub fn verify_images(opened: &Opened, drivers: &Drivers) -> Result<Vec<String>> {
+pub fn verify_images(opened: &Opened, drivers: &Drivers) -> Result<Vec<Problem>> {
     let outcomes = each_stored(opened, drivers, |driver, image, origin| driver.verify(image, origin))?;
-    Ok(outcomes.into_iter().filter_map(|(_, outcome)| outcome.err().map(|e| e.to_string())).collect())
+    Ok(outcomes
+        .into_iter()
+        .filter_map(|(key, outcome)| {
+            let e = outcome.err()?;
+            let at = format!("image {}", e.image.as_deref().unwrap_or(&key));
+            Some(Problem::new(at, format!("driver {:?} finds: {}", e.driver, e.message)))
+        })
+        .collect())
 }
 
 /// Every image's driver `inspect`: format, sizes and whatever else its driver reports.

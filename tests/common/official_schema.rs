@@ -19,8 +19,13 @@ pub fn verdicts(file: &str, docs: &[Value]) -> Option<Vec<bool>> {
         return None;
     }
     let script = r#"
-import json, sys, jsonschema
-validator = jsonschema.Draft7Validator(json.load(open(sys.argv[1])))
+import glob, json, os, sys, jsonschema, referencing
+# The schemas refer to each other by $id (a claim holds a bundle): resolved here, never fetched.
+schemas = [json.load(open(f)) for f in glob.glob(os.path.join(os.path.dirname(sys.argv[1]), "*.json"))]
+registry = referencing.Registry().with_resources(
+    (s["$id"], referencing.Resource.from_contents(s, default_specification=referencing.jsonschema.DRAFT7))
+    for s in schemas if "$id" in s)
+validator = jsonschema.Draft7Validator(json.load(open(sys.argv[1])), registry=registry)
 print(json.dumps([validator.is_valid(doc) for doc in json.load(sys.stdin)]))
 "#;
     let mut child = Command::new("python3")

@@ -324,14 +324,59 @@ pub fn bundle_json(path: &Path) -> Result<Vec<u8>> {
     let at = |e: anyhow::Error| e.context(format!("{}", path.display()));
     let mut archive = open(path).map_err(at)?;
     let mut seen = BTreeSet::new();
-    for entry in archive.entries().map_err(|e| at(e.into()))? {
-        let mut entry = entry.map_err(|e| at(e.into()))?;
-        if checked_name(&entry, &mut seen).map_err(at)?.as_deref() == Some(BUNDLE_JSON) {
+    let mut root = RootNames::default();
+    for entry in archive.entries().map_err(|e| at(unreadable(e)))? {
+        let mut entry = entry.map_err(|e| at(unreadable(e)))?;
+        let name = checked_name(&entry, &mut seen).map_err(at)?;
+        if name.as_deref() == Some(BUNDLE_JSON) {
             let size = entry.size();
             return read_capped(&mut entry, size, MAX_JSON, BUNDLE_JSON);
         }
+        name.inspect(|n| root.see(n));
     }
-    bail!("{}: no bundle.json at the root: not a thick bundle", path.display())
+    Err(at(root.not_a_thick_bundle()))
+}
+
+/// What a tar without bundle.json holds at its root, to say what it seems to be instead.
+#[derive(Default)]
+struct RootNames {
+    docker_manifest: bool,
+    oci_layout: bool,
+    files: usize,
+}
+
+impl RootNames {
+    fn see(&mut self, name: &str) {
+        self.files += 1;
+        self.docker_manifest |= name == "manifest.json";
+        self.oci_layout |= name == "oci-layout";
+    }
+
+    /// The error for a tar that has no bundle.json at its root.
+    fn not_a_thick_bundle(&self) -> anyhow::Error {
+        let seems = if self.docker_manifest {
+            "a docker-archive (what `docker save` writes)"
+        } else if self.oci_layout {
+            "an OCI image layout (an oci-archive, as `skopeo copy` writes)"
+        } else if self.files == 0 {
+            "a tar with no files"
+        } else {
+            "a tar without bundle.json at its root"
+        };
+        anyhow::anyhow!("it is {seems}, not a thick bundle; `ferry export` writes thick bundles")
+    }
+}
+
+/// The tar library's error, without the raw header bytes some of its messages quote.
+fn unreadable(e: io::Error) -> anyhow::Error {
+    let message = e.to_string();
+    if message == "failed to read entire block" {
+        anyhow::anyhow!("not a readable tar: it ends within a 512-byte tar block (cut short, or not a tar)")
+    } else if message.starts_with("numeric field") || !message.chars().all(|c| c.is_ascii_graphic() || c == ' ') {
+        anyhow::anyhow!("not a readable tar: a damaged tar header")
+    } else {
+        anyhow::Error::new(e).context("not a readable tar")
+    }
 }
 
 /// Reads a thick bundle in one pass; with `hash`, every blob is hashed as it goes by.
@@ -345,8 +390,8 @@ pub fn read(path: &Path, hash: bool) -> Result<Contents> {
 fn each_file(path: &Path, mut visit: impl FnMut(&str, u64, &mut dyn Read) -> Result<()>) -> Result<()> {
     let mut archive = open(path)?;
     let mut seen = BTreeSet::new();
-    for entry in archive.entries()? {
-        let mut entry = entry?;
+    for entry in archive.entries().map_err(unreadable)? {
+        let mut entry = entry.map_err(unreadable)?;
         let Some(name) = checked_name(&entry, &mut seen)? else { continue };
         let size = entry.size();
         visit(&name, size, &mut entry)?;
@@ -397,7 +442,9 @@ fn blob_digest(name: &str) -> Result<Option<Digest>> {
 fn read_inner(path: &Path, hash: bool) -> Result<Contents> {
     let mut contents = Contents::default();
     let mut kept = 0u64;
+    let mut root = RootNames::default();
     each_file(path, |name, size, entry| {
+        root.see(name);
         if name == BUNDLE_JSON {
             contents.bundle_json = read_capped(entry, size, MAX_JSON, name)?;
         } else if name == RELOCATION_MAPPING {
@@ -435,7 +482,7 @@ fn read_inner(path: &Path, hash: bool) -> Result<Contents> {
         Ok(())
     })?;
     if contents.bundle_json.is_empty() {
-        bail!("no bundle.json at the root: not a thick bundle");
+        return Err(root.not_a_thick_bundle());
     }
     Ok(contents)
 }
@@ -521,9 +568,11 @@ impl InPlace {
         let mut archive = tar::Archive::new(&*self.file);
         let mut seen = BTreeSet::new();
         let mut index = None;
-        for entry in archive.entries_with_seek()? {
-            let mut entry = entry?;
+        let mut root = RootNames::default();
+        for entry in archive.entries_with_seek().map_err(unreadable)? {
+            let mut entry = entry.map_err(unreadable)?;
             let Some(name) = checked_name(&entry, &mut seen)? else { continue };
+            root.see(&name);
             let size = entry.size();
             if name == BUNDLE_JSON {
                 self.bundle_json = read_capped(&mut entry, size, MAX_JSON, &name)?;
@@ -536,7 +585,7 @@ impl InPlace {
             }
         }
         if self.bundle_json.is_empty() {
-            bail!("no bundle.json at the root: not a thick bundle");
+            return Err(root.not_a_thick_bundle());
         }
         self.index = parse_index(index.as_deref())?;
         Ok(())

@@ -31,6 +31,29 @@ pub fn identify(path: &Path) -> Result<Kind> {
     kind_of(&head).with_context(|| format!("{} is not a bundle", path.display()))
 }
 
+/// Refuses, for a command that reads only thick bundles, a bundle.json or anything else that is
+/// not a tar, with a sentence saying what it is.
+pub fn expect_thick(path: &Path) -> Result<()> {
+    match identify(path)? {
+        Kind::Thick => Ok(()),
+        Kind::Json | Kind::ClearSigned => bail!(
+            "{} is a bundle.json (JSON), not a thick bundle; `ferry export` makes a thick bundle of it",
+            path.display()
+        ),
+    }
+}
+
+/// Refuses, for a command that changes a bundle.json, a file that is not JSON.
+pub fn expect_json(path: &Path) -> Result<()> {
+    match identify(path)? {
+        Kind::Json => Ok(()),
+        Kind::ClearSigned => {
+            bail!("{} is a clear-signed bundle; its signature would not survive a change", path.display())
+        }
+        Kind::Thick => bail!("{} is a tar archive, not a bundle.json", path.display()),
+    }
+}
+
 fn kind_of(head: &[u8]) -> Result<Kind> {
     let text = head.strip_prefix(UTF8_BOM).unwrap_or(head);
     let first = text.iter().find(|b| !b.is_ascii_whitespace());

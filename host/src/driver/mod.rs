@@ -11,6 +11,7 @@ mod builtin;
 mod cache;
 mod component;
 mod destination;
+mod dry_run;
 mod engine;
 mod error;
 mod grant;
@@ -27,6 +28,7 @@ mod wasi_poll;
 pub use bindings::INTERFACE;
 pub use builtin::builtin_components;
 pub use component::{MAX_FUNCTION, VerifiedComponent};
+pub use dry_run::Tally;
 pub use error::{DriverError, ErrorKind, Operation};
 pub use grant::{DestinationGrant, repository_under};
 pub use shipped::{Declared, EXTENSION, MAX_DRIVER, Policy, WASM_LAYER, assign, declared};
@@ -57,13 +59,84 @@ pub enum Level {
     Debug,
 }
 
-/// Where drivers' log lines and progress go.
+/// Where drivers' log lines and the progress of a command go.
 pub trait Events: Send + Sync {
     fn log(&self, driver: &str, level: Level, message: &str);
     /// A driver's own account of its operation: `done` of `total` bytes.
     fn progress(&self, _driver: &str, _done: u64, _total: Option<u64>) {}
-    /// The host moved `bytes` more on a driver's behalf (a blob stored or copied).
+    /// The host moved `bytes` more on a driver's behalf: reported as they stream (a chunk of a
+    /// blob pulled, pushed, copied or written into an archive), not once a blob is complete.
     fn transferred(&self, _bytes: u64) {}
+    /// Whether anyone watches the totals: learning them costs requests (a registry image's
+    /// manifests before its driver fetches them), made only when this says so.
+    fn wants_totals(&self) -> bool {
+        false
+    }
+    /// The command entered `phase`, which will move `total` bytes when that is known.
+    fn phase(&self, _phase: Phase, _total: Option<u64>) {}
+    /// Image `key` (a key of `images`, or `invocationImages[N]`) is now in `state`.
+    fn image(&self, _key: &str, _state: ImageState) {}
+    /// `bytes` that did not have to move: the destination held them already, or, with
+    /// `mounted`, the registry mounted them from another repository.
+    fn skipped(&self, _bytes: u64, _mounted: bool) {}
+}
+
+/// The stages of a long command, in the order they come.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Reading manifests and descriptors to learn what will move.
+    Planning,
+    /// Fetching images (and the drivers a bundle ships) into the staging layout.
+    Fetching,
+    /// Writing the thick bundle.
+    WritingArchive,
+    /// Copying images to the destination.
+    Copying,
+}
+
+impl Phase {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Phase::Planning => "planning",
+            Phase::Fetching => "fetching images",
+            Phase::WritingArchive => "writing archive",
+            Phase::Copying => "copying images",
+        }
+    }
+}
+
+/// Where one image of a command is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImageState {
+    Working,
+    Done,
+    Failed,
+}
+
+/// A writer (or reader) that tells `events` of every chunk that passes through it.
+pub struct Reporting<'e, W> {
+    pub inner: W,
+    pub events: &'e dyn Events,
+}
+
+impl<W: std::io::Write> std::io::Write for Reporting<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.events.transferred(n as u64);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for Reporting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.events.transferred(n as u64);
+        Ok(n)
+    }
 }
 
 /// An image entry as bundle.json describes it.

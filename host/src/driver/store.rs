@@ -1,6 +1,7 @@
 //! The `store` resource: the bundle store an image is fetched into, every blob hashed by the
 //! host on its way in, and the root the driver records checked against what is stored.
 
+use super::Reporting;
 use super::bindings::since_v0_1_0::ferry::driver::{host, types};
 use super::host::{HostError, HostResult, at_digest, from_wit, parse_digest, to_wit};
 use super::sandbox::HostState;
@@ -69,6 +70,7 @@ impl host::HostStore for HostState {
             },
             None => None,
         };
+        let events = self.events.clone();
         let stored = match (self.table.get(&s)?, &expected) {
             (SourceHandle::Registry { registry, reference }, Some(d)) => {
                 let (registry, reference, deadline) = (registry.clone(), reference.clone(), self.deadline);
@@ -77,7 +79,8 @@ impl host::HostStore for HostState {
                 registry
                     .retry(|| {
                         let mut writer = layout.blob_writer().map_err(fail)?;
-                        registry.copy_blob(&reference, d, Some(deadline), &mut writer)?;
+                        let mut reporting = Reporting { inner: &mut writer, events: events.events() };
+                        registry.copy_blob(&reference, d, Some(deadline), &mut reporting)?;
                         writer.commit(Some(d)).map_err(fail)
                     })
                     .map_err(|e| match e.kind {
@@ -88,15 +91,16 @@ impl host::HostStore for HostState {
             (SourceHandle::Layout { layout: source, .. }, Some(d)) => {
                 let blob =
                     source.blob(d).map_err(|_| HostError::not_found(format!("blob {d} is not in the source")))?;
-                layout.put_verified(&mut blob.reader(), Some(d)).map_err(HostError::invalid)?
+                let mut reader = Reporting { inner: blob.reader(), events: events.events() };
+                layout.put_verified(&mut reader, Some(d)).map_err(HostError::invalid)?
             }
             (SourceHandle::Bytes { blob, .. }, None) => {
-                layout.put_verified(&mut blob.reader(), None).map_err(HostError::invalid)?
+                let mut reader = Reporting { inner: blob.reader(), events: events.events() };
+                layout.put_verified(&mut reader, None).map_err(HostError::invalid)?
             }
             (SourceHandle::Bytes { .. }, Some(_)) => return Err(HostError::unsupported("a file source has no blobs")),
             (_, None) => return Err(HostError::unsupported("name the digest of the blob to copy")),
         };
-        self.events.transferred(stored.1);
         self.check_deadline()?;
         Ok(to_wit(&oci::Descriptor::new(media_type, stored.0, stored.1)))
     }

@@ -1,0 +1,312 @@
+//! The default store: one SQLite file. Locks are `flock`s on files beside it, one per
+//! installation, so that the kernel frees them with the process that held them.
+
+use super::{Action, Installation, Store};
+use crate::install::claim::{Claim, ClaimResult, Status};
+use anyhow::{Context, Result, bail};
+use rusqlite::{Connection, OptionalExtension, params};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Each entry migrates the schema from its index to the next version.
+const MIGRATIONS: &[&str] = &[r#"
+    CREATE TABLE installations (
+        name TEXT PRIMARY KEY,
+        bundle_name TEXT NOT NULL,
+        bundle_version TEXT NOT NULL,
+        revision TEXT NOT NULL,
+        last_action TEXT NOT NULL,
+        status TEXT,
+        modified TEXT NOT NULL,
+        uninstalled INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE claims (
+        id TEXT PRIMARY KEY,
+        installation TEXT NOT NULL,
+        document TEXT NOT NULL
+    );
+    CREATE INDEX claims_by_installation ON claims (installation, id);
+    CREATE TABLE results (
+        id TEXT PRIMARY KEY,
+        claim_id TEXT NOT NULL REFERENCES claims (id),
+        document TEXT NOT NULL
+    );
+    CREATE INDEX results_by_claim ON results (claim_id, id);
+    CREATE TABLE outputs (
+        result_id TEXT NOT NULL REFERENCES results (id),
+        installation TEXT NOT NULL,
+        name TEXT NOT NULL,
+        value BLOB NOT NULL,
+        PRIMARY KEY (result_id, name)
+    );
+    CREATE INDEX outputs_by_installation ON outputs (installation, name, result_id);
+"#];
+
+pub struct Sqlite {
+    path: PathBuf,
+    db: Connection,
+    locks: HashMap<String, File>,
+}
+
+impl Sqlite {
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {} for the installation store", parent.display()))?;
+        }
+        let damaged =
+            || format!("the installation store {} cannot be used (damaged, or not a ferry store?)", path.display());
+        let db = Connection::open(path).with_context(damaged)?;
+        // Another ferry writing at the same moment is waited for, briefly.
+        db.busy_timeout(Duration::from_secs(10))?;
+        let mut store = Sqlite { path: path.to_owned(), db, locks: HashMap::new() };
+        store.migrate().with_context(damaged)?;
+        Ok(store)
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let version: u32 = self.db.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version as usize > MIGRATIONS.len() {
+            bail!("its schema version {version} is newer than this ferry's ({}); use a newer ferry", MIGRATIONS.len());
+        }
+        for (n, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = self.db.transaction()?;
+            tx.execute_batch(migration)?;
+            tx.pragma_update(None, "user_version", n as u32 + 1)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    fn lock_path(&self, installation: &str) -> PathBuf {
+        let mut dir = self.path.clone().into_os_string();
+        dir.push(".locks");
+        let name = hex::encode(&Sha256::digest(installation.as_bytes())[..16]);
+        PathBuf::from(dir).join(name)
+    }
+}
+
+fn installation_row(row: &rusqlite::Row) -> rusqlite::Result<Installation> {
+    let status: Option<String> = row.get(5)?;
+    Ok(Installation {
+        name: row.get(0)?,
+        bundle_name: row.get(1)?,
+        bundle_version: row.get(2)?,
+        revision: row.get(3)?,
+        last_action: row.get(4)?,
+        status: status.as_deref().and_then(Status::parse),
+        modified: row.get(6)?,
+        uninstalled: row.get::<_, i64>(7)? != 0,
+    })
+}
+
+const INSTALLATION_COLUMNS: &str =
+    "name, bundle_name, bundle_version, revision, last_action, status, modified, uninstalled";
+
+impl Store for Sqlite {
+    fn installation(&mut self, name: &str) -> Result<Option<Installation>> {
+        let sql = format!("SELECT {INSTALLATION_COLUMNS} FROM installations WHERE name = ?1");
+        Ok(self.db.query_row(&sql, [name], installation_row).optional()?)
+    }
+
+    fn list(&mut self, all: bool) -> Result<Vec<Installation>> {
+        let filter = if all { "" } else { "WHERE uninstalled = 0" };
+        let sql = format!("SELECT {INSTALLATION_COLUMNS} FROM installations {filter} ORDER BY name");
+        let mut statement = self.db.prepare(&sql)?;
+        let rows = statement.query_map([], installation_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn history(&mut self, name: &str) -> Result<Vec<Action>> {
+        // The latest result of each claim: ULIDs sort by time.
+        let mut statement = self.db.prepare(
+            "SELECT c.document, (SELECT r.document FROM results r WHERE r.claim_id = c.id ORDER BY r.id DESC LIMIT 1)
+             FROM claims c WHERE c.installation = ?1 ORDER BY c.id",
+        )?;
+        let rows =
+            statement.query_map([name], |row| Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?)))?;
+        let mut history = Vec::new();
+        for row in rows {
+            let (claim, result) = row?;
+            let claim = serde_json::from_str(&claim).context("a claim in the store is not a claim")?;
+            let result =
+                result.map(|r| serde_json::from_str(&r)).transpose().context("a result in the store is not one")?;
+            history.push(Action { claim, result });
+        }
+        Ok(history)
+    }
+
+    fn add_claim(&mut self, claim: &Claim) -> Result<()> {
+        let tx = self.db.transaction()?;
+        tx.execute(
+            "INSERT INTO claims (id, installation, document) VALUES (?1, ?2, ?3)",
+            params![claim.id, claim.installation, serde_json::to_string(claim)?],
+        )?;
+        tx.execute(
+            "INSERT INTO installations (name, bundle_name, bundle_version, revision, last_action, status, modified)
+             VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6)
+             ON CONFLICT (name) DO UPDATE SET bundle_name = ?2, bundle_version = ?3, revision = ?4,
+                 last_action = ?5, status = NULL, modified = ?6",
+            params![
+                claim.installation,
+                claim.bundle["name"].as_str().unwrap_or_default(),
+                claim.bundle["version"].as_str().unwrap_or_default(),
+                claim.revision,
+                claim.action,
+                claim.created
+            ],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn add_result(&mut self, claim: &Claim, result: &ClaimResult, outputs: &BTreeMap<String, Vec<u8>>) -> Result<()> {
+        let tx = self.db.transaction()?;
+        tx.execute(
+            "INSERT INTO results (id, claim_id, document) VALUES (?1, ?2, ?3)",
+            params![result.id, result.claim_id, serde_json::to_string(result)?],
+        )?;
+        for (name, value) in outputs {
+            tx.execute(
+                "INSERT INTO outputs (result_id, installation, name, value) VALUES (?1, ?2, ?3, ?4)",
+                params![result.id, claim.installation, name, value],
+            )?;
+        }
+        // A succeeded uninstall hides the installation from `list`; a succeeded install brings it back.
+        let uninstalled = match (claim.action.as_str(), result.status) {
+            ("uninstall", Status::Succeeded) => Some(1),
+            ("install", Status::Succeeded) => Some(0),
+            _ => None,
+        };
+        tx.execute(
+            "UPDATE installations SET status = ?2, modified = ?3, uninstalled = COALESCE(?4, uninstalled) WHERE name = ?1",
+            params![claim.installation, result.status.as_str(), result.created, uninstalled],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn output(&mut self, installation: &str, name: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .db
+            .query_row(
+                "SELECT value FROM outputs WHERE installation = ?1 AND name = ?2 ORDER BY result_id DESC LIMIT 1",
+                [installation, name],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    fn try_lock(&mut self, installation: &str) -> Result<bool> {
+        let path = self.lock_path(installation);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening the lock file {}", path.display()))?;
+        // SAFETY: flock on a descriptor this function owns.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let error = std::io::Error::last_os_error();
+            if error.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                return Ok(false);
+            }
+            return Err(error).with_context(|| format!("locking {}", path.display()));
+        }
+        self.locks.insert(installation.to_owned(), file);
+        Ok(true)
+    }
+
+    fn unlock(&mut self, installation: &str) -> Result<()> {
+        // Closing the descriptor releases the flock.
+        self.locks.remove(installation);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::install::claim::{self, OutputRecord};
+    use serde_json::json;
+
+    fn claim(installation: &str, action: &str, revision: &str) -> Claim {
+        Claim {
+            id: claim::new_id(),
+            installation: installation.into(),
+            revision: revision.into(),
+            action: action.into(),
+            bundle: json!({ "name": "shop", "version": "1.0.0" }),
+            bundle_reference: None,
+            created: claim::now(),
+            parameters: BTreeMap::from([("port".into(), json!(8080))]),
+        }
+    }
+
+    fn result(claim: &Claim, status: Status) -> ClaimResult {
+        ClaimResult {
+            id: claim::new_id(),
+            claim_id: claim.id.clone(),
+            created: claim::now(),
+            status,
+            message: None,
+            outputs: BTreeMap::from([("url".into(), OutputRecord { content_digest: "sha256:00".into() })]),
+        }
+    }
+
+    #[test]
+    fn actions_are_kept_in_order_and_the_installation_follows_the_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Sqlite::open(&dir.path().join("sub/ferry.db")).unwrap();
+        let install = claim("prod", "install", "r1");
+        store.add_claim(&install).unwrap();
+        store.add_result(&install, &result(&install, Status::Running), &BTreeMap::new()).unwrap();
+        let done = result(&install, Status::Succeeded);
+        store.add_result(&install, &done, &BTreeMap::from([("url".into(), b"http://a".to_vec())])).unwrap();
+        let uninstall = claim("prod", "uninstall", "r2");
+        store.add_claim(&uninstall).unwrap();
+        assert_eq!(store.installation("prod").unwrap().unwrap().status, None);
+        store.add_result(&uninstall, &result(&uninstall, Status::Succeeded), &BTreeMap::new()).unwrap();
+
+        let history = store.history("prod").unwrap();
+        assert_eq!(history.len(), 2);
+        assert_eq!(history[0].result.as_ref().unwrap(), &done);
+        assert_eq!(history[1].claim, uninstall);
+        assert!(store.list(false).unwrap().is_empty(), "an uninstalled installation is listed only with --all");
+        let listed = store.list(true).unwrap();
+        assert_eq!((listed[0].last_action.as_str(), listed[0].uninstalled), ("uninstall", true));
+        assert_eq!(store.output("prod", "url").unwrap().unwrap(), b"http://a");
+        assert_eq!(store.output("prod", "other").unwrap(), None);
+        drop(store);
+        // Reopening runs no migration twice.
+        assert_eq!(Sqlite::open(&dir.path().join("sub/ferry.db")).unwrap().history("prod").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_lock_is_held_once_across_connections_until_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ferry.db");
+        let (mut first, mut second) = (Sqlite::open(&path).unwrap(), Sqlite::open(&path).unwrap());
+        assert!(first.try_lock("prod").unwrap());
+        assert!(!second.try_lock("prod").unwrap());
+        assert!(second.try_lock("staging").unwrap());
+        first.unlock("prod").unwrap();
+        assert!(second.try_lock("prod").unwrap());
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_store_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ferry.db");
+        std::fs::write(&path, vec![7u8; 4096]).unwrap();
+        let error = format!("{:#}", Sqlite::open(&path).err().unwrap());
+        assert!(error.contains(&path.display().to_string()) && error.contains("cannot be used"), "{error}");
+    }
+}
