@@ -168,7 +168,7 @@ enum Command {
         /// Replace FILE if it exists (without it, an existing file is refused)
         #[arg(long)]
         force: bool,
-        /// Images fetched at once
+        /// Images walked, and registry blobs fetched, at once
         #[arg(long, value_name = "N", default_value_t = 4)]
         jobs: usize,
         /// gzip (0-9, default 0: stored) or zstd (1-19, default 1) level

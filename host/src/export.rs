@@ -1,8 +1,11 @@
 //! `ferry export`: every image of a bundle, fetched through its driver into one thick bundle.
 //!
-//! Images are fetched into a staging OCI layout beside the output, then written as one archive
-//! (bundle.json first, relocation-mapping.json second, then the layout) to a temporary file that
-//! is renamed into place only when complete: a failed export leaves nothing that looks finished.
+//! Each image's driver walks it into a staging OCI layout beside the output: its documents and
+//! the blobs of files and URLs are stored there; its registry blobs are only named (see
+//! [`Deferred`]). Then one archive is written (bundle.json first, relocation-mapping.json second,
+//! then the layout, blobs by digest), the named blobs fetched in parallel straight into it, to a
+//! temporary file that is renamed into place only when complete and every blob matched its
+//! digest: a failed export leaves nothing that looks finished.
 
 use crate::archive::{self, Compression};
 use crate::bundle::ImageSpec;
@@ -11,7 +14,7 @@ use crate::driver::{Driver, Drivers, Events, ImageState, Origin, Phase, declared
 use crate::images::{check_pinned, driver_image, expected_size, origin, ready};
 use crate::oci::Layout;
 use crate::opened::{Form, Opened};
-use crate::registry::Registry;
+use crate::registry::{Deferred, Registry};
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,7 +23,7 @@ pub struct ExportOptions {
     pub output: PathBuf,
     /// Replace `output` if it exists; without it an existing file is refused, as skopeo does.
     pub force: bool,
-    /// Images fetched at once.
+    /// Images walked, and registry blobs fetched, at once.
     pub jobs: usize,
     /// gzip or zstd level; `None` picks the format's fast default (stored blocks for gzip).
     pub level: Option<u32>,
@@ -94,10 +97,11 @@ pub fn export(
     };
     events.phase(Phase::Fetching, total);
     let store = Arc::new(Layout::create(&staging.path().join("layout"))?);
+    let deferred = Arc::new(Deferred::default());
     let roots = crate::parallel::try_map(&work, options.jobs, |(key, spec, driver, origin)| {
         events.image(key, ImageState::Working);
         let fetched = ready(key, spec, origin, registry)
-            .and_then(|()| Ok(driver.fetch(&driver_image(key, spec), origin, &store)?));
+            .and_then(|()| Ok(driver.fetch_deferring(&driver_image(key, spec), origin, &store, &deferred)?));
         events.image(key, if fetched.is_ok() { ImageState::Done } else { ImageState::Failed });
         fetched
     })?;
@@ -124,9 +128,12 @@ pub fn export(
     // Written inside the staging directory, so that an interrupted export leaves no partial
     // archive behind, then moved into place.
     let written = staging.path().join("archive");
-    events.phase(Phase::WritingArchive, Some(directory_size(&staging.path().join("layout"))));
-    let bytes =
-        watching_growth(&written, events, || archive::write(&written, compression, bundle.bytes(), b"{}", &store))?;
+    // Registry blobs are fetched while the archive is written: they count towards its size.
+    let fetched_while_writing: u64 = deferred.all().keys().filter_map(|d| deferred.size(d)).sum();
+    events.phase(Phase::WritingArchive, Some(directory_size(&staging.path().join("layout")) + fetched_while_writing));
+    let bytes = watching_growth(&written, events, || {
+        archive::write(&written, compression, bundle.bytes(), b"{}", &store, &deferred, options.jobs)
+    })?;
     // A bundle written over an existing one keeps that file's mode, as files::persist would.
     if let Ok(existing) = std::fs::metadata(&options.output) {
         std::fs::set_permissions(&written, existing.permissions())?;

@@ -35,6 +35,7 @@ pub use shipped::{Declared, EXTENSION, MAX_DRIVER, Policy, WASM_LAYER, assign, d
 
 use crate::config::Limits;
 use crate::oci::{BlobFile, Digest, Layout, Stored};
+use crate::registry::Deferred;
 use crate::untrusted::{clip, escape, has_control};
 use bindings::since_v0_1_0::ferry::driver::host::SourceKind;
 use bindings::since_v0_1_0::{ImageDriver, ImageDriverPre, ferry::driver::types};
@@ -367,9 +368,37 @@ impl<'rt> Driver<'rt> {
         origin: &Origin,
         store: &Arc<Layout>,
     ) -> Result<crate::oci::Descriptor, DriverError> {
+        self.fetch_into(image, origin, store, None)
+    }
+
+    /// As [`Driver::fetch`], but the blobs the driver copies from a registry are only noted in
+    /// `deferred`, to be fetched by whoever writes the store out (an export's archive).
+    pub fn fetch_deferring(
+        &self,
+        image: &Image,
+        origin: &Origin,
+        store: &Arc<Layout>,
+        deferred: &Arc<Deferred>,
+    ) -> Result<crate::oci::Descriptor, DriverError> {
+        self.fetch_into(image, origin, store, Some(deferred.clone()))
+    }
+
+    fn fetch_into(
+        &self,
+        image: &Image,
+        origin: &Origin,
+        store: &Arc<Layout>,
+        deferred: Option<Arc<Deferred>>,
+    ) -> Result<crate::oci::Descriptor, DriverError> {
         let (root, state) = self.run(Operation::Fetch, Some(image), None, |s, d| {
             let origin = push_source(s, origin)?;
-            let sink = push(s, StoreHandle { layout: store.clone(), name: image.reference.clone() })?;
+            let handle = StoreHandle {
+                layout: store.clone(),
+                deferred: deferred.clone(),
+                name: image.reference.clone(),
+                image: escape(&format!("{} ({})", image.key, image.reference)).into_owned(),
+            };
+            let sink = push(s, handle)?;
             d.ferry_driver_driver().call_fetch(s, &image.to_wit(), origin, sink)
         })?;
         let invalid = |message| self.error(Operation::Fetch, Some(image), ErrorKind::InvalidContent, message);

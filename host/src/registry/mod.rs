@@ -13,12 +13,14 @@
 //! Calls block: drivers run synchronously, so each call drives ferry's own tokio runtime.
 
 mod auth;
+mod deferred;
 pub mod network;
 mod pull;
 pub mod tls;
 mod token;
 
 pub use auth::{CredentialOptions, Credentials, Creds};
+pub use deferred::{Deferred, Remote};
 pub use pull::MAX_ERROR_ANSWER;
 pub use tls::{TlsOptions, TlsVerify};
 pub use token::MAX_TOKEN_ANSWER;

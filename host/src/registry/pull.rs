@@ -178,6 +178,56 @@ impl Registry {
         Ok(size)
     }
 
+    /// Passes blob `digest` of `reference`'s repository to `sink` as it arrives, from byte
+    /// `*passed` on, adding to `*passed` what `sink` took: after a transient failure, a second
+    /// call goes on from there (a range request; from a registry that ignores the range, the
+    /// bytes before it are skipped). Read within its declared size, which it must have once the
+    /// body ends; the caller retries, and checks the digest. `deadline` is asked again before
+    /// each wait, so that time the caller's `sink` spends (waiting for room) can be left out.
+    pub fn stream_blob(
+        &self,
+        reference: &Reference,
+        digest: &Digest,
+        deadline: &dyn Fn() -> Instant,
+        passed: &mut u64,
+        sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> Result<(), RegistryError> {
+        let declared = self.declared_size(reference, digest)?;
+        let (registry, what) = (reference.resolve_registry(), blob_what(reference, digest));
+        let authorization = self.authenticate_for(reference, RegistryOperation::Pull, Some(deadline()))?;
+        let stop = |stop| RegistryError::from_stop(&what, registry, stop);
+        let client = self.http(registry)?;
+        self.runtime.block_on(async {
+            let mut request = authorization.apply(client.get(self.blob_url(reference, digest)));
+            if *passed > 0 {
+                request = request.header(RANGE, format!("bytes={passed}-"));
+            }
+            let mut answer = self.answer(request, &self.pace(Some(deadline())), &what, registry).await?;
+            let mut skip = if answer.status() == StatusCode::PARTIAL_CONTENT { 0 } else { *passed };
+            let (cap, mut length) = (skip + declared.saturating_sub(*passed), 0u64);
+            loop {
+                let next = self.pace(Some(deadline())).wait(answer.chunk()).await.map_err(stop)?;
+                let Some(chunk) = next.map_err(|e| stop(Stop::Broken(e)))? else { return Ok(()) };
+                length += chunk.len() as u64;
+                if length > cap {
+                    return Err(RegistryError::failed(format!(
+                        "{what}: {registry} sent more than the {declared} bytes its manifest declares"
+                    )));
+                }
+                let start = skip.min(chunk.len() as u64) as usize;
+                skip -= start as u64;
+                *passed += (chunk.len() - start) as u64;
+                sink(&chunk[start..]).map_err(|e| stop(Stop::Sink(e)))?;
+            }
+        })?;
+        if *passed != declared {
+            return Err(RegistryError::failed(format!(
+                "{what}: {registry} sent {passed} bytes, its manifest declares {declared}"
+            )));
+        }
+        Ok(())
+    }
+
     /// At most `len` bytes of blob `digest` from `offset`, never past its declared size.
     pub fn read(
         &self,
@@ -220,7 +270,8 @@ impl Registry {
         .map_err(|e| self.explained(reference, e))
     }
 
-    fn declared_size(&self, reference: &Reference, digest: &Digest) -> Result<u64, RegistryError> {
+    /// The size the manifests fetched from `reference`'s repository declare for blob `digest`.
+    pub fn declared_size(&self, reference: &Reference, digest: &Digest) -> Result<u64, RegistryError> {
         let key = (reference.resolve_registry().to_owned(), reference.repository().to_owned(), digest.clone());
         self.declared.lock().unwrap().get(&key).copied().ok_or_else(|| {
             RegistryError::failed(format!(
