@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Writes the example's two images into an OCI image layout: `installer` (one platform) and
-`web` (an index over linux/amd64 and linux/arm64), sharing a base layer. Deterministic: the same
-bytes every run. Usage: make-images.py LAYOUT_DIR"""
+"""Writes the example's two images into an OCI image layout: `installer` (one platform: Debian's
+static busybox as its shell and tools, and the run tool in examples/shop/installer/run) and `web`
+(an index over linux/amd64 and linux/arm64), sharing a base layer. Deterministic for a given
+busybox. Usage: make-images.py LAYOUT_DIR [BUSYBOX]"""
 
 import gzip, hashlib, io, json, os, sys, tarfile
 
@@ -27,18 +28,38 @@ def layer(name, size, seed):
     return gzip.compress(raw.getvalue(), compresslevel=1, mtime=0)
 
 
-def image(arch, layers):
+def installer_layer(busybox):
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as t:
+        def add(name, data=None, mode=0o755, kind=tarfile.REGTYPE, link=""):
+            info = tarfile.TarInfo(name)
+            info.type, info.mode, info.mtime, info.linkname = kind, mode, 0, link
+            info.size = len(data) if data is not None else 0
+            t.addfile(info, io.BytesIO(data) if data is not None else None)
+        for d in ["bin", "cnab", "cnab/app", "tmp"]:
+            add(d, kind=tarfile.DIRTYPE)
+        add("bin/busybox", open(busybox, "rb").read())
+        for tool in ["sh", "cat", "tr", "sed", "grep", "du", "cut", "sha256sum"]:
+            add("bin/" + tool, kind=tarfile.SYMTYPE, link="busybox", mode=0o777)
+        add("cnab/app/run", open(os.path.join(os.path.dirname(__file__), "installer", "run"), "rb").read())
+    return gzip.compress(raw.getvalue(), compresslevel=1, mtime=0)
+
+
+def image(arch, layers, config=None):
     diff_ids = ["sha256:" + hashlib.sha256(gzip.decompress(l)).hexdigest() for l in layers]
-    config = put("application/vnd.oci.image.config.v1+json", json.dumps(
-        {"architecture": arch, "os": "linux", "rootfs": {"type": "layers", "diff_ids": diff_ids}},
-        sort_keys=True).encode())
+    document = {"architecture": arch, "os": "linux", "rootfs": {"type": "layers", "diff_ids": diff_ids}}
+    if config:
+        document["config"] = config
+    config = put("application/vnd.oci.image.config.v1+json", json.dumps(document, sort_keys=True).encode())
     manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "config": config,
                 "layers": [put("application/vnd.oci.image.layer.v1.tar+gzip", l) for l in layers]}
     return put(manifest["mediaType"], json.dumps(manifest, sort_keys=True).encode())
 
 
 base = layer("base.bin", 2 << 20, "base")
-installer = image("amd64", [base, layer("cnab/app/run", 64 << 10, "installer")])
+busybox = sys.argv[2] if len(sys.argv) > 2 else "/bin/busybox"
+installer = image("amd64", [base, installer_layer(busybox)],
+                  {"Env": ["PATH=/bin"], "Entrypoint": ["/cnab/app/run"]})
 installer["annotations"] = {"org.opencontainers.image.ref.name": "installer"}
 platforms = []
 for arch in ["amd64", "arm64"]:
