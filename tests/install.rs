@@ -349,6 +349,19 @@ fn inputs_that_break_the_bundle_are_refused_before_anything_runs() {
     }
     let out = run(&["install", "prod", path, "--cred", "token=value:s"]);
     assert!(text(&out.stderr).contains("is not a file inside /cnab/app/outputs/"), "{}", text(&out.stderr));
+    let out = run(&["install", "bad\nname", path, "--cred", "token=value:s"]);
+    assert!(text(&out.stderr).contains("installation name \"bad\\nname\" holds"), "{}", text(&out.stderr));
+
+    let mut wasm_only = bundle.clone();
+    wasm_only["invocationImages"][0]["imageType"] = json!("wasm");
+    wasm_only["outputs"] = json!({});
+    let wasm_path = dir.path().join("wasm.json");
+    std::fs::write(&wasm_path, wasm_only.to_string()).unwrap();
+    let out = run(&["install", "prod", wasm_path.to_str().unwrap(), "--cred", "token=value:s"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("no invocation image a container engine can run"), "{stderr}");
+    assert!(!stderr.contains("nonexistent.sock"), "the engine was contacted first: {stderr}");
     let list = run(&["installations", "list", "--all", "--format", "json"]);
     assert_eq!(text(&list.stdout).trim(), "[]", "nothing was recorded");
 }
@@ -509,4 +522,60 @@ fn what_the_engine_or_the_run_tool_gets_wrong_is_named() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("contentDigest"), "{}", text(&out.stderr));
     assert_eq!(site.ferry(&["installations", "show", "pinned"]).status.code(), Some(1), "nothing was recorded");
+}
+
+#[test]
+fn an_image_that_cannot_be_pulled_a_missing_output_and_a_lost_engine_are_named() {
+    let mut site = Site::new();
+    let inputs = ["--param", "greeting=hi", "--cred", "token=value:x"];
+    let mut doc: Value = serde_json::from_slice(&std::fs::read(&site.bundle).unwrap()).unwrap();
+
+    let mut missing = doc.clone();
+    missing["invocationImages"][0]["image"] = json!(format!("{}/shop/absent:1", site.registry.host));
+    let path = site.dir.path().join("absent.json");
+    std::fs::write(&path, missing.to_string()).unwrap();
+    let out = site.command(&["install", "absent", path.to_str().unwrap()]).args(inputs).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("shop/absent:1"), "{}", text(&out.stderr));
+    assert_eq!(site.ferry(&["installations", "show", "absent"]).status.code(), Some(1), "nothing was recorded");
+
+    doc["outputs"]["never"] =
+        json!({ "definition": "plain", "path": "/cnab/app/outputs/never", "applyTo": ["install"] });
+    let path = site.dir.path().join("never.json");
+    std::fs::write(&path, doc.to_string()).unwrap();
+    let out = site.command(&["install", "never", path.to_str().unwrap()]).args(inputs).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let result = &site.show("never")["actions"][0]["result"];
+    assert_eq!(result["status"], "failed");
+    assert!(result["message"].as_str().unwrap().contains("did not write the output(s) never"), "{result}");
+
+    let mut lost = site
+        .command(&["install", "lost", site.bundle.to_str().unwrap(), "--param", "wait=30"])
+        .args(inputs)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = site.ferry(&["installations", "show", "lost", "--format", "json"]);
+        if out.status.success()
+            && serde_json::from_slice::<Value>(&out.stdout).unwrap()["actions"][0]["result"]["status"] == "running"
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the install never started running");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    site.podman.child.kill().unwrap();
+    site.podman.child.wait().unwrap();
+    assert_eq!(lost.wait().unwrap().code(), Some(1));
+    let shown = site.show("lost");
+    let claim = shown["actions"][0]["claim"]["id"].as_str().unwrap().to_owned();
+    let result = &shown["actions"][0]["result"];
+    assert_eq!(result["status"], "unknown", "{result}");
+    assert!(result["message"].as_str().unwrap().contains("engine was lost"), "{result}");
+    // The engine's service is gone; podman itself removes what the lost run left.
+    let _ = Command::new("podman").args(["rm", "-f", "--filter", &format!("label=io.ferry.run={claim}")]).output();
 }

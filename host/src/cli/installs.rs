@@ -202,6 +202,8 @@ fn act(ctx: &Session, installation: &str, action: &str, app: Option<PathBuf>, in
         &history,
     )?;
 
+    // Refused before anything runs, as every other input is.
+    staging::invocation_image(&opened)?;
     let registry = ctx.registry(None)?;
     let drivers = ctx.drivers(&opened, &registry)?;
     let mapping = inputs

@@ -132,6 +132,8 @@ impl Engine {
                 .await;
             match (outcome, removed) {
                 (Ok(finished), Ok(())) => Ok(finished),
+                // An engine that went away cannot remove anything either: the lost run is the news.
+                (Ok(finished @ Finished { exit: Exit::Lost(_), .. }), Err(_)) => Ok(finished),
                 (Ok(_), Err(e)) => Err(anyhow!("container {name} was not removed from the engine at {socket}: {e}")),
                 (Err(e), _) => Err(e),
             }
