@@ -6,7 +6,7 @@ use super::executor::{Exit, Finished, Run};
 use anyhow::{Context, Result, anyhow, bail};
 use bollard::Docker;
 use bollard::container::LogOutput;
-use bollard::models::ContainerCreateBody;
+use bollard::models::{ContainerCreateBody, ContainerStateStatusEnum};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, DownloadFromContainerOptionsBuilder, ImportImageOptionsBuilder,
     KillContainerOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder,
@@ -21,6 +21,10 @@ use std::time::Duration;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// The waiting request lasts as long as the run; the action's own deadline bounds it.
 const RUN_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+/// How often the container's state is asked while the run goes on.
+const STATE_POLL: Duration = Duration::from_secs(1);
+/// How long the run's last output may take to arrive once it has ended.
+const LOG_GRACE: Duration = Duration::from_secs(2);
 
 pub struct Engine {
     docker: Docker,
@@ -185,8 +189,45 @@ impl Engine {
                 None => Exit::Lost("the engine ended the wait without an exit status".into()),
             }
         };
+        // podman 4 can leave a wait or a followed log open after a container that ended at once:
+        // the container's state, asked every second, ends the wait too.
+        let polled = async {
+            loop {
+                tokio::time::sleep(STATE_POLL).await;
+                match docker.inspect_container(name, None).await {
+                    Ok(inspected) => {
+                        let state = inspected.state.unwrap_or_default();
+                        if matches!(
+                            state.status,
+                            Some(ContainerStateStatusEnum::EXITED | ContainerStateStatusEnum::DEAD)
+                        ) {
+                            return Exit::Code(state.exit_code.unwrap_or(-1));
+                        }
+                    }
+                    Err(e) => return Exit::Lost(e.to_string()),
+                }
+            }
+        };
+        let status = async {
+            tokio::select! {
+                exit = waited => exit,
+                exit = polled => exit,
+            }
+        };
+        let ended = async {
+            let mut logs = std::pin::pin!(logs);
+            let mut status = std::pin::pin!(status);
+            tokio::select! {
+                exit = &mut status => {
+                    // What the run printed last may still be on its way: a moment for it, then on.
+                    let _ = tokio::time::timeout(LOG_GRACE, &mut logs).await;
+                    exit
+                }
+                () = &mut logs => status.await,
+            }
+        };
         let exit = tokio::select! {
-            (exit, ()) = async { tokio::join!(waited, logs) } => exit,
+            exit = ended => exit,
             () = interrupted.notified() => {
                 let kill = KillContainerOptionsBuilder::new().signal("SIGKILL").build();
                 let _ = docker.kill_container(name, Some(kill)).await;
