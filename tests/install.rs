@@ -313,3 +313,32 @@ fn what_the_engine_or_the_run_tool_gets_wrong_is_named() {
     assert!(text(&out.stderr).contains("contentDigest"), "{}", text(&out.stderr));
     assert_eq!(site.ferry(&["installations", "show", "pinned"]).status.code(), Some(1), "nothing was recorded");
 }
+
+#[test]
+fn a_damaged_or_locked_sqlite_store_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("ferry.db");
+    let list = || ferry_command(dir.path()).args(["installations", "list", "--store"]).arg(&store).output().unwrap();
+    ok(&list());
+
+    // Another program holding a write transaction open: ferry waits for it, then says so.
+    let holder = rusqlite::Connection::open(&store).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let out = list();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains(&store.display().to_string()) && stderr.contains("kept it locked"), "{stderr}");
+    holder.execute_batch("ROLLBACK").unwrap();
+    drop(holder);
+    ok(&list());
+
+    let noise: Vec<u8> = (0..8192u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    std::fs::write(&store, noise).unwrap();
+    let out = list();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&store.display().to_string()) && stderr.contains("damaged, or not a ferry store"),
+        "{stderr}"
+    );
+}

@@ -38,20 +38,23 @@ impl PgServer {
         }
         // Local (socket) connections are trusted, so that createdb needs no password; TCP ones,
         // the ones ferry makes, need the password.
-        run(dir.path(), "initdb", &[
-            "-D",
-            path(&data),
-            "-U",
-            "ferry",
-            "--auth-local=trust",
-            "--auth-host=scram-sha-256",
-            "--pwfile",
-            path(&pwfile),
-            "--no-sync",
-        ]);
+        run(
+            dir.path(),
+            "initdb",
+            &[
+                "-D",
+                path(&data),
+                "-U",
+                "ferry",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "--pwfile",
+                path(&pwfile),
+                "--no-sync",
+            ],
+        );
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let options =
-            format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", dir.path().display());
+        let options = format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", dir.path().display());
         let log = dir.path().join("log");
         run(dir.path(), "pg_ctl", &["-D", path(&data), "-o", &options, "-l", path(&log), "-w", "start"]);
         let server = PgServer { port, data, _dir: dir };
@@ -148,7 +151,11 @@ fn actions_are_kept_in_order_and_the_installation_follows_the_last() {
     let done = result(&install, Status::Succeeded);
     let binary = vec![0u8, 255, 10, 0];
     store
-        .add_result(&install, &done, &BTreeMap::from([("url".into(), b"http://a".to_vec()), ("raw".into(), binary.clone())]))
+        .add_result(
+            &install,
+            &done,
+            &BTreeMap::from([("url".into(), b"http://a".to_vec()), ("raw".into(), binary.clone())]),
+        )
         .unwrap();
     let uninstall = claim("prod", "uninstall", "r2");
     store.add_claim(&uninstall).unwrap();
@@ -215,6 +222,7 @@ fn a_store_from_a_newer_ferry_is_refused_and_connection_problems_are_named() {
         (format!("postgres://nobody:{PASSWORD}@127.0.0.1:{port}/ferry"), "refused user \"nobody\""),
         (format!("postgres://ferry@127.0.0.1:{port}/ferry"), "asks user \"ferry\" for a password"),
         (format!("postgres://ferry:{PASSWORD}@127.0.0.1:{port}/ferry?port=x"), "not a PostgreSQL URL"),
+        (format!("postgres://ferry:{PASSWORD}@127.0.0.1:{port}/ferry?sslmode=require"), "does not speak TLS"),
     ];
     for (url, expected) in cases {
         let error = format!("{:#}", Postgres::open(&url).err().expect(&url));

@@ -4,7 +4,7 @@
 use super::{Action, Installation, Store};
 use crate::install::claim::{Claim, ClaimResult, Status};
 use anyhow::{Context, Result, anyhow, bail};
-use postgres::config::Host;
+use postgres::config::{Host, SslMode};
 use postgres::error::SqlState;
 use postgres::{Client, Config, NoTls, Row};
 use sha2::{Digest, Sha256};
@@ -67,6 +67,12 @@ impl Postgres {
             anyhow!("the store URL is not a PostgreSQL URL ({e}); expected postgres://USER@HOST:PORT/DATABASE")
         })?;
         let server = server_name(&config);
+        if config.get_ssl_mode() == SslMode::Require {
+            bail!(
+                "the store URL asks for sslmode=require, but ferry does not speak TLS to PostgreSQL \
+                 (server {server}); reach it over a trusted network, its Unix socket or a tunnel"
+            );
+        }
         if config.get_password().is_none()
             && let Some(password) = std::env::var_os("PGPASSWORD").filter(|p| !p.is_empty())
         {
@@ -246,7 +252,8 @@ impl Store for Postgres {
             )?;
             tx.commit()
         };
-        write().map_err(|e| anyhow!("recording claim {} in the installation store {server}: {}", claim.id, describe(&e)))
+        write()
+            .map_err(|e| anyhow!("recording claim {} in the installation store {server}: {}", claim.id, describe(&e)))
     }
 
     fn add_result(&mut self, claim: &Claim, result: &ClaimResult, outputs: &BTreeMap<String, Vec<u8>>) -> Result<()> {
