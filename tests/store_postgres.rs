@@ -208,6 +208,18 @@ fn a_store_from_a_newer_ferry_is_refused_and_connection_problems_are_named() {
     let server = PgServer::start();
     drop(server.open());
     let mut admin = postgres::Client::connect(&server.url(), postgres::NoTls).unwrap();
+    // A user that may read and write the tables but not create any uses a store set up by another.
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE operator LOGIN PASSWORD '{PASSWORD}';
+             GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO operator"
+        ))
+        .unwrap();
+    let operator = format!("postgres://operator:{PASSWORD}@127.0.0.1:{}/ferry", server.port);
+    let mut store = Postgres::open(&operator).unwrap();
+    store.add_claim(&claim("prod", "install", "r1")).unwrap();
+    assert_eq!(store.list(false).unwrap().len(), 1);
+    drop(store);
     admin.execute("UPDATE ferry_schema SET version = 99", &[]).unwrap();
     let error = format!("{:#}", Postgres::open(&server.url()).err().unwrap());
     assert!(error.contains("schema version 99 is newer") && error.contains("127.0.0.1"), "{error}");

@@ -6,7 +6,7 @@ use crate::install::claim::{Claim, ClaimResult, Status};
 use anyhow::{Context, Result, anyhow, bail};
 use postgres::config::{Host, SslMode};
 use postgres::error::SqlState;
-use postgres::{Client, Config, NoTls, Row};
+use postgres::{Client, Config, GenericClient, NoTls, Row};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -88,17 +88,23 @@ impl Postgres {
     }
 
     fn migrate(&mut self) -> Result<()> {
+        let known = MIGRATIONS.len() as i32;
+        // The common case reads one row and writes nothing, so a user that may not create
+        // tables can use a store someone else migrated.
+        if schema_version(&mut self.db)? == Some(known) {
+            return Ok(());
+        }
         let mut tx = self.db.transaction()?;
         tx.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&MIGRATION_LOCK.0, &MIGRATION_LOCK.1])?;
-        tx.batch_execute("CREATE TABLE IF NOT EXISTS ferry_schema (version INTEGER NOT NULL)")?;
-        let version = match tx.query_opt("SELECT version FROM ferry_schema", &[])? {
-            Some(row) => row.get::<_, i32>(0),
+        let version = match schema_version(&mut tx)? {
+            Some(version) => version,
             None => {
-                tx.execute("INSERT INTO ferry_schema (version) VALUES (0)", &[])?;
+                tx.batch_execute(
+                    "CREATE TABLE ferry_schema (version INTEGER NOT NULL); INSERT INTO ferry_schema VALUES (0)",
+                )?;
                 0
             }
         };
-        let known = MIGRATIONS.len() as i32;
         if version > known {
             bail!("its schema version {version} is newer than this ferry's ({known}); use a newer ferry");
         }
@@ -114,6 +120,15 @@ impl Postgres {
     fn failed(&self, what: &'static str) -> impl FnOnce(postgres::Error) -> anyhow::Error + '_ {
         move |e| anyhow!("{what} in the installation store {}: {}", self.server, describe(&e))
     }
+}
+
+/// The store's schema version; `None` in a database ferry has not set up.
+fn schema_version(db: &mut impl GenericClient) -> Result<Option<i32>, postgres::Error> {
+    let exists: bool = db.query_one("SELECT to_regclass('ferry_schema') IS NOT NULL", &[])?.get(0);
+    if !exists {
+        return Ok(None);
+    }
+    Ok(db.query_opt("SELECT version FROM ferry_schema", &[])?.map(|row| row.get(0)))
 }
 
 /// `host:port/database` for messages: what the operator needs to find the server, and never the
