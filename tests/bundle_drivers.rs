@@ -113,6 +113,11 @@ fn a_bundle_ships_the_helm_driver_and_its_chart_is_relocated_with_rewritten_valu
     let chart_to = mapping["shop-1.0.0.tgz"].as_str().expect("the chart is in the mapping");
     assert!(chart_to.starts_with(&format!("{}/apps/shop/chart@sha256:", site.host)), "{chart_to}");
 
+    // A dry run now predicts nothing to send, and the chart the real run made, values rewritten.
+    let to = format!("{}/apps", site.host);
+    let args = ["--insecure-registry", &site.host, "relocate", tar.to_str().unwrap(), "--to", &to];
+    assert_dry_run_predicts_nothing_to_send(&args, &mapping, dir.path());
+
     let values = pulled_chart_values(dir.path(), chart_to);
     assert!(values.contains(&format!("image: {web_to}\n")), "values.yaml was not rewritten:\n{values}");
     assert!(!values.contains(&web_ref), "values.yaml still names the original image:\n{values}");
@@ -176,6 +181,7 @@ fn bundle_drivers_are_refused_by_digest_and_by_the_operator() {
     assert!(!o.status.success(), "a driver with another digest was used");
     let stderr = text(&o.stderr);
     assert!(stderr.contains("bundle driver \"helm\"") && stderr.contains("digest mismatch"), "{stderr}");
+    assert!(stderr.contains("pin the new build with `ferry driver add bundle.json ./drivers/helm.wasm`"), "{stderr}");
     assert!(
         !cached(&cache).is_empty(),
         "nothing was compiled into {}: the check below proves nothing",
@@ -230,4 +236,57 @@ fn an_image_type_no_driver_handles_stops_the_export_naming_the_image_and_the_typ
     let stderr = text(&o.stderr);
     assert!(stderr.contains("image thing (thing.bin) has imageType \"mystery\", which no driver handles"), "{stderr}");
     assert!(!dir.path().join("odd.tar").exists());
+}
+
+#[test]
+fn driver_add_from_build_copies_a_fresh_build_beside_bundle_json_and_pins_it_again_after_a_rebuild() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = TestRegistry::start();
+    helm_bundle(dir.path(), &source);
+    std::fs::remove_file(dir.path().join("drivers/helm.wasm")).unwrap();
+    let target = tempfile::tempdir().unwrap();
+    let built = target.path().join("example_helm_driver.wasm");
+    let pinned = |dir: &Path| {
+        let bundle: Value = serde_json::from_slice(&std::fs::read(dir.join("bundle.json")).unwrap()).unwrap();
+        bundle["custom"]["io.ferry.drivers"]["drivers"].clone()
+    };
+    let export =
+        |name: &str| in_dir(&["--insecure-registry", &source.host, "export", "bundle.json", "-o", name], dir.path());
+
+    // Without the flag, a component outside the bundle's directory is refused, as before.
+    std::fs::copy(guest(HELM_DRIVER), &built).unwrap();
+    let o = in_dir(&["driver", "add", "bundle.json", built.to_str().unwrap()], dir.path());
+    assert!(!o.status.success() && text(&o.stderr).contains("is outside"), "{}", text(&o.stderr));
+
+    // Each build: one command, and the export takes it.
+    for build in 1..=2u8 {
+        if build == 2 {
+            // A rebuild: other bytes, the same driver (a custom section appended).
+            let mut bytes = std::fs::read(guest(HELM_DRIVER)).unwrap();
+            bytes.extend([0, 6, 5, b'b', b'u', b'i', b'l', b'd']);
+            std::fs::write(&built, bytes).unwrap();
+            // Copied by hand as before, not declared again: the export says what to run.
+            std::fs::copy(&built, dir.path().join("drivers/helm.wasm")).unwrap();
+            let o = export("stale.tar");
+            assert!(!o.status.success());
+            assert!(text(&o.stderr).contains("`ferry driver add bundle.json"), "{}", text(&o.stderr));
+        }
+        let o = in_dir(&["driver", "add", "--from-build", "bundle.json", built.to_str().unwrap()], dir.path());
+        assert!(o.status.success(), "driver add --from-build: {}", text(&o.stderr));
+        let copy = dir.path().join("drivers/helm.wasm");
+        assert_eq!(std::fs::read(&copy).unwrap(), std::fs::read(&built).unwrap(), "build {build}");
+        let digest = Digest::of(&std::fs::read(&built).unwrap()).to_string();
+        assert_eq!(
+            pinned(dir.path()),
+            json!([{ "name": "helm", "imageTypes": ["helm"], "digest": digest, "path": "drivers/helm.wasm" }])
+        );
+        let o = export(&format!("build-{build}.tar"));
+        assert!(o.status.success(), "export of build {build}: {}", text(&o.stderr));
+    }
+
+    // Only a local regular file.
+    for (not_a_file, says) in [("https://example.com/helm.wasm", "not a URL"), (".", "not a regular file")] {
+        let o = in_dir(&["driver", "add", "--from-build", "bundle.json", not_a_file], dir.path());
+        assert!(!o.status.success() && text(&o.stderr).contains(says), "{not_a_file}: {}", text(&o.stderr));
+    }
 }

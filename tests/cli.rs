@@ -236,7 +236,7 @@ fn every_command_prints_json_with_camel_case_keys() {
 
     let out = ferry(&["validate", b, "--format", "json"], d);
     assert_eq!(out.status.code(), Some(0));
-    assert_eq!(json_of(&out, "validate"), json!({ "valid": true, "problems": [] }));
+    assert_eq!(json_of(&out, "validate"), json!({ "valid": true, "problems": [], "warnings": [] }));
 
     let out = ferry(&["export", b, "-o", t, "--format", "json"], d);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));

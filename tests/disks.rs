@@ -94,7 +94,7 @@ fn vm_disks_from_a_file_a_url_and_a_container_disk_are_exported_verified_inspect
 
     // relocate to a registry: every disk becomes a KubeVirt containerDisk.
     let site = TestRegistry::start();
-    let mapping = relocate(&tar, &format!("{}/site", site.host), Some(&site.host), dir.path());
+    let mapping = relocate_and_predict(&tar, &format!("{}/site", site.host), Some(&site.host), dir.path());
     let originals_named: Vec<&str> = mapping.keys().map(String::as_str).collect();
     let mut expected = vec![invocation.as_str(), "root.qcow2", url.as_str(), container_disk.as_str()];
     expected.sort();
@@ -136,7 +136,7 @@ fn vm_disks_from_a_file_a_url_and_a_container_disk_are_exported_verified_inspect
 
     // relocate to a directory: the disk files, as they were.
     let site_dir = dir.path().join("site");
-    let mapping = relocate(&tar, &format!("file://{}", site_dir.display()), None, dir.path());
+    let mapping = relocate_and_predict(&tar, &format!("file://{}", site_dir.display()), None, dir.path());
     assert_eq!(mapping.len(), 4, "{mapping:#?}");
     for (original, written, disk) in [
         ("root.qcow2", site_dir.join("vms/root/root.qcow2"), &qcow2),
@@ -169,6 +169,8 @@ fn a_disk_whose_content_digest_does_not_match_is_not_exported() {
     assert_eq!(o.status.code(), Some(1), "export of a disk with the wrong contentDigest: {}", text(&o.stderr));
     let stderr = text(&o.stderr);
     assert!(stderr.contains("system-disk"), "the error does not name the image: {stderr}");
+    // ferry names the image; the driver (through the SDK's helpers) does not name it again.
+    assert_eq!(stderr.matches("system-disk").count(), 1, "the image is named more than once: {stderr}");
     assert!(
         stderr.contains(&wrong) && stderr.contains(&sha256_of(&qcow2)),
         "the error does not name both digests: {stderr}"
@@ -289,7 +291,7 @@ fn a_tarball_is_exported_verified_inspected_and_relocated_to_a_registry_and_a_di
 
     // To a registry: the artifact as stored, its one layer the tarball.
     let site = TestRegistry::start();
-    let mapping = relocate(&tar, &format!("{}/site", site.host), Some(&site.host), dir.path());
+    let mapping = relocate_and_predict(&tar, &format!("{}/site", site.host), Some(&site.host), dir.path());
     assert_eq!(mapping.len(), 2, "{mapping:#?}");
     let relocated = &mapping["site.tar.gz"];
     assert!(relocated.starts_with(&format!("{}/site/web/site@sha256:", site.host)), "{relocated}");
@@ -573,13 +575,32 @@ fn pull_container_disk(reference: &str, dir: &Path) -> DiskEntry {
 }
 
 /// `ferry relocate TAR --to TO` (plain http to `insecure`), which must succeed; its mapping.
+/// `ferry relocate TAR --to TO`'s mapping.
 fn relocate(tar: &Path, to: &str, insecure: Option<&str>, dir: &Path) -> BTreeMap<String, String> {
+    serde_json::from_value(relocate_args(tar, to, insecure, dir).1).unwrap()
+}
+
+/// [`relocate`], then a dry run of the same, which must predict that nothing is left to send
+/// and the same references. (A tarball relocated into a directory is extracted again by every
+/// run, so its dry run rightly predicts its bytes.)
+fn relocate_and_predict(tar: &Path, to: &str, insecure: Option<&str>, dir: &Path) -> BTreeMap<String, String> {
+    let (args, written) = relocate_args(tar, to, insecure, dir);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert_dry_run_predicts_nothing_to_send(&args, &written, dir);
+    serde_json::from_value(written).unwrap()
+}
+
+/// The arguments of `ferry relocate TAR --to TO` (without `-o`), and the mapping it wrote.
+fn relocate_args(tar: &Path, to: &str, insecure: Option<&str>, dir: &Path) -> (Vec<String>, Value) {
     let mapping = dir.join("mapping.json");
-    let mut args = insecure.map(|host| vec!["--insecure-registry", host]).unwrap_or_default();
-    args.extend(["relocate", tar.to_str().unwrap(), "--to", to, "-o", mapping.to_str().unwrap()]);
-    let o = ferry(&args, dir);
+    let mut args: Vec<String> =
+        insecure.map(|host| vec!["--insecure-registry".into(), host.into()]).unwrap_or_default();
+    args.extend(["relocate".into(), tar.display().to_string(), "--to".into(), to.into()]);
+    let mut with_output: Vec<&str> = args.iter().map(String::as_str).collect();
+    with_output.extend(["-o", mapping.to_str().unwrap()]);
+    let o = ferry(&with_output, dir);
     assert!(o.status.success(), "relocate --to {to}: {}", text(&o.stderr));
-    serde_json::from_slice(&std::fs::read(&mapping).unwrap()).unwrap()
+    (args, serde_json::from_slice(&std::fs::read(&mapping).unwrap()).unwrap())
 }
 
 /// The entry of `key` in `ferry inspect --format json`.

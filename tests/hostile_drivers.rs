@@ -10,6 +10,7 @@ use ferry::driver::{
     VerifiedComponent,
 };
 use ferry::oci::{Descriptor, Layout};
+use ferry::registry::{Deferred, Registry, RegistryOptions};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -161,6 +162,43 @@ fn fetch_must_return_the_root_it_recorded_and_the_root_must_tell_the_truth() {
         let err = f.fetch(&driver, key).expect_err(key);
         assert_eq!(err.kind, ErrorKind::InvalidContent, "{key}: {err}");
         assert!(err.message.contains(says), "{key}: {err}");
+    }
+}
+
+// An export only names a driver's registry blobs (registry::Deferred) and fetches them when it
+// writes the archive; a manifest a driver copied as a plain blob is still walked when the root is
+// recorded, so that walk fetches it into the store, and only it.
+#[test]
+fn manifests_copied_as_blobs_from_a_registry_are_fetched_when_the_root_is_recorded() {
+    let cache = tempfile::tempdir().unwrap();
+    let runtime = runtime(limits(Duration::from_secs(30)), cache.path());
+    let driver = load(&runtime, HOSTILE_DRIVER);
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Layout::create(&dir.path().join("origin")).unwrap();
+    let (root, blobs) = write_multiarch_image(&origin, "app", 5);
+    let registry = TestRegistry::start();
+    registry.push(&dir.path().join("origin"), "app", "team/app:1");
+    let none = dir.path().join("none.json");
+    std::fs::write(&none, "{}").unwrap();
+    let options = RegistryOptions {
+        insecure: vec![registry.host.clone()],
+        credentials: ferry::registry::CredentialOptions { authfile: Some(none), ..Default::default() },
+        ..Default::default()
+    };
+    let reference = format!("{}/team/app:1", registry.host);
+    let origin =
+        Origin::Registry { registry: Arc::new(Registry::new(&options).unwrap()), reference: reference.clone() };
+    let store = Arc::new(Layout::create(&dir.path().join("store")).unwrap());
+    let deferred = Arc::new(Deferred::default());
+    let image = image("manifests-copied-as-blobs", &reference, "hostile");
+    let fetched = driver.fetch_deferring(&image, &origin, &store, &deferred).unwrap();
+    assert_eq!(fetched.digest, root.digest);
+    // blobs: base layer, then per platform top layer, config, manifest; then the index.
+    let manifests = [&blobs[3], &blobs[6]];
+    for digest in &blobs {
+        let read = manifests.contains(&digest) || *digest == root.digest;
+        assert_eq!(store.has_blob(digest), read, "{digest} in the store");
+        assert_eq!(deferred.size(digest).is_some(), !read, "{digest} named for later");
     }
 }
 

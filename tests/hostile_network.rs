@@ -30,6 +30,8 @@ enum Body {
     StallAfterHeaders,
     /// No answer at all for 30 s.
     Silent,
+    /// The length of all the bytes, the first `.1` of them, then the connection closes.
+    CutAt(Vec<u8>, usize),
 }
 
 struct Answer {
@@ -59,6 +61,7 @@ impl Answer {
 struct Seen {
     line: String,
     authorization: Option<String>,
+    range: Option<String>,
     sent: u64,
 }
 
@@ -102,23 +105,25 @@ impl Server {
 
 fn serve(client: TcpStream, route: &Route, log: &Mutex<Vec<Seen>>) -> std::io::Result<()> {
     let mut reader = BufReader::new(client.try_clone()?);
-    let (mut line, mut authorization) = (String::new(), None);
+    let (mut line, mut authorization, mut range) = (String::new(), None, None);
     reader.read_line(&mut line)?;
     loop {
         let mut header = String::new();
         if reader.read_line(&mut header)? == 0 || header == "\r\n" {
             break;
         }
-        if let Some((name, value)) = header.split_once(':')
-            && name.eq_ignore_ascii_case("authorization")
-        {
-            authorization = Some(value.trim().to_owned());
+        if let Some((name, value)) = header.split_once(':') {
+            if name.eq_ignore_ascii_case("authorization") {
+                authorization = Some(value.trim().to_owned());
+            } else if name.eq_ignore_ascii_case("range") {
+                range = Some(value.trim().to_owned());
+            }
         }
     }
     let line = line.trim_end().to_owned();
     let at = {
         let mut log = log.lock().unwrap();
-        log.push(Seen { line: line.clone(), authorization: authorization.clone(), sent: 0 });
+        log.push(Seen { line: line.clone(), authorization: authorization.clone(), range, sent: 0 });
         log.len() - 1
     };
     let mut parts = line.split(' ');
@@ -131,7 +136,7 @@ fn serve(client: TcpStream, route: &Route, log: &Mutex<Vec<Seen>>) -> std::io::R
             std::thread::sleep(Duration::from_secs(30));
             return Ok(());
         }
-        Body::Bytes(bytes) => Some(bytes.len()),
+        Body::Bytes(bytes) | Body::CutAt(bytes, _) => Some(bytes.len()),
         Body::Endless => None,
         Body::Trickle | Body::StallAfterHeaders => Some(1000),
     };
@@ -170,6 +175,10 @@ fn serve(client: TcpStream, route: &Route, log: &Mutex<Vec<Seen>>) -> std::io::R
             client.write_all(&[0; 10])?;
             sent(10);
             std::thread::sleep(Duration::from_secs(30));
+        }
+        Body::CutAt(bytes, at) => {
+            client.write_all(&bytes[..at])?;
+            sent(at);
         }
         Body::Silent => unreachable!("answered above"),
     }
@@ -301,6 +310,62 @@ fn a_blob_whose_bytes_do_not_match_its_digest_is_not_fetched_again() {
     assert!(!o.status.success());
     assert!(stderr.contains("digest"), "{stderr}");
     assert_eq!(server.requests(&layer).len(), 1, "a blob with the wrong digest was fetched again: {stderr}");
+}
+
+/// A layer whose first answer breaks off after `cut` bytes; the next is `rest(layer, cut)`.
+fn export_with_a_broken_layer(rest: fn(&[u8], usize) -> Answer) -> (tempfile::TempDir, Server, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    let layer: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let image = Image::new(&layer);
+    let layer_path = format!("/v2/team/app/blobs/{}", image.layer_digest);
+    let answers = std::sync::atomic::AtomicUsize::new(0);
+    let server = Server::start(move |_, path, _| {
+        if path != layer_path {
+            return image.answer(path, |_| unreachable!());
+        }
+        match answers.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+            0 => Answer::ok(Body::CutAt(image.layer.clone(), 100_000)),
+            _ => rest(&image.layer, 100_000),
+        }
+    });
+    let o = export(dir.path(), &bundle(dir.path(), registry_image(&server)), Some(&server.host), &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    (dir, server, layer)
+}
+
+/// The layer as the exported archive holds it, after `ferry verify` checked every digest.
+fn exported_layer(dir: &Path, layer: &[u8]) -> Vec<u8> {
+    let tar = dir.join("out/bundle.tar");
+    let o = ferry(&["verify", tar.to_str().unwrap()], dir);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let name = format!("artifacts/layout/blobs/sha256/{}", Digest::of(layer).hex());
+    let mut archive = ferry::archive::open(&tar).unwrap();
+    let mut entry =
+        archive.entries().unwrap().map(Result::unwrap).find(|e| *e.path_bytes() == *name.as_bytes()).unwrap();
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
+    bytes
+}
+
+// A blob is fetched while the archive is written, its bytes going straight into it: after a
+// dropped connection, the fetch goes on from where it stopped rather than starting over.
+#[test]
+fn a_blob_broken_off_is_resumed_from_where_it_stopped() {
+    let (dir, server, layer) = export_with_a_broken_layer(|layer, cut| {
+        Answer { status: 206, headers: Vec::new(), body: Body::Bytes(layer[cut..].to_vec()) }
+            .with("Content-Range", format!("bytes {cut}-{}/{}", layer.len() - 1, layer.len()))
+    });
+    let digest = Digest::of(&layer).to_string();
+    let ranges: Vec<_> = server.requests(&digest).into_iter().map(|r| r.range).collect();
+    assert_eq!(ranges, [None, Some("bytes=100000-".into())]);
+    assert_eq!(server.sent(&digest), layer.len() as u64, "bytes sent twice");
+    assert_eq!(exported_layer(dir.path(), &layer), layer);
+}
+
+#[test]
+fn a_blob_broken_off_is_resumed_from_a_registry_that_ignores_ranges() {
+    let (dir, _server, layer) = export_with_a_broken_layer(|layer, _| Answer::bytes(layer));
+    assert_eq!(exported_layer(dir.path(), &layer), layer);
 }
 
 #[test]

@@ -335,6 +335,79 @@ fn keep_going_relocates_the_other_images_and_still_writes_no_mapping() {
     // of --keep-going.
     assert!(broken.count("PUT /v2/team/b/manifests/") > 0, "image b was not relocated");
     assert!(!mapping.exists());
+    // What went through is listed too, and the summary counts both.
+    let relocated = format!("relocated:\n  b -> {}/team/b@sha256:", broken.host);
+    assert!(stderr.contains(&relocated), "no {relocated:?} in:\n{stderr}");
+    assert!(stderr.contains("ferry: relocated 2 images (1 failed) in "), "{stderr}");
+}
+
+#[test]
+fn a_summary_says_what_moved_in_human_sizes_and_quiet_prints_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tar, _source) = exported_bundle(dir.path());
+    let site = TestRegistry::start();
+    let mapping = dir.path().join("mapping.json");
+    let relocate = |extra: &[&str]| {
+        let o = relocate_to(
+            &site.host,
+            &tar,
+            &site.host,
+            &[&["-o", mapping.to_str().unwrap()], extra].concat(),
+            dir.path(),
+        );
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        text(&o.stderr)
+    };
+    // Not a terminal: no progress, only the summary.
+    let first = relocate(&[]);
+    let summary =
+        first.lines().find(|l| l.starts_with("ferry: relocated 2 images in ")).unwrap_or_else(|| panic!("{first}"));
+    assert_eq!(first.lines().count(), 1, "more than the summary on stderr:\n{first}");
+    let sent = summary.split("sent ").nth(1).unwrap();
+    assert!(sent.contains(" KiB, 0 B present, ") || sent.contains(" MiB, 0 B present, "), "{summary}");
+
+    let again = relocate(&[]);
+    assert!(again.contains(": sent 0 B, ") && !again.contains(" 0 B present"), "a rerun sends nothing: {again}");
+
+    assert_eq!(relocate(&["-q"]), "", "-q prints nothing on success");
+}
+
+#[test]
+fn on_a_terminal_progress_shows_the_phase_bytes_percent_and_eta() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tar, source) = exported_bundle(dir.path());
+    let site = TestRegistry::start();
+    let mapping = dir.path().join("mapping.json");
+    // `script` gives ferry a pseudo-terminal for stderr, and copies what it draws to stdout.
+    let export = format!(
+        "{} --insecure-registry {} export {} -o {}",
+        env!("CARGO_BIN_EXE_ferry"),
+        source.host,
+        dir.path().join("bundle.json").display(),
+        dir.path().join("again.tar").display()
+    );
+    let o = ferry_env(Command::new("script").args(["-qec", &export, "/dev/null"]), dir.path()).output().unwrap();
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    let drawn = text(&o.stdout);
+    for shown in ["fetching images", "writing archive", "%", "ETA", "ferry: exported 2 images in "] {
+        assert!(drawn.contains(shown), "{shown:?} is not on the terminal:\n{drawn}");
+    }
+
+    let command = format!(
+        "{} --insecure-registry {} relocate {} --to {}/site -o {}",
+        env!("CARGO_BIN_EXE_ferry"),
+        site.host,
+        tar.display(),
+        site.host,
+        mapping.display()
+    );
+    let o = ferry_env(Command::new("script").args(["-qec", &command, "/dev/null"]), dir.path()).output().unwrap();
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    let drawn = text(&o.stdout);
+    for shown in ["copying images", "B/", "%", "ETA", "ferry: relocated 2 images in "] {
+        assert!(drawn.contains(shown), "{shown:?} is not on the terminal:\n{drawn}");
+    }
+    assert!(mapping.exists());
 }
 
 #[test]

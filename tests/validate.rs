@@ -510,3 +510,80 @@ fn the_validate_command_prints_every_problem_and_exits_1() {
     assert_eq!(report["valid"], false);
     assert!(report["problems"][0]["message"].as_str().unwrap().contains("not JSON"));
 }
+
+#[test]
+fn misspelt_fields_and_image_types_no_driver_handles_are_warnings_that_strict_makes_failures() {
+    // Every field CNAB defines, in every object: no warning.
+    assert_eq!(ferry::bundle::warnings(&serde_json::to_vec(&full()).unwrap()), vec![]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut doc = minimal();
+    doc["invocationImages"][0] = json!({ "image": "example.com/app:1", "imagetype": "docker" });
+    doc["images"] = json!({
+        "disk": { "image": "disk.qcow2", "imageType": "vmdisk", "contentDigets": format!("sha256:{}", "a".repeat(64)) },
+        "web": { "image": "example.com/web:1", "vendorNote": "kept" }
+    });
+    doc["parameters"] = json!({ "port": { "definition": "port", "destination": { "env": "PORT", "paht": "/p" } } });
+    doc["definitions"] = json!({ "port": { "type": "integer", "maximun": 65535, "x-ui-widget": "spinner" } });
+    let bundle = dir.path().join("bundle.json");
+    std::fs::write(&bundle, serde_json::to_vec(&doc).unwrap()).unwrap();
+    let validate =
+        |extra: &[&str]| common::ferry(&[&["validate", bundle.to_str().unwrap()], extra].concat(), dir.path());
+
+    let o = validate(&[]);
+    assert_eq!(o.status.code(), Some(0), "warnings are not problems: {}", common::text(&o.stderr));
+    assert!(common::text(&o.stdout).contains("valid, 6 warnings"), "{}", common::text(&o.stdout));
+    let stderr = common::text(&o.stderr);
+    for line in [
+        "$.invocationImages[0].imagetype: \"imagetype\" is not a field CNAB defines here; did you mean \"imageType\"?",
+        "$.images.disk.contentDigets: \"contentDigets\" is not a field CNAB defines here; did you mean \"contentDigest\"?",
+        "$.images.web.vendorNote: \"vendorNote\" is not a field CNAB defines here\n",
+        "$.parameters.port.destination.paht: \"paht\" is not a field CNAB defines here; did you mean \"path\"?",
+        "$.definitions.port.maximun: \"maximun\" is not a JSON Schema keyword; did you mean \"maximum\"?",
+        "$.images.disk.imageType: imageType \"vmdisk\": no built-in driver handles it",
+    ] {
+        assert!(stderr.contains(&format!("warning: {line}")), "no {line:?} in:\n{stderr}");
+    }
+    assert!(!stderr.contains("x-ui-widget"), "an annotation keyword is no typo:\n{stderr}");
+
+    let o = validate(&["--strict"]);
+    assert_eq!(o.status.code(), Some(1), "--strict fails on warnings");
+
+    let o = validate(&["--format", "json"]);
+    assert_eq!(o.status.code(), Some(0));
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((&report["valid"], &report["problems"]), (&json!(true), &json!([])));
+    let warnings = report["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 6, "{report:#}");
+    let no_driver = warnings.iter().find(|w| w["rule"] == "NoDriver").unwrap();
+    assert_eq!(no_driver["path"], "$.images.disk.imageType");
+    assert!(warnings.iter().all(|w| w["path"].is_string() && w["message"].is_string()), "{report:#}");
+
+    // A driver the bundle ships for the type handles it, unless the operator refuses bundle drivers.
+    doc["custom"] = json!({ "io.ferry.drivers": { "drivers": [{
+        "name": "vmdisk", "imageTypes": ["vmdisk"], "digest": format!("sha256:{}", "b".repeat(64)), "path": "vmdisk.wasm"
+    }] } });
+    doc["requiredExtensions"] = json!(["io.ferry.drivers"]);
+    std::fs::write(&bundle, serde_json::to_vec(&doc).unwrap()).unwrap();
+    let o = validate(&[]);
+    assert!(!common::text(&o.stderr).contains("NoDriver") && !common::text(&o.stderr).contains("imageType \"vmdisk\""));
+    let o = common::ferry(&["--no-bundle-drivers", "validate", bundle.to_str().unwrap()], dir.path());
+    assert!(
+        common::text(&o.stderr)
+            .contains("the bundle ships driver \"vmdisk\" for it, and --no-bundle-drivers refuses it"),
+        "{}",
+        common::text(&o.stderr)
+    );
+
+    // A declaration ferry cannot read is a warning too: the spec has nothing to say about it.
+    doc["custom"] = json!({ "io.ferry.drivers": { "drivers": [{ "name": "vmdisk" }] } });
+    std::fs::write(&bundle, serde_json::to_vec(&doc).unwrap()).unwrap();
+    let o = validate(&[]);
+    assert_eq!(o.status.code(), Some(0), "{}", common::text(&o.stderr));
+    assert!(
+        common::text(&o.stderr)
+            .contains("warning: $.custom[\"io.ferry.drivers\"]: the drivers the bundle ships cannot be read"),
+        "{}",
+        common::text(&o.stderr)
+    );
+}

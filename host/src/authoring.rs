@@ -1,10 +1,10 @@
 //! `ferry driver add`: a bundle author declares a driver their bundle ships.
 
 use crate::bundle::Bundle;
-use crate::driver::{Declared, EXTENSION, Runtime, VerifiedComponent};
+use crate::driver::{Declared, EXTENSION, MAX_DRIVER, Runtime, VerifiedComponent};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 
 /// Declares the driver component `file` in the bundle.json at `bundle_path`: its name and image
@@ -63,4 +63,46 @@ pub fn add_driver(runtime: &Runtime, bundle_path: &Path, file: &Path) -> Result<
     tmp.write_all(&canonical)?;
     crate::files::persist(tmp, bundle_path)?;
     Ok(declared)
+}
+
+/// `ferry driver add --from-build`, the loop of a driver's author: the component `built` (a
+/// cargo target directory's `.wasm`, anywhere on this machine) is copied to
+/// `drivers/NAME.wasm` beside bundle.json, NAME from its own `info`, replacing an older build,
+/// and declared with its new digest as [`add_driver`] declares it. Only a regular local file is
+/// taken: a URL or a registry reference is refused, since pinning what a server sends at this
+/// moment would pin whatever it sends.
+pub fn add_built_driver(runtime: &Runtime, bundle_path: &Path, built: &Path) -> Result<Declared> {
+    let shown = built.display();
+    if built.to_string_lossy().contains("://") {
+        bail!("{shown}: --from-build takes a component built on this machine (a local file), not a URL or reference");
+    }
+    let metadata = std::fs::metadata(built).with_context(|| format!("{shown}"))?;
+    if !metadata.is_file() {
+        bail!("{shown} is not a regular file: --from-build takes a component built on this machine");
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(built)
+        .with_context(|| format!("{shown}"))?
+        .take(MAX_DRIVER + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading {shown}"))?;
+    if bytes.len() as u64 > MAX_DRIVER {
+        bail!("{shown} is larger than the {MAX_DRIVER} bytes a driver may be");
+    }
+    let component = VerifiedComponent::local(bytes.clone());
+    let driver = runtime.load(&component).map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
+    let name = &driver.info().name;
+    let plain = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    if !plain || name.starts_with('.') {
+        bail!(
+            "{shown}: the driver's name {name:?} cannot name a file; copy it beside bundle.json and run `ferry driver add` on the copy"
+        );
+    }
+    let drivers = crate::files::parent_of(bundle_path).join("drivers");
+    std::fs::create_dir_all(&drivers).with_context(|| format!("creating {}", drivers.display()))?;
+    let copy = drivers.join(format!("{name}.wasm"));
+    let mut tmp = crate::files::temporary_beside(&copy)?;
+    tmp.write_all(&bytes)?;
+    crate::files::persist(tmp, &copy)?;
+    add_driver(runtime, bundle_path, &copy)
 }

@@ -1,7 +1,8 @@
 //! The drivers a command uses for one bundle: the built-in ones, plus those the bundle ships,
 //! read from a thick bundle's layout or, for a bundle.json, from where its author put them.
 
-use crate::driver::{Declared, Drivers, MAX_DRIVER, Policy, Runtime, WASM_LAYER, declared};
+use crate::bundle::{Bundle, Problem, Rule, key};
+use crate::driver::{Declared, Drivers, MAX_DRIVER, Policy, Runtime, WASM_LAYER, assign, declared};
 use crate::oci::Stored;
 use crate::oci::{Descriptor, Digest};
 use crate::opened::{Form, Opened};
@@ -50,6 +51,20 @@ impl Source<'_> {
                 if bytes.len() as u64 > MAX_DRIVER {
                     bail!("{}: {} is larger than {MAX_DRIVER} bytes", what(), file.display());
                 }
+                // Mostly a rebuilt driver that was not declared again: say how to.
+                let digest = Digest::of(&bytes);
+                if digest != d.digest() {
+                    bail!(
+                        "{}: digest mismatch: bundle.json pins {}, {} is {digest}; if you rebuilt it, pin the new \
+                         build with `ferry driver add {} {}` (or `ferry driver add --from-build {} BUILT.wasm`)",
+                        what(),
+                        d.digest,
+                        file.display(),
+                        self.opened.path.display(),
+                        file.display(),
+                        self.opened.path.display(),
+                    );
+                }
                 Ok(bytes)
             }
             (Form::Json, None, Some(reference)) => {
@@ -87,4 +102,47 @@ pub fn drivers<'rt>(runtime: &'rt Runtime, source: &Source, policy: &Policy) -> 
     let declared = declared(&source.opened.bundle)?;
     drivers.add_shipped(runtime, &declared, policy, |d| source.component(d))?;
     Ok(drivers)
+}
+
+/// A warning for every image whose `imageType` no driver would handle: not `builtin`, and not
+/// one the bundle declares a driver for (as `policy` allows). Told from bundle.json alone: the
+/// drivers the bundle ships are not read or run, their declared image types are taken as given.
+pub fn unhandled_images(bundle: &Bundle, builtin: &Drivers, policy: &Policy) -> Vec<Problem> {
+    // A declaration ferry cannot read is ferry's business, not the spec's: a warning here,
+    // refused by the commands that would load the drivers.
+    let declared = match declared(bundle) {
+        Ok(declared) => declared,
+        Err(e) => {
+            return vec![Problem {
+                path: format!("$.custom{}", key(crate::driver::EXTENSION)),
+                rule: Rule::NoDriver,
+                message: format!("the drivers the bundle ships cannot be read, so no image can use them: {e:#}"),
+            }];
+        }
+    };
+    let shipped: Vec<String> = assign(&declared, |t| builtin.for_type(t).is_some(), policy).concat();
+    let mut warnings = Vec::new();
+    for (index, (name, spec)) in bundle.all_images().into_iter().enumerate() {
+        let image_type = spec.image_type();
+        if builtin.for_type(&image_type).is_some() || shipped.contains(&image_type) {
+            continue;
+        }
+        let at = match index.checked_sub(bundle.doc.invocation_images.len()) {
+            None => format!("$.invocationImages[{index}]"),
+            Some(_) => format!("$.images{}", key(&name)),
+        };
+        let refused = declared.iter().find(|d| d.image_types.iter().any(|t| t.eq_ignore_ascii_case(&image_type)));
+        let why = match refused {
+            Some(d) if policy.refuse_all => {
+                format!("the bundle ships driver {:?} for it, and --no-bundle-drivers refuses it", d.name)
+            }
+            _ => "no built-in driver handles it and the bundle ships none for it".to_owned(),
+        };
+        warnings.push(Problem {
+            path: format!("{at}.imageType"),
+            rule: Rule::NoDriver,
+            message: format!("imageType {image_type:?}: {why}; exporting or relocating the bundle would fail"),
+        });
+    }
+    warnings
 }

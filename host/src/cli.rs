@@ -66,18 +66,76 @@ struct Global {
     /// Time a download may go without receiving a byte, e.g. 60s [default: 60s]
     #[arg(long, global = true, help_heading = help::REGISTRY, value_name = "DURATION", value_parser = config::parse_duration)]
     stall_timeout: Option<Duration>,
-    /// A registry (host[:port]) to reach over plain http, such as a local one; repeatable
-    #[arg(long = "insecure-registry", global = true, help_heading = help::REGISTRY, value_name = "HOST")]
-    insecure_registries: Vec<String>,
-    /// Print drivers' info and debug lines too
+    /// Print drivers' info and debug lines, and each retry of a download, too
     #[arg(short, long, global = true, help_heading = help::GLOBAL)]
     verbose: bool,
+    /// Print no progress, warnings or summary; errors only
+    #[arg(short, long, global = true, help_heading = help::GLOBAL, conflicts_with = "verbose")]
+    quiet: bool,
     /// Load no driver that a bundle ships; images that need one are refused
     #[arg(long, global = true, help_heading = help::BUNDLE_DRIVERS)]
     no_bundle_drivers: bool,
     /// Let a driver the bundle ships handle TYPE even though a built-in driver does; repeatable
     #[arg(long = "allow-driver-override", global = true, help_heading = help::BUNDLE_DRIVERS, value_name = "TYPE")]
     overrides: Vec<String>,
+    #[command(flatten)]
+    registries: RegistryFlags,
+}
+
+/// How registries (and image URLs' servers) are reached; docs/cli.md, "Registries: TLS,
+/// credentials and network errors".
+#[derive(Args)]
+struct RegistryFlags {
+    /// A registry (HOST[:PORT]) to reach over plain http, such as a local one; repeatable
+    #[arg(long = "insecure-registry", global = true, help_heading = help::REGISTRY, value_name = "HOST")]
+    insecure_registries: Vec<String>,
+    /// Whether TLS certificates are checked: --tls-verify=false for every server, or
+    /// --tls-verify=HOST[:PORT]=false for one; repeatable
+    #[arg(
+        long = "tls-verify",
+        global = true,
+        help_heading = help::REGISTRY,
+        value_name = "[HOST=]BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    tls_verify: Vec<ferry::registry::TlsVerify>,
+    /// Trust the CA certificates DIR/*.crt (PEM) for every server, instead of the certs.d
+    /// directories (/etc/containers/certs.d/HOST:PORT/, /etc/docker/certs.d/HOST:PORT/)
+    #[arg(long, global = true, help_heading = help::REGISTRY, value_name = "DIR")]
+    cert_dir: Option<PathBuf>,
+    /// Credentials: REGISTRY=USER[:PASSWORD] for that registry, USER[:PASSWORD] for relocate's
+    /// --to registry; the password is asked for on the terminal when left out; repeatable
+    #[arg(long, global = true, help_heading = help::REGISTRY, value_name = "[REGISTRY=]USER[:PASSWORD]")]
+    creds: Vec<ferry::registry::Creds>,
+    /// The auth file to read credentials from, alone [default: $REGISTRY_AUTH_FILE, else
+    /// podman's and docker's files]
+    #[arg(long, global = true, help_heading = help::REGISTRY, value_name = "FILE")]
+    authfile: Option<PathBuf>,
+}
+
+impl RegistryFlags {
+    /// The registry client these flags describe; `destination`: the registry the command
+    /// writes to; retries are told on `terminal` with -v.
+    fn registry(&self, global: &Global, destination: Option<&str>, terminal: &Arc<Terminal>) -> Result<Arc<Registry>> {
+        let notify: Option<ferry::registry::Notify> = global.verbose.then(|| {
+            let terminal = terminal.clone();
+            Arc::new(move |line: &str| terminal.note(line)) as ferry::registry::Notify
+        });
+        let options = RegistryOptions {
+            insecure: self.insecure_registries.clone(),
+            tls: ferry::registry::TlsOptions::from_flags(&self.tls_verify, self.cert_dir.clone()),
+            credentials: ferry::registry::CredentialOptions {
+                creds: self.creds.clone(),
+                authfile: self.authfile.clone(),
+            },
+            destination: destination.map(str::to_owned),
+            stall_timeout: global.stall_timeout.unwrap_or(ferry::transfer::STALL_TIMEOUT),
+            notify,
+        };
+        Ok(Arc::new(Registry::new(&options)?))
+    }
 }
 
 impl Global {
@@ -95,6 +153,9 @@ enum Command {
         bundle: PathBuf,
         #[command(flatten)]
         report: Report,
+        /// Exit 1 on warnings too (fields CNAB does not define, images no driver handles)
+        #[arg(long)]
+        strict: bool,
     },
     /// Pull every image of a bundle through its driver into one thick bundle
     #[command(after_help = help::EXPORT)]
@@ -107,7 +168,7 @@ enum Command {
         /// Replace FILE if it exists (without it, an existing file is refused)
         #[arg(long)]
         force: bool,
-        /// Images fetched at once
+        /// Images walked, and registry blobs fetched, at once
         #[arg(long, value_name = "N", default_value_t = 4)]
         jobs: usize,
         /// gzip (0-9, default 0: stored) or zstd (1-19, default 1) level
@@ -146,7 +207,13 @@ enum Command {
         /// A thick bundle (.tar read in place; .tgz, .tar.zst), or a bundle.json whose images are
         /// copied registry to registry
         bundle: PathBuf,
-        /// REGISTRY[/PREFIX] to push the images under, or file:///DIR for a directory
+        /// REGISTRY[/PREFIX] to push the images under, or file:///DIR to write them into a directory
+        ///
+        /// With file:///DIR (an absolute path) each image gets the directory DIR/REPOSITORY (named as
+        /// under a registry prefix), opened as an OCI image layout, and its driver decides what goes
+        /// in it: OCI images become layouts that skopeo and umoci read, a VM disk is written as a
+        /// plain file (beside an empty layout), a tarball is extracted. Drivers see the kind of
+        /// destination (DestinationKind::Directory) and may use write_file and extract_tar there.
         #[arg(long, required_unless_present = "map")]
         to: Option<String>,
         /// JSON file: image reference or key -> REGISTRY/REPOSITORY, overriding --to
@@ -230,6 +297,10 @@ enum DriverCommand {
         bundle: PathBuf,
         /// The driver component (.wasm), inside the bundle.json's directory
         file: PathBuf,
+        /// FILE is a fresh build anywhere on this machine (a cargo target directory): copy it to
+        /// drivers/NAME.wasm beside bundle.json and pin the copy, replacing an older build
+        #[arg(long)]
+        from_build: bool,
         #[command(flatten)]
         style: Style,
     },
@@ -277,7 +348,6 @@ pub fn run() -> ExitCode {
 fn execute(cli: Cli) -> Result<ExitCode> {
     ferry::cleanup::remove_on_signals().context("installing the SIGINT and SIGTERM handler")?;
     match &cli.command {
-        Command::Validate { bundle, report } => return validate(bundle, report),
         Command::Completion { shell } => {
             help::completion(command(), *shell);
             return Ok(ExitCode::SUCCESS);
@@ -288,19 +358,25 @@ fn execute(cli: Cli) -> Result<ExitCode> {
         }
         _ => {}
     }
-    let terminal = Arc::new(Terminal::new(cli.global.verbose));
+    let terminal = Arc::new(Terminal::new(cli.global.verbose, cli.global.quiet));
     let runtime = runtime(&cli.global, terminal.clone())?;
+    if let Command::Validate { bundle, report, strict } = &cli.command {
+        let builtin = Drivers::builtin(&runtime)?;
+        let unhandled = |b: &bundle::Bundle| bundle_drivers::unhandled_images(b, &builtin, &cli.global.policy());
+        return validate(bundle, report, *strict, unhandled);
+    }
     let ctx = Session { global: &cli.global, runtime: &runtime, terminal: &terminal };
     match cli.command {
         Command::Validate { .. } | Command::Completion { .. } | Command::Man { .. } => unreachable!("handled above"),
         Command::Verify { bundle, report } => {
             report.check()?;
-            let registry = registry(&cli.global)?;
+            let registry = ctx.registry(None)?;
             verify(&bundle, &report, |opened| ctx.drivers(opened, &registry))
         }
         Command::Export { bundle, output, force, jobs, compression_level, style } => {
             output::check_parent(&output)?;
-            export(&ctx, &bundle, ExportOptions { output, force, jobs, level: compression_level }, style.format)
+            let events = terminal.clone();
+            export(&ctx, &bundle, ExportOptions { output, force, jobs, level: compression_level, events }, style.format)
         }
         Command::Relocate { bundle, to, map, output, jobs, dry_run, keep_going, style } => {
             output.as_deref().map(output::check_parent).transpose()?;
@@ -318,8 +394,8 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             report.check()?;
             driver_inspect(&runtime, &file, &report)
         }
-        Command::Driver(DriverCommand::Add { bundle, file, style }) => {
-            driver_add(&runtime, &bundle, &file, style.format)
+        Command::Driver(DriverCommand::Add { bundle, file, from_build, style }) => {
+            driver_add(&runtime, &bundle, &file, from_build, style.format)
         }
         Command::Install(args) => installs::install(&ctx, args),
         Command::Upgrade(args) => installs::change(&ctx, "upgrade", args),
@@ -338,6 +414,10 @@ struct Session<'a> {
 }
 
 impl Session<'_> {
+    fn registry(&self, destination: Option<&str>) -> Result<Arc<Registry>> {
+        self.global.registries.registry(self.global, destination, self.terminal)
+    }
+
     /// The built-in drivers and those the opened bundle ships, as the operator's policy allows.
     fn drivers<'rt>(&'rt self, opened: &Opened, registry: &Registry) -> Result<Drivers<'rt>> {
         bundle_drivers::drivers(self.runtime, &Source { opened, registry }, &self.global.policy())
@@ -345,13 +425,13 @@ impl Session<'_> {
 }
 
 fn export(ctx: &Session, bundle: &std::path::Path, options: ExportOptions, format: Format) -> Result<ExitCode> {
-    let registry = registry(ctx.global)?;
+    let registry = ctx.registry(None)?;
     let opened = Opened::open(bundle, &std::env::temp_dir())?;
     let drivers = ctx.drivers(&opened, &registry)?;
-    ctx.terminal.start(format!("exporting {}", bundle.display()));
     let report = export::export(&opened, &drivers, &registry, &options);
     ctx.terminal.finish();
     let report = report?;
+    ctx.terminal.summary("exported");
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Format::Text => {
@@ -378,12 +458,16 @@ fn relocate(ctx: &Session, bundle: &std::path::Path, flags: Relocation, format: 
     let Relocation { to, map, output, jobs, dry_run, keep_going } = flags;
     let map = map.as_deref().map(relocate::read_map).transpose()?.unwrap_or_default();
     let destinations = relocate::Destinations::parse(to.as_deref(), &map)?;
-    let registry = registry(ctx.global)?;
+    let registry = ctx.registry(match &destinations.to {
+        Some(relocate::Destination::Registry(prefix)) => prefix.split('/').next(),
+        _ => None,
+    })?;
     // Temporary files go beside the mapping, on the filesystem that will hold it.
     let scratch = output.as_deref().map(ferry::files::parent_of).unwrap_or(std::path::Path::new(".")).to_owned();
     let opened = Opened::open(bundle, &scratch)?;
     let drivers = ctx.drivers(&opened, &registry)?;
-    let options = RelocateOptions { destinations, jobs, scratch, keep_going };
+    let events = ctx.terminal.clone();
+    let options = RelocateOptions { destinations, jobs, scratch, keep_going, events };
     if dry_run {
         let plan = relocate::dry_run(&opened, &drivers, &registry, &options)?;
         match format {
@@ -405,9 +489,9 @@ fn relocate(ctx: &Session, bundle: &std::path::Path, flags: Relocation, format: 
         }
         return Ok(ExitCode::SUCCESS);
     }
-    ctx.terminal.start(format!("relocating {}", bundle.display()));
     let result = relocate::relocate(&opened, &drivers, &registry, &options);
     ctx.terminal.finish();
+    ctx.terminal.summary("relocated");
     let (relocated, mapping) = result?;
     let Some(output) = output else {
         std::io::Write::write_all(&mut std::io::stdout(), &mapping.to_json())?;
@@ -428,7 +512,7 @@ fn relocate(ctx: &Session, bundle: &std::path::Path, flags: Relocation, format: 
 fn inspect(ctx: &Session, bundle: &std::path::Path, details: bool, report: &Report) -> Result<ExitCode> {
     let mut inspection = thick::inspect(bundle, &Drivers::builtin(ctx.runtime)?, &ctx.global.policy())?;
     if details {
-        let registry = registry(ctx.global)?;
+        let registry = ctx.registry(None)?;
         let opened = Opened::open(bundle, &std::env::temp_dir())?;
         let drivers = ctx.drivers(&opened, &registry)?;
         for (key, summary) in thick::details(&opened, &drivers)? {
@@ -484,8 +568,18 @@ fn inspect(ctx: &Session, bundle: &std::path::Path, details: bool, report: &Repo
     Ok(ExitCode::SUCCESS)
 }
 
-fn driver_add(runtime: &Runtime, bundle: &std::path::Path, file: &std::path::Path, format: Format) -> Result<ExitCode> {
-    let added = ferry::authoring::add_driver(runtime, bundle, file)?;
+fn driver_add(
+    runtime: &Runtime,
+    bundle: &std::path::Path,
+    file: &std::path::Path,
+    from_build: bool,
+    format: Format,
+) -> Result<ExitCode> {
+    let added = if from_build {
+        ferry::authoring::add_built_driver(runtime, bundle, file)?
+    } else {
+        ferry::authoring::add_driver(runtime, bundle, file)?
+    };
     match format {
         Format::Json => print!("{}", output::json(&added)?),
         Format::Text => println!(
@@ -498,15 +592,6 @@ fn driver_add(runtime: &Runtime, bundle: &std::path::Path, file: &std::path::Pat
         ),
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn registry(global: &Global) -> Result<Arc<Registry>> {
-    let options = RegistryOptions {
-        insecure: global.insecure_registries.clone(),
-        docker_config: None,
-        stall_timeout: global.stall_timeout.unwrap_or(ferry::transfer::STALL_TIMEOUT),
-    };
-    Ok(Arc::new(Registry::new(&options)?))
 }
 
 fn runtime(global: &Global, events: Arc<Terminal>) -> Result<Runtime> {
@@ -594,7 +679,12 @@ fn driver_inspect(runtime: &Runtime, file: &std::path::Path, report: &Report) ->
     Ok(ExitCode::SUCCESS)
 }
 
-fn validate(path: &std::path::Path, report: &Report) -> Result<ExitCode> {
+fn validate(
+    path: &std::path::Path,
+    report: &Report,
+    strict: bool,
+    unhandled: impl Fn(&bundle::Bundle) -> Vec<bundle::Problem>,
+) -> Result<ExitCode> {
     use ferry::bundle::file::{Kind, identify};
     report.check()?;
     let read = || -> Result<Vec<u8>> {
@@ -607,30 +697,50 @@ fn validate(path: &std::path::Path, report: &Report) -> Result<ExitCode> {
             Kind::Json => bundle::Bundle::read_json(path),
         }
     };
-    let problems = match read() {
-        Ok(bytes) => bundle::validate(&bytes),
+    let (problems, warnings) = match read() {
+        Ok(bytes) => {
+            let problems = bundle::validate(&bytes);
+            let mut warnings = bundle::warnings(&bytes);
+            // Which driver handles an image is asked only of a bundle that is valid.
+            if problems.is_empty() {
+                warnings.extend(unhandled(&bundle::Bundle::from_bytes(bytes, &path.display().to_string())?));
+            }
+            (problems, warnings)
+        }
         // A script asking for JSON gets the validation document whatever happened.
         Err(e) if report.format() == Format::Json => {
-            vec![bundle::Problem { path: "$".into(), rule: bundle::Rule::Unreadable, message: format!("{e:#}") }]
+            let unreadable =
+                bundle::Problem { path: "$".into(), rule: bundle::Rule::Unreadable, message: format!("{e:#}") };
+            (vec![unreadable], Vec::new())
         }
         Err(e) => return Err(e),
     };
-    let lines: Vec<String> = problems.iter().map(|p| format!("{}: {p}", path.display())).collect();
+    let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    let mut lines: Vec<String> = problems.iter().map(|p| format!("{}: {p}", path.display())).collect();
+    lines.extend(warnings.iter().map(|w| format!("{}: warning: {w}", path.display())));
+    let counted = if warnings.is_empty() { String::new() } else { format!(", {}", plural(warnings.len(), "warning")) };
     let summary = match problems.len() {
-        0 => format!("{}: valid", path.display()),
-        n => format!("{}: {n} problem{}", path.display(), if n == 1 { "" } else { "s" }),
+        0 => format!("{}: valid{counted}", path.display()),
+        n => format!("{}: {}{counted}", path.display(), plural(n, "problem")),
     };
     match report.format() {
         Format::Json => {
-            let list: Vec<_> = problems
-                .iter()
-                .map(|p| serde_json::json!({ "path": p.path, "rule": format!("{:?}", p.rule), "message": p.message }))
-                .collect();
-            report.deliver(&output::json(&serde_json::json!({ "valid": problems.is_empty(), "problems": list }))?)?;
+            let list = |list: &[bundle::Problem]| -> Vec<serde_json::Value> {
+                list.iter()
+                    .map(|p| serde_json::json!({ "path": p.path, "rule": format!("{:?}", p.rule), "message": p.message }))
+                    .collect()
+            };
+            let document = serde_json::json!({
+                "valid": problems.is_empty(),
+                "problems": list(&problems),
+                "warnings": list(&warnings),
+            });
+            report.deliver(&output::json(&document)?)?;
         }
         Format::Text => text_report(report, &lines, &summary, problems.is_empty())?,
     }
-    Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    let failed = !problems.is_empty() || (strict && !warnings.is_empty());
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 /// A text report of problems: on the terminal, each problem and the count on stderr and a clean

@@ -4,13 +4,16 @@
 //! more than `size` is cut off one chunk past it.
 
 use crate::oci::{Digest, HashingWriter};
+use crate::registry::Registry;
+use crate::registry::network::{Cause, Peer};
 use crate::transfer::{Pace, Stop};
 use anyhow::{Context, Result, anyhow};
 use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::time::Duration;
 
-/// Attempts per download; 5xx answers, broken connections and stalls are tried again.
+/// Attempts per download; 5xx answers, broken connections and stalls are tried again; a refused
+/// connection, an unknown host or a certificate fails at once.
 const ATTEMPTS: u32 = 4;
 
 /// What bundle.json says a downloaded file is (its `size` and `contentDigest`).
@@ -21,17 +24,23 @@ pub struct Expected<'a> {
 }
 
 /// Downloads `url` into a new file at `path`, checking it against `expected` as it arrives;
-/// returns its size. No byte for `stall` fails the attempt.
-pub fn download(url: &str, path: &Path, expected: Expected, stall: Duration) -> Result<u64> {
+/// returns its size. No byte for `registry`'s stall timeout fails the attempt; the server is
+/// reached with the TLS settings the operator gave for it.
+pub fn download(url: &str, path: &Path, expected: Expected, registry: &Registry) -> Result<u64> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let client = reqwest::Client::builder().connect_timeout(Duration::from_secs(15)).build()?;
-    let pace = Pace { stall, deadline: None };
+    let client = registry.web_client(&host_of(url))?;
+    let pace = Pace { stall: registry.stall_timeout(), deadline: None };
     let mut delay = Duration::from_millis(200);
     let mut attempt = 1;
     loop {
         match runtime.block_on(attempt_download(&client, url, path, expected, &pace)) {
             Ok(size) => return Ok(size),
-            Err(Failure::Retry(_)) if attempt < ATTEMPTS => {
+            Err(Failure::Retry(e)) if attempt < ATTEMPTS => {
+                registry.notice(&format!(
+                    "retrying in {:.1}s (attempt {} of {ATTEMPTS}): downloading {url}: {e:#}",
+                    delay.as_secs_f64(),
+                    attempt + 1
+                ));
                 std::thread::sleep(delay);
                 delay *= 2;
                 attempt += 1;
@@ -67,7 +76,11 @@ async fn attempt_download(
 ) -> Result<u64, Failure> {
     let host = host_of(url);
     let transient = |stop: Stop| match stop {
-        Stop::Stalled(_) | Stop::Broken(_) => Failure::Retry(anyhow!(stop.describe(&host))),
+        Stop::Broken(e) => match Cause::of(&e) {
+            cause if cause.is_transient() => Failure::Retry(anyhow!(cause.describe(&host, Peer::Url))),
+            cause => Failure::Final(anyhow!(cause.describe(&host, Peer::Url))),
+        },
+        Stop::Stalled(_) => Failure::Retry(anyhow!(stop.describe(&host))),
         Stop::TooLarge(max) => {
             Failure::Final(anyhow!("{host} sent more than the {max} bytes bundle.json's size declares"))
         }

@@ -13,7 +13,6 @@ use anyhow::{Context, Result, bail};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// The image as drivers see it.
 pub fn driver_image(key: &str, spec: &ImageSpec) -> Image {
@@ -58,10 +57,49 @@ pub fn origin(
     })
 }
 
+/// The bytes fetching an image will move, as far as can be told before its driver runs: a
+/// file's size, a URL's declared `size`, a registry image's blobs as its manifests list them
+/// (every platform of an index). `None` when that cannot be told; the fetch reports why.
+pub fn expected_size(spec: &ImageSpec, origin: &Origin) -> Option<u64> {
+    match origin {
+        Origin::File { dir, path } => cap_std::fs::Dir::open_ambient_dir(dir, cap_std::ambient_authority())
+            .and_then(|dir| dir.metadata(path))
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len()),
+        Origin::Http { .. } => spec.size,
+        Origin::Registry { registry, reference } => {
+            let parsed = crate::reference::parse(reference)?;
+            blobs_size(registry, &parsed, true).ok()
+        }
+        Origin::Layout { .. } => None,
+    }
+}
+
+/// The bytes of the blobs the manifest (or, with `descend`, the index) at `at` lists.
+fn blobs_size(registry: &Registry, at: &oci_client::Reference, descend: bool) -> Result<u64> {
+    let (bytes, _, _) = registry.manifest(at, None)?;
+    let mut total = 0;
+    for child in crate::oci::children(&bytes)? {
+        if !crate::oci::is_document(&child.media_type) {
+            total += child.size;
+        } else if descend {
+            let child_at = oci_client::Reference::with_digest(
+                at.registry().to_owned(),
+                at.repository().to_owned(),
+                child.digest.to_string(),
+            );
+            total += blobs_size(registry, &child_at, false)?;
+        }
+    }
+    Ok(total)
+}
+
 /// Makes an origin's bytes available: downloads an http(s) image, held to the `size` and
-/// `contentDigest` bundle.json declares for it while it arrives (`stall`: --stall-timeout). A
+/// `contentDigest` bundle.json declares for it while it arrives (with `registry`'s stall
+/// timeout and TLS settings). A
 /// file image must have the declared size; its driver checks its digest as it stores it.
-pub fn ready(key: &str, spec: &ImageSpec, origin: &Origin, stall: Duration) -> Result<()> {
+pub fn ready(key: &str, spec: &ImageSpec, origin: &Origin, registry: &crate::registry::Registry) -> Result<()> {
     match origin {
         Origin::Http { url, download } => {
             let digest = spec
@@ -70,7 +108,7 @@ pub fn ready(key: &str, spec: &ImageSpec, origin: &Origin, stall: Duration) -> R
                 .map(|d| d.parse::<Digest>().with_context(|| format!("image {key}: contentDigest {d:?}")))
                 .transpose()?;
             let expected = Expected { size: spec.size, digest: digest.as_ref() };
-            crate::http::download(url, download, expected, stall).with_context(|| format!("image {key}"))?;
+            crate::http::download(url, download, expected, registry).with_context(|| format!("image {key}"))?;
         }
         Origin::File { dir, path } => {
             // Beneath the bundle's directory, as drivers open it: a link out of it is not followed.

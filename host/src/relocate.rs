@@ -6,7 +6,7 @@
 //! different content are refused before anything is pushed.
 
 use crate::bundle::ImageSpec;
-use crate::driver::{DestinationGrant, Drivers, Origin, repository_under};
+use crate::driver::{DestinationGrant, Drivers, ImageState, Origin, Phase, Tally};
 use crate::images::{Roots, check_pinned, driver_image, origin, parse_mapping, ready};
 use crate::mapping::RelocationMapping;
 use crate::oci::{Layout, REF_NAME, Stored, is_document};
@@ -30,6 +30,8 @@ pub struct RelocateOptions {
     pub scratch: PathBuf,
     /// Relocate the other images when one fails (the relocation still fails as a whole).
     pub keep_going: bool,
+    /// Where the phases, each image's state and the bytes as they move are reported.
+    pub events: Arc<dyn crate::driver::Events>,
 }
 
 /// What `--dry-run` reports for an image.
@@ -38,9 +40,12 @@ pub struct RelocateOptions {
 pub struct Planned {
     pub key: String,
     pub original: String,
+    /// The reference the real run would write in the mapping, pinned by digest.
     pub destination: String,
-    pub blobs: usize,
-    pub present: usize,
+    /// Blobs (and files) the relocation puts at the destination.
+    pub blobs: u64,
+    /// Of those, the ones the destination holds already.
+    pub present: u64,
     /// Bytes of the blobs the destination lacks.
     pub bytes_to_send: u64,
 }
@@ -59,13 +64,15 @@ struct Prepared<'d> {
     layout: Arc<dyn Stored>,
     _staging: Option<crate::cleanup::TempDir>,
     steps: Vec<Step<'d>>,
+    /// The bytes of every image's stored blobs: what a relocation into an empty destination
+    /// moves, give or take what drivers reframe.
+    total: u64,
 }
 
 struct Step<'d> {
     key: String,
     driver: &'d crate::driver::Driver<'d>,
     name: String,
-    root: crate::oci::Descriptor,
     target: Target,
 }
 
@@ -94,6 +101,7 @@ fn prepare<'d>(
     let bundle = &opened.bundle;
     let (layout, relocation_mapping, staging) = match &opened.form {
         Form::Json => {
+            options.events.phase(Phase::Fetching, None);
             let (layout, staging) = fetch_thin(opened, drivers, registry, options.jobs, &options.scratch)?;
             (layout, None, Some(staging))
         }
@@ -129,13 +137,17 @@ fn prepare<'d>(
         .collect();
     let targets = plan::plan(&bundle.doc.name, &planned, &options.destinations)?;
     drop(planned);
+    let mut total = 0;
+    for (_, _, root) in &found {
+        total += layout.graph(root)?.iter().filter(|d| !is_document(&d.media_type)).map(|d| d.size).sum::<u64>();
+    }
     let steps = images
         .iter()
         .zip(found)
         .zip(targets)
-        .map(|(((key, _), (driver, name, root)), target)| Step { key: key.clone(), driver, name, root, target })
+        .map(|(((key, _), (driver, name, _)), target)| Step { key: key.clone(), driver, name, target })
         .collect();
-    Ok(Prepared { layout, _staging: staging, steps })
+    Ok(Prepared { layout, _staging: staging, steps, total })
 }
 
 /// A bundle.json's images fetched through their drivers into a staging layout (removed with the
@@ -157,7 +169,7 @@ fn fetch_thin(
     crate::parallel::try_map(&images, jobs, |(key, spec)| {
         let driver = drivers.require(key, &spec.image, &spec.image_type())?;
         let origin = origin(key, spec, bundle_dir, registry, &downloads)?;
-        ready(key, spec, &origin, registry.stall_timeout())?;
+        ready(key, spec, &origin, registry)?;
         let root = driver.fetch(&driver_image(key, spec), &origin, &layout)?;
         check_pinned(key, spec, &root)?;
         if let Origin::Registry { reference, .. } = &origin
@@ -172,7 +184,9 @@ fn fetch_thin(
     Ok((layout, staging))
 }
 
-/// What a relocation would send, and where, without sending it.
+/// What a relocation would send, and where, without sending or writing anything: every driver
+/// relocates as in the real run, into destinations that answer what they hold and count what
+/// they would take, so the prediction has the real run's artifacts and digests.
 pub fn dry_run(
     opened: &Opened,
     drivers: &Drivers,
@@ -180,43 +194,82 @@ pub fn dry_run(
     options: &RelocateOptions,
 ) -> Result<Vec<Planned>> {
     let prepared = prepare(opened, drivers, registry, options)?;
-    let specs: BTreeMap<String, &ImageSpec> = opened.bundle.all_images().into_iter().collect();
-    prepared
-        .steps
-        .iter()
-        .map(|step| {
-            let blobs: Vec<_> =
-                prepared.layout.graph(&step.root)?.into_iter().filter(|d| !is_document(&d.media_type)).collect();
-            let target = &step.target;
-            let tag = target.tag.as_deref().map(|t| format!(":{t}")).unwrap_or_default();
-            let (mut present, mut bytes_to_send) = (0, 0);
-            let destination = match &target.destination {
-                Destination::Directory(dir) => {
-                    bytes_to_send = blobs.iter().map(|b| b.size).sum();
-                    format!("{}", dir.join(&target.repository).display())
-                }
-                Destination::Registry(prefix) => {
-                    let at = repository_under(prefix, &target.repository);
-                    for blob in &blobs {
-                        if registry.has_blob(&at, &blob.digest, None)? {
-                            present += 1;
-                        } else {
-                            bytes_to_send += blob.size;
-                        }
-                    }
-                    format!("{}/{}{tag}@{}", at.registry(), at.repository(), step.root.digest)
-                }
-            };
-            Ok(Planned {
-                key: step.key.clone(),
-                original: specs[&step.key].image.clone(),
-                destination,
-                blobs: blobs.len(),
-                present,
-                bytes_to_send,
-            })
+    let outcomes = drive(opened, &prepared, registry, options, true)?;
+    let failures = failures(&outcomes);
+    if !failures.is_empty() {
+        bail!("{} of {} images could not be relocated:\n{}", failures.len(), outcomes.len(), failures.join("\n"));
+    }
+    Ok(outcomes
+        .into_iter()
+        .filter_map(Result::ok)
+        .map(|(r, tally)| Planned {
+            key: r.key,
+            original: r.original,
+            destination: r.relocated,
+            blobs: tally.blobs(),
+            present: tally.present(),
+            bytes_to_send: tally.bytes_to_send(),
         })
-        .collect()
+        .collect())
+}
+
+/// One image's relocation, or with --keep-going, why it failed.
+type Outcome = std::result::Result<(Relocated, Arc<Tally>), String>;
+
+/// Every image through its driver; drivers that rewrite references to other images (a chart's
+/// values) go last, handed the mapping of all the others. With `dry_run` the destinations only
+/// count what they would take. With --keep-going a failure is kept as a message and the other
+/// images go on.
+fn drive(
+    opened: &Opened,
+    prepared: &Prepared,
+    registry: &Arc<Registry>,
+    options: &RelocateOptions,
+    dry_run: bool,
+) -> Result<Vec<Outcome>> {
+    let specs: BTreeMap<String, &ImageSpec> = opened.bundle.all_images().into_iter().collect();
+    let (readers, others): (Vec<&Step>, Vec<&Step>) =
+        prepared.steps.iter().partition(|s| s.driver.info().reads_mapping);
+    let run = |steps: &[&Step], mapping: &[(String, String)]| {
+        crate::parallel::try_map(steps, options.jobs, |step| {
+            let spec = specs[&step.key];
+            let stored = Origin::Layout { layout: prepared.layout.clone(), name: step.name.clone() };
+            let tally = Arc::new(Tally::default());
+            let mut grant = grant(&step.target.destination, registry, options.jobs);
+            if dry_run {
+                grant = grant.dry_run(tally.clone());
+            }
+            let image = driver_image(&step.key, spec);
+            let events = options.events.as_ref();
+            if !dry_run {
+                events.image(&step.key, ImageState::Working);
+            }
+            let relocated = step.driver.relocate(&image, &stored, &grant, &step.target.repository, mapping);
+            if !dry_run {
+                events.image(&step.key, if relocated.is_ok() { ImageState::Done } else { ImageState::Failed });
+            }
+            match relocated {
+                Ok(reference) => Ok(Ok((
+                    Relocated { key: step.key.clone(), original: spec.image.clone(), relocated: pin(&reference) },
+                    tally,
+                ))),
+                Err(e) if options.keep_going => Ok(Err(e.to_string())),
+                Err(e) => Err(e.into()),
+            }
+        })
+    };
+    let mut outcomes = run(&others, &[])?;
+    if !readers.is_empty() {
+        let mapping: Vec<(String, String)> =
+            outcomes.iter().flatten().map(|(r, _)| (r.original.clone(), r.relocated.clone())).collect();
+        outcomes.extend(run(&readers, &mapping)?);
+    }
+    Ok(outcomes)
+}
+
+/// The failures among `outcomes`, indented.
+fn failures(outcomes: &[Outcome]) -> Vec<String> {
+    outcomes.iter().filter_map(|o| o.as_ref().err()).map(|f| format!("  {f}")).collect()
 }
 
 /// Relocates every image; on success, what went where and the CNAB relocation mapping (original
@@ -227,47 +280,23 @@ pub fn relocate(
     registry: &Arc<Registry>,
     options: &RelocateOptions,
 ) -> Result<(Vec<Relocated>, RelocationMapping)> {
-    let Prepared { layout, steps, _staging } = prepare(opened, drivers, registry, options)?;
-    let specs: BTreeMap<String, &ImageSpec> = opened.bundle.all_images().into_iter().collect();
-
-    // Drivers that rewrite references to other images (a chart's values) go last, handed the
-    // mapping of all the others. With --keep-going a failure is kept as a message and the other
-    // images go on.
-    let (readers, others): (Vec<&Step>, Vec<&Step>) = steps.iter().partition(|s| s.driver.info().reads_mapping);
-    let run = |steps: &[&Step], mapping: &[(String, String)]| {
-        crate::parallel::try_map(steps, options.jobs, |step| {
-            let spec = specs[&step.key];
-            let stored = Origin::Layout { layout: layout.clone(), name: step.name.clone() };
-            let grant = grant(&step.target.destination, registry, options.jobs);
-            let image = driver_image(&step.key, spec);
-            match step.driver.relocate(&image, &stored, &grant, &step.target.repository, mapping) {
-                Ok(reference) => Ok(Ok(Relocated {
-                    key: step.key.clone(),
-                    original: spec.image.clone(),
-                    relocated: pin(&reference),
-                })),
-                Err(e) if options.keep_going => Ok(Err(e.to_string())),
-                Err(e) => Err(e.into()),
-            }
-        })
-    };
-    let mut outcomes = run(&others, &[])?;
-    if !readers.is_empty() {
-        let mapping: Vec<(String, String)> =
-            outcomes.iter().flatten().map(|r| (r.original.clone(), r.relocated.clone())).collect();
-        outcomes.extend(run(&readers, &mapping)?);
-    }
-    let failures: Vec<&String> = outcomes.iter().filter_map(|o| o.as_ref().err()).collect();
+    let prepared = prepare(opened, drivers, registry, options)?;
+    options.events.phase(Phase::Copying, Some(prepared.total));
+    let outcomes = drive(opened, &prepared, registry, options, false)?;
+    let failures = failures(&outcomes);
     if !failures.is_empty() {
-        let list: Vec<String> = failures.iter().map(|f| format!("  {f}")).collect();
+        // With --keep-going, what did go through is named too: a rerun sends only the rest.
+        let done: Vec<String> =
+            outcomes.iter().flatten().map(|(r, _)| format!("  {} -> {}", r.key, r.relocated)).collect();
+        let done = if done.is_empty() { String::new() } else { format!("\nrelocated:\n{}", done.join("\n")) };
         bail!(
-            "{} of {} images were not relocated; no relocation mapping was written:\n{}",
+            "{} of {} images were not relocated; no relocation mapping was written:\n{}{done}",
             failures.len(),
             outcomes.len(),
-            list.join("\n")
+            failures.join("\n"),
         );
     }
-    let relocated: Vec<Relocated> = outcomes.into_iter().filter_map(Result::ok).collect();
+    let relocated: Vec<Relocated> = outcomes.into_iter().filter_map(Result::ok).map(|(r, _)| r).collect();
     let mapping = RelocationMapping::from_pairs(relocated.iter().map(|r| (r.original.clone(), r.relocated.clone())));
     Ok((relocated, mapping))
 }

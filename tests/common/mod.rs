@@ -129,21 +129,49 @@ fn write_image_with(layout: &Layout, name: &str, seed: u8, types: &MediaTypes) -
     (root, blobs)
 }
 
-/// The `ferry` binary, with no config or Docker credentials of the user's. Its compiled-driver
+/// The `ferry` binary, with no config, credentials or CA settings of the user's. Its compiled-driver
 /// cache is shared by every test (entries are written atomically), so each driver is compiled
 /// once per build rather than once per test; the tests of the cache itself use their own.
 pub fn ferry_command(dir: &Path) -> std::process::Command {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"));
+    ferry_env(&mut command, dir);
+    command
+}
+
+/// The environment [`ferry_command`] gives ferry, for a command that runs it in turn.
+pub fn ferry_env<'c>(command: &'c mut std::process::Command, dir: &Path) -> &'c mut std::process::Command {
     command
         .env("FERRY_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("ferry-cache"))
         .env("XDG_CONFIG_HOME", dir.join("no-config"))
-        .env("DOCKER_CONFIG", dir.join("no-docker-config"));
+        .env("DOCKER_CONFIG", dir.join("no-docker-config"))
+        .env("XDG_RUNTIME_DIR", dir.join("no-runtime-dir"))
+        .env("HOME", dir.join("no-home"))
+        .env_remove("REGISTRY_AUTH_FILE")
+        .env_remove("SSL_CERT_FILE")
+        .env_remove("SSL_CERT_DIR");
     command
 }
 
 /// Runs `ferry ARGS` as [`ferry_command`] sets it up.
 pub fn ferry(args: &[&str], dir: &Path) -> std::process::Output {
     ferry_command(dir).args(args).output().unwrap()
+}
+
+/// After a complete relocation that wrote `mapping`, `ferry ARGS relocate ... --dry-run` (`args`
+/// without the flag) must predict the real run: nothing to send for any image, and the very
+/// references the mapping holds.
+pub fn assert_dry_run_predicts_nothing_to_send(args: &[&str], mapping: &serde_json::Value, dir: &Path) {
+    let o = ferry(&[args, &["--dry-run", "--format", "json"]].concat(), dir);
+    assert!(o.status.success(), "relocate --dry-run: {}", text(&o.stderr));
+    let plan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let plan = plan.as_array().unwrap();
+    assert_eq!(plan.len(), mapping.as_object().unwrap().len(), "{plan:#?}");
+    for image in plan {
+        assert_eq!(image["bytesToSend"], 0, "after a complete relocation: {image}");
+        assert_eq!(image["present"], image["blobs"], "{image}");
+        let original = image["original"].as_str().unwrap();
+        assert_eq!(image["destination"], mapping[original], "the dry run predicts another reference: {image}");
+    }
 }
 
 pub fn text(bytes: &[u8]) -> String {
@@ -173,6 +201,11 @@ impl TestRegistry {
         let file = tempfile::NamedTempFile::new().unwrap().into_temp_path().keep().unwrap();
         std::fs::write(&file, &out.stdout).unwrap();
         Self::start_with(&format!("auth:\n  htpasswd:\n    realm: ferry-test\n    path: {}\n", file.display()))
+    }
+
+    /// A registry served over https with certificate `cert` and key `key` (PEM).
+    pub fn start_with_tls(cert: &Path, key: &Path) -> Self {
+        Self::start_with(&format!("  tls:\n    certificate: {}\n    key: {}\n", cert.display(), key.display()))
     }
 
     fn start_with(extra_config: &str) -> Self {
@@ -226,6 +259,58 @@ impl TestRegistry {
             .unwrap();
         assert!(status.success(), "pushing {name} failed");
     }
+}
+
+/// A test CA (`ca.crt`) and a server certificate it signed for 127.0.0.1 (`server.crt`,
+/// `server.key`), PEM files made in `dir` with the openssl CLI.
+pub fn make_certificates(dir: &Path) {
+    std::fs::write(
+        dir.join("openssl.cnf"),
+        "[req]\ndistinguished_name=dn\n[dn]\n[ca]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n\
+         [server]\nbasicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    openssl(
+        &[
+            &["req", "-x509", "-config", "openssl.cnf", "-extensions", "ca", "-days", "2"][..],
+            &key,
+            &["-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=ferry test CA"],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req", "-new", "-config", "openssl.cnf"][..],
+            &key,
+            &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"],
+        ]
+        .concat(),
+    );
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-set_serial",
+        "2",
+        "-days",
+        "2",
+        "-extfile",
+        "openssl.cnf",
+        "-extensions",
+        "server",
+        "-out",
+        "server.crt",
+    ]);
 }
 
 impl Drop for TestRegistry {

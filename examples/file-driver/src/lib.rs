@@ -31,8 +31,8 @@ impl Driver for FileDriver {
         if let Some(expected) = &image.content_digest {
             if *expected != layer.digest {
                 return Err(Error::invalid(format!(
-                    "{}: bundle.json says contentDigest {expected}, the file is {}",
-                    image.key, layer.digest
+                    "bundle.json says contentDigest {expected}, the file is {}",
+                    layer.digest
                 )));
             }
         }
@@ -78,10 +78,12 @@ impl Driver for FileDriver {
     fn inspect(_image: Image, stored: &Source) -> Result<Summary> {
         let manifest = stored.manifest(None)?;
         let layer = the_layer(stored)?;
+        // Every blob of the stored image once: the manifest, its empty config ({}) and the file.
+        let size = manifest.bytes.len() as u64 + 2 + layer.size;
         Ok(Summary {
             digest: manifest.digest,
             media_type: manifest.media_type,
-            size: layer.size,
+            size,
             platforms: Vec::new(),
             details: vec![("file-digest".into(), layer.digest)],
         })

@@ -48,14 +48,14 @@ impl Driver for HelmDriver {
         Ok(root)
     }
 
-    fn verify(image: Image, stored: &Source) -> Result<()> {
-        let chart = StoredChart::read(&image, stored)?;
-        check_gzip(&image, stored, Some(&chart.manifest.chart.digest))?;
-        let in_archive = chart_yaml(&image, stored, Some(&chart.manifest.chart.digest))?;
+    fn verify(_image: Image, stored: &Source) -> Result<()> {
+        let chart = StoredChart::read(stored)?;
+        check_gzip(stored, Some(&chart.manifest.chart.digest))?;
+        let in_archive = chart_yaml(stored, Some(&chart.manifest.chart.digest))?;
         if (&in_archive.name, &in_archive.version) != (&chart.metadata.name, &chart.metadata.version) {
             return Err(Error::invalid(format!(
-                "{}: the chart's Chart.yaml says {} {}, its config says {} {}",
-                image.key, in_archive.name, in_archive.version, chart.metadata.name, chart.metadata.version
+                "the chart's Chart.yaml says {} {}, its config says {} {}",
+                in_archive.name, in_archive.version, chart.metadata.name, chart.metadata.version
             )));
         }
         Ok(())
@@ -67,9 +67,9 @@ impl Driver for HelmDriver {
         destination: &Destination,
         mapping: Vec<(String, String)>,
     ) -> Result<String> {
-        let chart = StoredChart::read(&image, stored)?;
+        let chart = StoredChart::read(stored)?;
         let rewriter = Rewriter::new(&mapping);
-        let rewritten = if rewriter.is_empty() { None } else { Some(rewrite(&image, stored, &chart, &rewriter)?) };
+        let rewritten = if rewriter.is_empty() { None } else { Some(rewrite(stored, &chart, &rewriter)?) };
         let rewritten = rewritten.filter(|rewritten| rewritten.references > 0);
         let references = rewritten.as_ref().map_or(0, |rewritten| rewritten.references);
         info!("{}: rewrote {references} image references in the chart's values", image.key);
@@ -79,15 +79,17 @@ impl Driver for HelmDriver {
         }
     }
 
-    fn inspect(image: Image, stored: &Source) -> Result<Summary> {
-        let chart = StoredChart::read(&image, stored)?;
+    fn inspect(_image: Image, stored: &Source) -> Result<Summary> {
+        let chart = StoredChart::read(stored)?;
         let Metadata { name, version, app_version, .. } = chart.metadata;
         let mut details = vec![("chart".into(), name), ("version".into(), version)];
         details.extend(app_version.map(|v| ("app-version".into(), v)));
+        // Every blob of the stored chart once: its manifest, config and layers.
+        let layers: u64 = chart.manifest.layers.iter().map(|l| l.size).sum();
         Ok(Summary {
+            size: chart.root.size + chart.manifest.config.size + layers,
             digest: chart.root.digest,
             media_type: chart.root.media_type,
-            size: chart.manifest.chart.size,
             platforms: Vec::new(),
             details,
         })
@@ -96,8 +98,8 @@ impl Driver for HelmDriver {
 
 /// A chart .tgz from a file or URL: its Chart.yaml becomes the config, the archive the layer.
 fn fetch_archive(image: &Image, origin: &Source, store: &Store) -> Result<Descriptor> {
-    check_gzip(image, origin, None)?;
-    let metadata = chart_yaml(image, origin, None)?;
+    check_gzip(origin, None)?;
+    let metadata = chart_yaml(origin, None)?;
     let layer = store.copy_blob(origin, None, CHART_TYPE)?;
     artifact::check_content_digest(image, "chart archive", &layer.digest, None)?;
     let config = store.put_document(CONFIG_TYPE, &metadata.config_json())?;
@@ -119,7 +121,7 @@ fn fetch_archive(image: &Image, origin: &Source, store: &Store) -> Result<Descri
 fn fetch_manifest(image: &Image, origin: &Source, store: &Store) -> Result<Descriptor> {
     let document = origin.manifest(None)?;
     artifact::check_content_digest(image, "chart's manifest", &document.digest, None)?;
-    let manifest = HelmManifest::parse(image, &document.media_type, &document.bytes)?;
+    let manifest = HelmManifest::parse(&document.media_type, &document.bytes)?;
     store.copy_blob(origin, Some(&manifest.config.digest), CONFIG_TYPE)?;
     for layer in &manifest.layers {
         store.copy_blob(origin, Some(&layer.digest), &layer.media_type)?;
@@ -131,40 +133,39 @@ fn fetch_manifest(image: &Image, origin: &Source, store: &Store) -> Result<Descr
 }
 
 /// Helm charts are gzipped tars (`tar-entries` would accept any tar).
-fn check_gzip(image: &Image, source: &Source, digest: Option<&str>) -> Result<()> {
+fn check_gzip(source: &Source, digest: Option<&str>) -> Result<()> {
     if source.read(digest, 0, 2)? != [0x1f, 0x8b] {
         let what = digest.map_or_else(|| source.location(), str::to_string);
-        return Err(Error::invalid(format!("{}: {what} is not a gzipped chart archive", image.key)));
+        return Err(Error::invalid(format!("{what} is not a gzipped chart archive")));
     }
     Ok(())
 }
 
 /// The chart's own Chart.yaml inside `source`'s archive (blob `digest`, or the source itself).
-fn chart_yaml(image: &Image, source: &Source, digest: Option<&str>) -> Result<Metadata> {
+fn chart_yaml(source: &Source, digest: Option<&str>) -> Result<Metadata> {
     let entries = source.tar_entries(digest)?;
     let files = entries.iter().filter(|e| e.kind == TarEntryKind::File).map(|e| e.name.as_str());
-    let name = metadata::chart_yaml_name(files).map_err(|e| Error::invalid(format!("{}: {e}", image.key)))?;
+    let name = metadata::chart_yaml_name(files).map_err(Error::invalid)?;
     let file = source.tar_entry(digest, name)?;
-    let text = String::from_utf8(read_blob(image, &file, None, MAX_METADATA)?)
-        .map_err(|_| Error::invalid(format!("{}: {name} is not UTF-8", image.key)))?;
-    Metadata::from_chart_yaml(&text).map_err(|e| Error::invalid(format!("{}: {name}: {e}", image.key)))
+    let text = String::from_utf8(read_blob(&file, None, MAX_METADATA)?)
+        .map_err(|_| Error::invalid(format!("{name} is not UTF-8")))?;
+    Metadata::from_chart_yaml(&text).map_err(|e| Error::invalid(format!("{name}: {e}")))
 }
 
 /// All of blob `digest` (or of the source itself), refused when over `max` bytes.
-fn read_blob(image: &Image, source: &Source, digest: Option<&str>, max: u64) -> Result<Vec<u8>> {
+fn read_blob(source: &Source, digest: Option<&str>, max: u64) -> Result<Vec<u8>> {
     let size = source.size(digest)?;
     let what = digest.map_or_else(|| source.location(), str::to_string);
     if size > max {
         return Err(Error::unsupported(format!(
-            "{}: {what} is {size} bytes; this driver reads at most {max} bytes into memory",
-            image.key
+            "{what} is {size} bytes; this driver reads at most {max} bytes into memory"
         )));
     }
     let mut bytes = Vec::with_capacity(size as usize);
     while (bytes.len() as u64) < size {
         let chunk = source.read(digest, bytes.len() as u64, READ_CHUNK)?;
         if chunk.is_empty() {
-            return Err(Error::invalid(format!("{}: {what} ended after {} of {size} bytes", image.key, bytes.len())));
+            return Err(Error::invalid(format!("{what} ended after {} of {size} bytes", bytes.len())));
         }
         bytes.extend_from_slice(&chunk);
     }
@@ -179,11 +180,11 @@ struct StoredChart {
 }
 
 impl StoredChart {
-    fn read(image: &Image, stored: &Source) -> Result<Self> {
+    fn read(stored: &Source) -> Result<Self> {
         let document = stored.manifest(None)?;
-        let manifest = HelmManifest::parse(image, &document.media_type, &document.bytes)?;
-        let config = read_blob(image, stored, Some(&manifest.config.digest), MAX_METADATA)?;
-        let metadata = Metadata::from_config(&config).map_err(|e| Error::invalid(format!("{}: {e}", image.key)))?;
+        let manifest = HelmManifest::parse(&document.media_type, &document.bytes)?;
+        let config = read_blob(stored, Some(&manifest.config.digest), MAX_METADATA)?;
+        let metadata = Metadata::from_config(&config).map_err(Error::invalid)?;
         Ok(StoredChart { root: document.descriptor(), manifest, metadata })
     }
 }
@@ -199,10 +200,10 @@ struct HelmManifest {
 }
 
 impl HelmManifest {
-    fn parse(image: &Image, media_type: &str, bytes: &[u8]) -> Result<Self> {
-        let invalid = |what: &str| Error::invalid(format!("{}: the chart's manifest {what}", image.key));
+    fn parse(media_type: &str, bytes: &[u8]) -> Result<Self> {
+        let invalid = |what: &str| Error::invalid(format!("the chart's manifest {what}"));
         if media_type != OCI_MANIFEST {
-            return Err(Error::unsupported(format!("{}: {media_type} is not a Helm chart's manifest", image.key)));
+            return Err(Error::unsupported(format!("{media_type} is not a Helm chart's manifest")));
         }
         let json: serde_json::Value =
             serde_json::from_slice(bytes).map_err(|e| invalid(&format!("is not JSON: {e}")))?;
@@ -223,10 +224,10 @@ impl HelmManifest {
 }
 
 /// Reads the stored chart and rewrites the references of `rewriter` in its values files.
-fn rewrite(image: &Image, stored: &Source, chart: &StoredChart, rewriter: &Rewriter) -> Result<archive::Rewritten> {
-    let bytes = read_blob(image, stored, Some(&chart.manifest.chart.digest), MAX_CHART)?;
+fn rewrite(stored: &Source, chart: &StoredChart, rewriter: &Rewriter) -> Result<archive::Rewritten> {
+    let bytes = read_blob(stored, Some(&chart.manifest.chart.digest), MAX_CHART)?;
     archive::rewrite_chart(&bytes, rewriter)
-        .map_err(|e| Error::invalid(format!("{}: chart {}: {e}", image.key, chart.manifest.chart.digest)))
+        .map_err(|e| Error::invalid(format!("chart {}: {e}", chart.manifest.chart.digest)))
 }
 
 /// Pushes the rewritten chart, the stored config, and a manifest naming them, tagged with the
@@ -279,17 +280,17 @@ mod tests {
     #[test]
     fn a_helm_push_manifest_with_provenance() {
         let bytes = manifest(CONFIG_TYPE, &["application/vnd.cncf.helm.chart.provenance.v1.prov", CHART_TYPE]);
-        let manifest = HelmManifest::parse(&image(), OCI_MANIFEST, &bytes).unwrap();
+        let manifest = HelmManifest::parse(OCI_MANIFEST, &bytes).unwrap();
         assert_eq!((manifest.chart.digest.as_str(), manifest.chart.size), ("sha256:1", 11));
         assert_eq!((manifest.config.digest.as_str(), manifest.layers.len()), ("sha256:c", 2));
     }
 
     #[test]
     fn manifests_that_are_not_a_chart() {
-        let error = |media_type: &str, bytes: &[u8]| HelmManifest::parse(&image(), media_type, bytes).err().unwrap();
+        let error = |media_type: &str, bytes: &[u8]| HelmManifest::parse(media_type, bytes).err().unwrap();
         let oci_config = "application/vnd.oci.image.config.v1+json";
         assert!(matches!(error(OCI_MANIFEST, &manifest(oci_config, &[CHART_TYPE])), Error::InvalidContent(m)
-            if m == format!("chart: the chart's manifest has config type {oci_config}, not {CONFIG_TYPE}")));
+            if m == format!("the chart's manifest has config type {oci_config}, not {CONFIG_TYPE}")));
         assert!(matches!(error(OCI_MANIFEST, &manifest(CONFIG_TYPE, &[])), Error::InvalidContent(m)
             if m.ends_with(&format!("must have one {CHART_TYPE} layer"))));
         assert!(matches!(
@@ -304,7 +305,7 @@ mod tests {
         let check = |image: &Image, digest: &str| artifact::check_content_digest(image, "chart archive", digest, None);
         assert!(check(&image(), "sha256:1").is_ok());
         let error = check(&image(), "sha256:2").err().unwrap();
-        assert_eq!(error.message(), "chart: bundle.json says contentDigest sha256:1, the chart archive is sha256:2");
+        assert_eq!(error.message(), "bundle.json says contentDigest sha256:1, the chart archive is sha256:2");
         assert!(check(&Image { content_digest: None, ..image() }, "sha256:2").is_ok());
     }
 }

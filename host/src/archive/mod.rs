@@ -2,15 +2,18 @@
 //!
 //! Written: `bundle.json`, `relocation-mapping.json`, then `artifacts/layout/` (directories,
 //! `oci-layout`, `index.json`, blobs sorted by digest), every header with mtime 0, uid/gid 0 and
-//! fixed modes, so the same inputs give the same bytes.
+//! fixed modes, so the same inputs give the same bytes. Registry blobs the drivers only named
+//! are fetched while the archive is written, into their places (see [`Deferred`]).
 //!
 //! Read: entries are streamed, or an uncompressed bundle is indexed once and its blobs read in
 //! place; absolute names, `..`, links, devices, duplicates and oversized JSON documents are
 //! refused, and nothing is ever extracted.
 
+mod prefetch;
 mod stored_gzip;
 
 use crate::oci::{BlobFile, Descriptor, Digest, HashingWriter, Layout, MAX_DOCUMENT, Stored};
+use crate::registry::Deferred;
 use anyhow::{Context, Result, bail};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
@@ -78,8 +81,51 @@ impl<W: Write> Write for Counting<W> {
         self.count += n as u64;
         Ok(n)
     }
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let n = self.inner.write_vectored(bufs)?;
+        self.count += n as u64;
+        Ok(n)
+    }
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
+    }
+}
+
+/// Starts the kernel writing the file out every [`WRITEBACK`] bytes, without waiting: the
+/// final fsync then finds most of the archive on disk already, instead of all of it.
+struct Writeback<'f> {
+    file: &'f mut File,
+    written: u64,
+    started: u64,
+}
+
+const WRITEBACK: u64 = 16 << 20;
+
+impl Writeback<'_> {
+    fn wrote(&mut self, n: usize) -> usize {
+        self.written += n as u64;
+        if self.written - self.started >= WRITEBACK {
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&*self.file);
+            let (offset, len) = (self.started as libc::off64_t, (self.written - self.started) as libc::off64_t);
+            // Only a hint: a kernel that refuses it leaves the work to the fsync.
+            unsafe { libc::sync_file_range(fd, offset, len, libc::SYNC_FILE_RANGE_WRITE) };
+            self.started = self.written;
+        }
+        n
+    }
+}
+
+impl Write for Writeback<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        Ok(self.wrote(n))
+    }
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let n = self.file.write_vectored(bufs)?;
+        Ok(self.wrote(n))
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
     }
 }
 
@@ -97,35 +143,44 @@ fn header(path: &str, size: u64, directory: bool) -> Result<tar::Header> {
 }
 
 /// Writes the thick bundle to `output` (through a temporary file beside it); returns its size.
+/// The blobs in `deferred` that `store` lacks are fetched `jobs` at a time, straight into their
+/// places in the archive.
 pub fn write(
     output: &Path,
     compression: Compression,
     bundle_json: &[u8],
     mapping: &[u8],
     store: &Layout,
+    deferred: &Deferred,
+    jobs: usize,
 ) -> Result<u64> {
     let mut tmp = crate::files::temporary_beside(output)?;
-    let counting = Counting { inner: BufWriter::with_capacity(1 << 20, tmp.as_file_mut()), count: 0 };
+    let writeback = Writeback { file: tmp.as_file_mut(), written: 0, started: 0 };
+    let parts = Parts { bundle_json, mapping, store, deferred, jobs };
     let counted = match compression {
         Compression::None => {
-            let mut w = write_tar(counting, bundle_json, mapping, store)?;
+            // Blobs arrive in pieces of the buffer's size, which pass it without a copy.
+            let counting = Counting { inner: BufWriter::with_capacity(prefetch::CHUNK, writeback), count: 0 };
+            let mut w = write_tar(counting, &parts)?;
             w.flush()?;
             w.count
         }
         Compression::Gzip(0) => {
-            let mut w = write_tar(StoredGzip::new(counting)?, bundle_json, mapping, store)?.finish()?;
+            let mut w = write_tar(StoredGzip::new(Counting { inner: writeback, count: 0 })?, &parts)?.finish()?;
             w.flush()?;
             w.count
         }
         Compression::Gzip(level) => {
+            let counting = Counting { inner: BufWriter::with_capacity(1 << 20, writeback), count: 0 };
             let gz = flate2::GzBuilder::new().mtime(0).write(counting, flate2::Compression::new(level));
-            let mut w = write_tar(gz, bundle_json, mapping, store)?.finish()?;
+            let mut w = write_tar(gz, &parts)?.finish()?;
             w.flush()?;
             w.count
         }
         Compression::Zstd(level) => {
+            let counting = Counting { inner: BufWriter::with_capacity(1 << 20, writeback), count: 0 };
             let zstd = zstd::Encoder::new(counting, level)?;
-            let mut w = write_tar(zstd, bundle_json, mapping, store)?.finish()?;
+            let mut w = write_tar(zstd, &parts)?.finish()?;
             w.flush()?;
             w.count
         }
@@ -135,29 +190,56 @@ pub fn write(
     Ok(counted)
 }
 
-fn write_tar<W: Write>(out: W, bundle_json: &[u8], mapping: &[u8], store: &Layout) -> Result<W> {
+/// What goes into the archive.
+struct Parts<'a> {
+    bundle_json: &'a [u8],
+    mapping: &'a [u8],
+    store: &'a Layout,
+    deferred: &'a Deferred,
+    jobs: usize,
+}
+
+fn write_tar<W: Write>(out: W, parts: &Parts) -> Result<W> {
     let mut tar = tar::Builder::new(out);
     let file = |tar: &mut tar::Builder<W>, path: &str, bytes: &[u8]| -> Result<()> {
         tar.append(&header(path, bytes.len() as u64, false)?, bytes)?;
         Ok(())
     };
-    file(&mut tar, BUNDLE_JSON, bundle_json)?;
-    file(&mut tar, RELOCATION_MAPPING, mapping)?;
+    let store = parts.store;
+    file(&mut tar, BUNDLE_JSON, parts.bundle_json)?;
+    file(&mut tar, RELOCATION_MAPPING, parts.mapping)?;
     for dir in ["artifacts/", "artifacts/layout/", "artifacts/layout/blobs/", "artifacts/layout/blobs/sha256/"] {
         tar.append(&header(dir, 0, true)?, io::empty())?;
     }
     file(&mut tar, "artifacts/layout/oci-layout", &std::fs::read(store.path().join("oci-layout"))?)?;
     file(&mut tar, "artifacts/layout/index.json", &std::fs::read(store.path().join("index.json"))?)?;
-    let mut blobs: Vec<Digest> = std::fs::read_dir(store.path().join("blobs/sha256"))?
+    // Every blob once, by digest: those in the store, and those only named, fetched now.
+    let stored: BTreeSet<Digest> = std::fs::read_dir(store.path().join("blobs/sha256"))?
         .filter_map(|e| e.ok()?.file_name().to_str().and_then(|n| format!("sha256:{n}").parse().ok()))
         .collect();
+    let remote: Vec<_> = parts.deferred.all().into_iter().filter(|(d, _)| !stored.contains(d)).collect();
+    let mut blobs: Vec<(&Digest, Option<u64>)> = stored.iter().map(|d| (d, None)).collect();
+    blobs.extend(remote.iter().map(|(d, r)| (d, Some(r.size))));
     blobs.sort();
-    for digest in blobs {
-        let blob = store.open_blob(&digest)?;
-        let size = blob.metadata()?.len();
-        let path = format!("artifacts/layout/blobs/sha256/{}", digest.hex());
-        tar.append(&header(&path, size, false)?, BufReader::with_capacity(1 << 20, blob))?;
-    }
+    prefetch::run(&remote, parts.jobs, |fetched| {
+        for (digest, remote_size) in blobs {
+            let path = format!("artifacts/layout/blobs/sha256/{}", digest.hex());
+            match remote_size {
+                None => {
+                    let blob = store.open_blob(digest)?;
+                    let size = blob.metadata()?.len();
+                    tar.append(&header(&path, size, false)?, BufReader::with_capacity(1 << 20, blob))?;
+                }
+                Some(size) => {
+                    let out = tar.get_mut();
+                    out.write_all(header(&path, size, false)?.as_bytes())?;
+                    fetched.copy(digest, out)?;
+                    out.write_all(&[0; 512][..(512 - size % 512) as usize % 512])?;
+                }
+            }
+        }
+        Ok(())
+    })?;
     Ok(tar.into_inner()?)
 }
 

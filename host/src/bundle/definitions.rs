@@ -5,10 +5,77 @@
 //! format assertions optional and ferry does not run the definitions.
 
 use super::structure::{describe, expect, fail, is_integer, object};
-use super::validate::{Problem, key};
+use super::validate::{Problem, Rule, key};
 use serde_json::Value;
 
 const TYPES: [&str; 7] = ["null", "boolean", "object", "array", "number", "integer", "string"];
+
+/// Every keyword of draft-07 (validation and annotations) that the spec's definitions use.
+const KEYWORDS: &[&str] = &[
+    "$id",
+    "$schema",
+    "$ref",
+    "$comment",
+    "title",
+    "description",
+    "format",
+    "pattern",
+    "contentMediaType",
+    "contentEncoding",
+    "readOnly",
+    "writeOnly",
+    "uniqueItems",
+    "maximum",
+    "exclusiveMaximum",
+    "minimum",
+    "exclusiveMinimum",
+    "multipleOf",
+    "maxLength",
+    "minLength",
+    "maxItems",
+    "minItems",
+    "maxProperties",
+    "minProperties",
+    "examples",
+    "enum",
+    "required",
+    "additionalItems",
+    "additionalProperties",
+    "contains",
+    "propertyNames",
+    "if",
+    "then",
+    "else",
+    "not",
+    "items",
+    "allOf",
+    "anyOf",
+    "oneOf",
+    "definitions",
+    "properties",
+    "patternProperties",
+    "dependencies",
+    "type",
+    "default",
+    "const",
+];
+
+/// Warns about the keywords of a definition that look like misspelt draft-07 keywords
+/// (`minLenght`). Other unknown keywords are annotations, which draft-07 allows, and pass.
+pub(super) fn misspelt_keywords(schema: &Value, path: &str, warnings: &mut Vec<Problem>) {
+    for name in schema.as_object().into_iter().flat_map(|keywords| keywords.keys()) {
+        if KEYWORDS.contains(&name.as_str()) {
+            continue;
+        }
+        if let Some(meant) = super::suggest::closest(name, KEYWORDS) {
+            warnings.push(Problem {
+                path: format!("{path}{}", key(name)),
+                rule: Rule::UnknownField,
+                message: format!("{name:?} is not a JSON Schema keyword; did you mean {meant:?}?"),
+            });
+        }
+    }
+}
 
 /// Every problem with `schema` as the definition at `path`.
 pub(super) fn check(schema: &Value, path: &str, problems: &mut Vec<Problem>) {

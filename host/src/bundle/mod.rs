@@ -8,10 +8,11 @@ pub mod file;
 pub mod json;
 mod model;
 mod structure;
+mod suggest;
 mod validate;
 
 pub use model::*;
-pub use validate::{Problem, Rule, validate};
+pub use validate::{Problem, Rule, key, validate, warnings};
 
 use anyhow::{Context, Result, bail};
 use std::path::Path;

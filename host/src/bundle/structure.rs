@@ -204,7 +204,10 @@ fn record(value: &Value, path: &str, record: &Record, problems: &mut Vec<Problem
             None if record.closed => fail(
                 problems,
                 path,
-                format!("{name:?} is not a field of bundle.json; data of an extension goes under \"custom\""),
+                format!(
+                    "{name:?} is not a field of bundle.json{}; data of an extension goes under \"custom\"",
+                    did_you_mean(name, record)
+                ),
             ),
             None => {}
         }
@@ -275,6 +278,50 @@ fn field(value: &Value, path: &str, shape: Shape, problems: &mut Vec<Problem>) {
             }
         }
     }
+}
+
+/// Warns about every field CNAB does not define in an object whose fields it does define
+/// (the top level's are errors already; `custom` and `labels` are free-form). The spec lets
+/// them through, but a misspelt `imageType` or `contentDigest` silently changes what ferry does.
+pub(super) fn unknown_fields(doc: &Value, warnings: &mut Vec<Problem>) {
+    walk(doc, "$", &BUNDLE, warnings);
+}
+
+fn walk(value: &Value, path: &str, record: &Record, warnings: &mut Vec<Problem>) {
+    let Some(map) = value.as_object() else { return };
+    for (name, value) in map {
+        let at = format!("{path}{}", key(name));
+        match record.fields.iter().find(|(f, _)| f == name).map(|(_, shape)| *shape) {
+            None if !record.closed => warnings.push(Problem {
+                path: at,
+                rule: Rule::UnknownField,
+                message: format!("{name:?} is not a field CNAB defines here{}", did_you_mean(name, record)),
+            }),
+            Some(Shape::Record(inner)) => walk(value, &at, inner, warnings),
+            Some(Shape::ListOf(inner)) => {
+                for (i, item) in value.as_array().into_iter().flatten().enumerate() {
+                    walk(item, &format!("{at}[{i}]"), inner, warnings);
+                }
+            }
+            Some(Shape::MapOf(inner)) => {
+                for (name, item) in value.as_object().into_iter().flatten() {
+                    walk(item, &format!("{at}{}", key(name)), inner, warnings);
+                }
+            }
+            Some(Shape::Definitions) => {
+                for (name, schema) in value.as_object().into_iter().flatten() {
+                    definitions::misspelt_keywords(schema, &format!("{at}{}", key(name)), warnings);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// `; did you mean "imageType"?` when `name` looks like a misspelt field of `record`.
+fn did_you_mean(name: &str, record: &Record) -> String {
+    let known: Vec<&str> = record.fields.iter().map(|(f, _)| *f).collect();
+    super::suggest::closest(name, &known).map(|f| format!("; did you mean {f:?}?")).unwrap_or_default()
 }
 
 /// The schema's `^/cnab/app/outputs/.+$`, read as JSON Schema reads patterns (ECMA-262): `.`

@@ -52,6 +52,12 @@ pub enum Rule {
     ContentDigestFormat,
     /// 101 §Required Extensions: the schema checks nothing in this list; its items are names.
     RequiredExtensionNames,
+    /// A warning: a field CNAB does not define in an object whose fields it defines (allowed,
+    /// but usually a misspelling that changes what happens).
+    UnknownField,
+    /// A warning: an image whose `imageType` no available driver handles (the built-in ones,
+    /// and those the bundle ships and the operator allows); exporting it would fail.
+    NoDriver,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,7 +97,18 @@ pub fn validate(bytes: &[u8]) -> Vec<Problem> {
     problems
 }
 
-pub(super) fn key(k: &str) -> String {
+/// What validation warns about in `bytes` without calling the bundle invalid: unknown fields,
+/// with the field probably meant. Empty if `bytes` are not JSON (that is a problem already).
+pub fn warnings(bytes: &[u8]) -> Vec<Problem> {
+    let mut warnings = Vec::new();
+    if let Ok(value) = serde_json::from_slice::<Value>(bytes) {
+        super::structure::unknown_fields(&value, &mut warnings);
+    }
+    warnings
+}
+
+/// `k` as a step of a JSON path: `.name`, or `["a name"]` when it needs quoting.
+pub fn key(k: &str) -> String {
     if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
         format!(".{k}")
     } else {

@@ -14,6 +14,7 @@ pub const BUNDLE_DRIVERS: &str = "Bundle drivers";
 pub const VALIDATE: &str = "\
 Examples:
   ferry validate bundle.json
+  ferry validate bundle.json --strict        # warnings (a misspelt field, an image no driver handles) fail too
   ferry validate app.tgz --format json -o report.json";
 
 pub const EXPORT: &str = "\
@@ -49,7 +50,8 @@ Examples:
 
 pub const DRIVER_ADD: &str = "\
 Examples:
-  ferry driver add bundle.json drivers/helm.wasm";
+  ferry driver add bundle.json drivers/helm.wasm
+  ferry driver add --from-build bundle.json target/wasm32-wasip2/release/my_driver.wasm";
 
 pub const COMPLETION: &str = "\
 Examples:

@@ -1,7 +1,7 @@
 //! `ferry install`, `upgrade`, `uninstall`, `invoke`, `installations`, `outputs`.
 
 use super::output::{Format, Report, Style};
-use super::{Session, help, registry};
+use super::{Session, help};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use ferry::install::action::{self, App, Request};
@@ -21,14 +21,15 @@ use std::process::ExitCode;
 #[derive(Args)]
 pub struct Inputs {
     /// A parameter's value; repeatable. Read as the parameter's definition types it
-    #[arg(long = "param", value_name = "NAME=VALUE")]
+    #[arg(long = "param", id = "param", value_name = "NAME=VALUE")]
     params: Vec<String>,
     /// A JSON or YAML file mapping parameter names to values
     #[arg(long, value_name = "FILE")]
     param_file: Option<PathBuf>,
     /// A credential's source: env:VAR, file:PATH, value:TEXT or command:CMD; repeatable
-    #[arg(long = "cred", value_name = "NAME=SOURCE")]
-    creds: Vec<String>,
+    // Its own id: the registry options' global `--creds` is another flag.
+    #[arg(long = "cred", id = "cred", value_name = "NAME=SOURCE")]
+    credentials: Vec<String>,
     /// A JSON or YAML file mapping credential names to sources
     #[arg(long, value_name = "FILE")]
     cred_file: Option<PathBuf>,
@@ -203,7 +204,7 @@ fn act(ctx: &Session, installation: &str, action: &str, app: Option<PathBuf>, in
         &history,
     )?;
 
-    let registry = registry(ctx.global)?;
+    let registry = ctx.registry(None)?;
     let drivers = ctx.drivers(&opened, &registry)?;
     let mapping = inputs
         .relocation_mapping
@@ -211,8 +212,8 @@ fn act(ctx: &Session, installation: &str, action: &str, app: Option<PathBuf>, in
         .map(|p| std::fs::read(p).with_context(|| format!("reading {}", p.display())))
         .transpose()?;
     let engine = Engine::connect()?;
-    ctx.terminal.start(format!("preparing {action} of {installation}"));
-    let staged = staging::stage(&opened, &drivers, &registry, mapping.as_deref(), &std::env::temp_dir());
+    let staged =
+        staging::stage(&opened, &drivers, &registry, mapping.as_deref(), &std::env::temp_dir(), ctx.terminal.clone());
     ctx.terminal.finish();
     let staged = staged?;
     engine.load(&staged.layout, &staged.image_id)?;
@@ -279,7 +280,7 @@ fn credentials(inputs: &Inputs) -> Result<BTreeMap<String, CredentialSource>> {
             sources.insert(name, source);
         }
     }
-    for pair in &inputs.creds {
+    for pair in &inputs.credentials {
         // Only the name is quoted in errors: the rest may be the secret.
         let Some((name, source)) = pair.split_once('=') else {
             bail!("--cred: expected NAME=SOURCE");

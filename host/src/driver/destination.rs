@@ -2,14 +2,16 @@
 //! operator grants a directory or a registry prefix; every destination a driver opens must lie
 //! inside that grant.
 
+use super::Reporting;
 use super::bindings::since_v0_1_0::ferry::driver::{host, types};
+use super::dry_run::{DryRun, Peek};
 use super::grant::{check_tag, inside};
 use super::host::{HostError, HostResult, from_wit, parse_digest, to_wit};
 use super::sandbox::HostState;
 use super::source::SourceHandle;
 use super::tar_access;
 use crate::oci::{self, BlobFile, Digest, HashingWriter, Layout, MAX_DOCUMENT, REF_NAME, Stored, is_document};
-use crate::registry::{Pushed, Registry, Upload};
+use crate::registry::{Pushed, Registry, Sent, Upload};
 use oci_client::Reference;
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -22,7 +24,13 @@ use crate::oci::media_types::OCI_LAYER_TAR as TAR_LAYER;
 /// A destination inside the operator's grant.
 pub enum DestinationHandle {
     Directory(Arc<Layout>),
-    Registry { registry: Arc<Registry>, target: Reference, jobs: usize },
+    Registry {
+        registry: Arc<Registry>,
+        target: Reference,
+        jobs: usize,
+    },
+    /// A dry run's: asked what it holds, never written to.
+    DryRun(DryRun),
 }
 
 impl DestinationHandle {
@@ -30,6 +38,15 @@ impl DestinationHandle {
         match self {
             DestinationHandle::Directory(layout) => layout.path().display().to_string(),
             DestinationHandle::Registry { target, .. } => format!("{}/{}", target.registry(), target.repository()),
+            DestinationHandle::DryRun(dry) => dry.location(),
+        }
+    }
+
+    /// This destination, if it is a dry run's.
+    fn dry_run(&self) -> Option<DryRun> {
+        match self {
+            DestinationHandle::DryRun(dry) => Some(dry.clone()),
+            _ => None,
         }
     }
 
@@ -59,9 +76,24 @@ fn stored_layout(source: &SourceHandle) -> HostResult<&Arc<dyn Stored>> {
 }
 
 impl HostState {
+    /// Tells the operator's events of every chunk of an upload as it goes.
+    fn sent(&self) -> Sent {
+        let events = self.events.clone();
+        Arc::new(move |n| events.transferred(n))
+    }
+
+    /// Tells the operator's events of a blob of `size` bytes an upload did not have to send.
+    fn report_unsent(&self, size: u64, pushed: &Pushed) {
+        match pushed {
+            Pushed::Present => self.events.skipped(size, false),
+            Pushed::Mounted => self.events.skipped(size, true),
+            Pushed::Uploaded => {}
+        }
+    }
+
     /// Whether a directory destination holds blob `digest`: a file of that name whose bytes
     /// hash to it. A file that does not is not trusted, and is replaced.
-    fn holds_verified(&mut self, layout: &Layout, digest: &Digest) -> HostResult<bool> {
+    pub(super) fn holds_verified(&mut self, layout: &Layout, digest: &Digest) -> HostResult<bool> {
         let Ok(file) = layout.open_blob(digest) else { return Ok(false) };
         let blob = BlobFile::whole(file).map_err(HostError::failed)?;
         Ok(self.copy_verified(&blob, digest, &mut std::io::sink()).is_ok())
@@ -87,30 +119,43 @@ impl HostState {
             }
         }
         let copied = match self.table.get(d)? {
+            DestinationHandle::DryRun(dry) => {
+                let dry = dry.clone();
+                return self.dry_copy(&dry, blobs);
+            }
             DestinationHandle::Registry { registry, target, jobs } => {
                 let (registry, target, jobs) = (registry.clone(), target.clone(), *jobs);
+                let sent = self.sent();
                 let uploads = blobs
                     .iter()
-                    .map(|b| Ok(Upload::of(b.digest.clone(), source.blob(&b.digest).map_err(HostError::failed)?)))
+                    .map(|b| {
+                        let file = source.blob(&b.digest).map_err(HostError::failed)?;
+                        Ok(Upload::of(b.digest.clone(), file).reporting(sent.clone()))
+                    })
                     .collect::<HostResult<Vec<_>>>()?;
                 let pushed = registry.push_blobs(&target, uploads, jobs, Some(self.deadline))?;
-                let moved = |p: &Pushed| *p != Pushed::Present;
-                let bytes: u64 = blobs.iter().zip(&pushed).filter(|(_, p)| moved(p)).map(|(b, _)| b.size).sum();
-                self.events.transferred(bytes);
-                pushed.iter().filter(|p| moved(p)).count()
+                for (blob, pushed) in blobs.iter().zip(&pushed) {
+                    self.report_unsent(blob.size, pushed);
+                }
+                pushed.iter().filter(|p| **p != Pushed::Present).count()
             }
             DestinationHandle::Directory(layout) => {
                 let layout = layout.clone();
                 let mut copied = 0;
                 for blob in blobs {
                     if self.holds_verified(&layout, &blob.digest)? {
+                        self.events.skipped(blob.size, false);
                         continue;
                     }
                     let mut pending = layout.pending_blob().map_err(HostError::failed)?;
                     let from = source.blob(&blob.digest).map_err(HostError::failed)?;
-                    self.copy_verified(&from, &blob.digest, pending.file())?;
+                    let events = self.events.clone();
+                    self.copy_verified(
+                        &from,
+                        &blob.digest,
+                        &mut Reporting { inner: pending.file(), events: events.events() },
+                    )?;
                     pending.persist_as(Layout::blob_name(&blob.digest)).map_err(HostError::failed)?;
-                    self.events.transferred(blob.size);
                     copied += 1;
                 }
                 copied
@@ -143,6 +188,8 @@ impl HostState {
     ) -> HostResult<String> {
         let destination = self.table.get(d)?;
         match destination {
+            DestinationHandle::DryRun(_) if !listed => return Ok(destination.reference(None, &root.digest)),
+            DestinationHandle::DryRun(_) => {}
             DestinationHandle::Directory(layout) => {
                 layout.put_bytes(bytes).map_err(HostError::failed)?;
                 if !listed {
@@ -165,8 +212,12 @@ impl HostState {
 impl host::HostDestination for HostState {
     fn kind(&mut self, d: Resource<DestinationHandle>) -> wasmtime::Result<host::DestinationKind> {
         Ok(match self.table.get(&d)? {
-            DestinationHandle::Directory(_) => host::DestinationKind::Directory,
-            DestinationHandle::Registry { .. } => host::DestinationKind::Registry,
+            DestinationHandle::Directory(_)
+            | DestinationHandle::DryRun(DryRun { peek: Peek::Directory { .. }, .. }) => {
+                host::DestinationKind::Directory
+            }
+            DestinationHandle::Registry { .. }
+            | DestinationHandle::DryRun(DryRun { peek: Peek::Registry { .. }, .. }) => host::DestinationKind::Registry,
         })
     }
 
@@ -183,6 +234,10 @@ impl host::HostDestination for HostState {
             }
             DestinationHandle::Registry { registry, target, .. } => {
                 Ok(registry.has_blob(target, &digest, Some(self.deadline))?)
+            }
+            DestinationHandle::DryRun(dry) => {
+                let dry = dry.clone();
+                self.dry_holds(&dry, &digest)
             }
         }
     }
@@ -218,10 +273,23 @@ impl host::HostDestination for HostState {
                 == Some(&root.digest)
         {
             let reference = destination.reference(tag.as_deref(), &root.digest);
+            let source = stored_layout(self.table.get(&s)?)?.clone();
+            let graph = source.graph(&root).map_err(HostError::invalid)?;
+            self.events.skipped(graph.iter().filter(|b| !is_document(&b.media_type)).map(|b| b.size).sum(), false);
             return Ok(self.wrote(reference));
         }
         let source = stored_layout(self.table.get(&s)?)?.clone();
         let graph = source.graph(&root).map_err(HostError::invalid)?;
+        if let Some(dry) = self.table.get(&d)?.dry_run()
+            && let Peek::Registry { target, .. } = &dry.peek
+            && self.dry_has_manifest(&dry, &at(target, tag.as_deref(), &root.digest), &root.digest)?
+        {
+            for blob in graph.iter().filter(|b| !is_document(&b.media_type)) {
+                dry.tally.count(blob.size, true);
+            }
+            let reference = self.table.get(&d)?.reference(tag.as_deref(), &root.digest);
+            return Ok(self.wrote(reference));
+        }
         let (documents, blobs): (Vec<_>, Vec<_>) = graph.into_iter().partition(|d| is_document(&d.media_type));
         self.copy_blobs(&d, source.as_ref(), &blobs)?;
         let mut reference = String::new();
@@ -267,6 +335,10 @@ impl host::HostDestination for HostState {
         let from = stored_layout(self.table.get(&s)?)?
             .blob(&blob.digest)
             .map_err(|_| HostError::not_found(format!("blob {} is not in the store", blob.digest)))?;
+        if let Some(dry) = self.table.get(&d)?.dry_run() {
+            let location = self.dry_write_file(&dry, &from, &blob, &name)?;
+            return Ok(self.wrote(location));
+        }
         let DestinationHandle::Directory(layout) = self.table.get(&d)? else {
             return Err(HostError::unsupported("write-file needs a directory destination"));
         };
@@ -277,6 +349,7 @@ impl host::HostDestination for HostState {
         if let Ok(existing) = layout.open_file(path) {
             let existing = BlobFile::whole(existing).map_err(HostError::failed)?;
             if existing.size == blob.size && self.copy_verified(&existing, &blob.digest, &mut std::io::sink()).is_ok() {
+                self.events.skipped(blob.size, false);
                 return Ok(self.wrote(location));
             }
         }
@@ -288,7 +361,8 @@ impl host::HostDestination for HostState {
         }
         let parent = path.parent().unwrap_or(Path::new(""));
         let mut pending = layout.pending(parent).map_err(HostError::denied)?;
-        self.copy_verified(&from, &blob.digest, pending.file())?;
+        let events = self.events.clone();
+        self.copy_verified(&from, &blob.digest, &mut Reporting { inner: pending.file(), events: events.events() })?;
         pending.persist_as(path).map_err(HostError::denied)?;
         // Recorded once it is there: a refused or failed write claims nothing.
         layout.note_made(path).map_err(HostError::failed)?;
@@ -305,6 +379,10 @@ impl host::HostDestination for HostState {
         self.check_call_bytes("destination.put-blob", bytes.len())?;
         let descriptor = oci::Descriptor::new(media_type, Digest::of(&bytes), bytes.len() as u64);
         match self.table.get(&d)? {
+            DestinationHandle::DryRun(dry) => {
+                let dry = dry.clone();
+                self.dry_copy(&dry, std::slice::from_ref(&descriptor))?;
+            }
             DestinationHandle::Directory(layout) => {
                 layout.put_bytes(&bytes).map_err(HostError::failed)?;
             }
@@ -337,15 +415,23 @@ impl host::HostDestination for HostState {
         }
         let file = tar_access::LayerFile { name: file.name, mode: file.mode, uid: file.uid, gid: file.gid };
         let (head, tail) = tar_access::one_file_layer(&file, blob.size).map_err(HostError::invalid)?;
+        if let Some(dry) = self.table.get(&d)?.dry_run() {
+            let (digest, size) = self.dry_framed(&dry, &head, &source, &blob.digest, &tail)?;
+            return Ok(to_wit(&oci::Descriptor::new(TAR_LAYER, digest, size)));
+        }
         // Written into a directory's layout, hashed on the way; for a registry, hashed in one
         // pass and then streamed (header, the blob's bytes, padding): a disk is never copied
         // to a temporary file.
         let mut pending = match self.table.get(&d)? {
             DestinationHandle::Directory(layout) => Some(layout.pending_blob().map_err(HostError::failed)?),
-            DestinationHandle::Registry { .. } => None,
+            DestinationHandle::Registry { .. } | DestinationHandle::DryRun(_) => None,
         };
+        let events = self.events.clone();
         let out: Box<dyn Write> = match &mut pending {
-            Some(pending) => Box::new(BufWriter::with_capacity(1 << 20, pending.file())),
+            Some(pending) => Box::new(Reporting {
+                inner: BufWriter::with_capacity(1 << 20, pending.file()),
+                events: events.events(),
+            }),
             None => Box::new(std::io::sink()),
         };
         let mut hashing = HashingWriter::new(out);
@@ -365,11 +451,13 @@ impl host::HostDestination for HostState {
                 pending.persist_as(Layout::blob_name(&digest)).map_err(HostError::failed)?;
             }
             DestinationHandle::Registry { registry, target, .. } => {
-                let upload = Upload { digest, size, file: source, framing: Some((head, tail)) };
-                registry.push_blobs(target, vec![upload], 1, Some(self.deadline))?;
+                let upload =
+                    Upload { digest, size, file: source, framing: Some((head, tail)), sent: Some(self.sent()) };
+                let pushed = registry.push_blobs(target, vec![upload], 1, Some(self.deadline))?;
+                self.report_unsent(size, &pushed[0]);
             }
+            DestinationHandle::DryRun(_) => unreachable!("a dry run returned above"),
         }
-        self.events.transferred(size);
         Ok(to_wit(&layer))
     }
 
@@ -390,6 +478,10 @@ impl host::HostDestination for HostState {
                 source.size, blob.size
             )));
         }
+        if let Some(dry) = self.table.get(&d)?.dry_run() {
+            let location = self.dry_extract(&dry, &blob, &name)?;
+            return Ok(self.wrote(location));
+        }
         // Every byte is checked against the digest before any of it is extracted.
         self.copy_verified(&source, &blob.digest, &mut std::io::sink())?;
         let DestinationHandle::Directory(layout) = self.table.get(&d)? else {
@@ -405,6 +497,7 @@ impl host::HostDestination for HostState {
         pending
             .persist_as(path, replace)
             .map_err(|e| HostError::denied(format!("{}/{name}: {e:#}", layout.path().display())))?;
+        self.events.transferred(blob.size);
         // Recorded once it is there: a refused replacement claims nothing for a later run.
         layout.note_made(path).map_err(HostError::failed)?;
         Ok(self.wrote(format!("{}/{name}", layout.path().display())))

@@ -3,6 +3,7 @@
 //! destinations, file names inside them, repositories and tags.
 
 use super::destination::DestinationHandle;
+use super::dry_run::{DryRun, Tally};
 use super::host::{HostError, HostResult};
 use crate::oci::{self, Layout};
 use crate::registry::Registry;
@@ -17,6 +18,9 @@ pub struct DestinationGrant {
     to: Granted,
     /// The one destination (and what lies below it) this operation may open.
     place: Option<String>,
+    /// A dry run's grant: destinations are looked at, not written to; what would be sent is
+    /// counted here.
+    dry_run: Option<Arc<Tally>>,
 }
 
 #[derive(Clone)]
@@ -46,17 +50,23 @@ pub fn repository_under(prefix: &str, relative: &str) -> Reference {
 
 impl DestinationGrant {
     pub fn directory(root: PathBuf) -> Self {
-        DestinationGrant { to: Granted::Directory(root), place: None }
+        DestinationGrant { to: Granted::Directory(root), place: None, dry_run: None }
     }
 
     pub fn registry(registry: Arc<Registry>, prefix: String, jobs: usize) -> Self {
-        DestinationGrant { to: Granted::Registry { registry, prefix, jobs }, place: None }
+        DestinationGrant { to: Granted::Registry { registry, prefix, jobs }, place: None, dry_run: None }
+    }
+
+    /// This grant for a dry run: the driver relocates as it would, into destinations that
+    /// answer what they hold but take nothing; `tally` counts what they would have taken.
+    pub fn dry_run(self, tally: Arc<Tally>) -> Self {
+        DestinationGrant { dry_run: Some(tally), ..self }
     }
 
     /// This grant cut down to `place` and what lies below it: one image's relocation cannot
     /// open another image's destination.
     pub(super) fn narrowed(&self, place: &str) -> Self {
-        DestinationGrant { to: self.to.clone(), place: Some(place.to_owned()) }
+        DestinationGrant { to: self.to.clone(), place: Some(place.to_owned()), dry_run: self.dry_run.clone() }
     }
 
     /// Opens `relative` (empty: the grant itself) as a destination, refusing anything outside.
@@ -78,10 +88,13 @@ impl DestinationGrant {
                         root.display()
                     )));
                 }
+                let display = if relative.is_empty() { root.clone() } else { root.join(path) };
+                if let Some(tally) = &self.dry_run {
+                    return Ok(DestinationHandle::DryRun(DryRun::directory(display, tally.clone())));
+                }
                 std::fs::create_dir_all(root).map_err(HostError::failed)?;
                 let dir = cap_std::fs::Dir::open_ambient_dir(root, cap_std::ambient_authority())
                     .map_err(HostError::failed)?;
-                let display = if relative.is_empty() { root.clone() } else { root.join(path) };
                 let layout = Layout::create_beneath(&dir, path, display)
                     .map_err(|e| HostError::denied(format!("destination {relative:?}: {e:#}")))?;
                 Ok(DestinationHandle::Directory(Arc::new(layout)))
@@ -93,6 +106,9 @@ impl DestinationGrant {
                     )));
                 }
                 let target = repository_under(prefix, relative);
+                if let Some(tally) = &self.dry_run {
+                    return Ok(DestinationHandle::DryRun(DryRun::registry(registry.clone(), target, tally.clone())));
+                }
                 Ok(DestinationHandle::Registry { registry: registry.clone(), target, jobs: *jobs })
             }
         }

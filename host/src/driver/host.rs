@@ -47,7 +47,7 @@ impl From<RegistryError> for HostError {
             RegistryErrorKind::NotFound => HostError::not_found(e.message),
             RegistryErrorKind::Denied => HostError::denied(e.message),
             RegistryErrorKind::Transient => HostError::Guest(types::Error::Transient(e.message)),
-            RegistryErrorKind::Failed => HostError::failed(e.message),
+            RegistryErrorKind::Failed | RegistryErrorKind::Unreachable => HostError::failed(e.message),
         }
     }
 }

@@ -11,6 +11,7 @@ mod builtin;
 mod cache;
 mod component;
 mod destination;
+mod dry_run;
 mod engine;
 mod error;
 mod grant;
@@ -27,12 +28,14 @@ mod wasi_poll;
 pub use bindings::INTERFACE;
 pub use builtin::builtin_components;
 pub use component::{MAX_FUNCTION, VerifiedComponent};
+pub use dry_run::Tally;
 pub use error::{DriverError, ErrorKind, Operation};
 pub use grant::{DestinationGrant, repository_under};
 pub use shipped::{Declared, EXTENSION, MAX_DRIVER, Policy, WASM_LAYER, assign, declared};
 
 use crate::config::Limits;
 use crate::oci::{BlobFile, Digest, Layout, Stored};
+use crate::registry::Deferred;
 use crate::untrusted::{clip, escape, has_control};
 use bindings::since_v0_1_0::ferry::driver::host::SourceKind;
 use bindings::since_v0_1_0::{ImageDriver, ImageDriverPre, ferry::driver::types};
@@ -56,13 +59,84 @@ pub enum Level {
     Debug,
 }
 
-/// Where drivers' log lines and progress go.
+/// Where drivers' log lines and the progress of a command go.
 pub trait Events: Send + Sync {
     fn log(&self, driver: &str, level: Level, message: &str);
     /// A driver's own account of its operation: `done` of `total` bytes.
     fn progress(&self, _driver: &str, _done: u64, _total: Option<u64>) {}
-    /// The host moved `bytes` more on a driver's behalf (a blob stored or copied).
+    /// The host moved `bytes` more on a driver's behalf: reported as they stream (a chunk of a
+    /// blob pulled, pushed, copied or written into an archive), not once a blob is complete.
     fn transferred(&self, _bytes: u64) {}
+    /// Whether anyone watches the totals: learning them costs requests (a registry image's
+    /// manifests before its driver fetches them), made only when this says so.
+    fn wants_totals(&self) -> bool {
+        false
+    }
+    /// The command entered `phase`, which will move `total` bytes when that is known.
+    fn phase(&self, _phase: Phase, _total: Option<u64>) {}
+    /// Image `key` (a key of `images`, or `invocationImages[N]`) is now in `state`.
+    fn image(&self, _key: &str, _state: ImageState) {}
+    /// `bytes` that did not have to move: the destination held them already, or, with
+    /// `mounted`, the registry mounted them from another repository.
+    fn skipped(&self, _bytes: u64, _mounted: bool) {}
+}
+
+/// The stages of a long command, in the order they come.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Reading manifests and descriptors to learn what will move.
+    Planning,
+    /// Fetching images (and the drivers a bundle ships) into the staging layout.
+    Fetching,
+    /// Writing the thick bundle.
+    WritingArchive,
+    /// Copying images to the destination.
+    Copying,
+}
+
+impl Phase {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Phase::Planning => "planning",
+            Phase::Fetching => "fetching images",
+            Phase::WritingArchive => "writing archive",
+            Phase::Copying => "copying images",
+        }
+    }
+}
+
+/// Where one image of a command is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImageState {
+    Working,
+    Done,
+    Failed,
+}
+
+/// A writer (or reader) that tells `events` of every chunk that passes through it.
+pub struct Reporting<'e, W> {
+    pub inner: W,
+    pub events: &'e dyn Events,
+}
+
+impl<W: std::io::Write> std::io::Write for Reporting<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.events.transferred(n as u64);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for Reporting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.events.transferred(n as u64);
+        Ok(n)
+    }
 }
 
 /// An image entry as bundle.json describes it.
@@ -294,9 +368,37 @@ impl<'rt> Driver<'rt> {
         origin: &Origin,
         store: &Arc<Layout>,
     ) -> Result<crate::oci::Descriptor, DriverError> {
+        self.fetch_into(image, origin, store, None)
+    }
+
+    /// As [`Driver::fetch`], but the blobs the driver copies from a registry are only noted in
+    /// `deferred`, to be fetched by whoever writes the store out (an export's archive).
+    pub fn fetch_deferring(
+        &self,
+        image: &Image,
+        origin: &Origin,
+        store: &Arc<Layout>,
+        deferred: &Arc<Deferred>,
+    ) -> Result<crate::oci::Descriptor, DriverError> {
+        self.fetch_into(image, origin, store, Some(deferred.clone()))
+    }
+
+    fn fetch_into(
+        &self,
+        image: &Image,
+        origin: &Origin,
+        store: &Arc<Layout>,
+        deferred: Option<Arc<Deferred>>,
+    ) -> Result<crate::oci::Descriptor, DriverError> {
         let (root, state) = self.run(Operation::Fetch, Some(image), None, |s, d| {
             let origin = push_source(s, origin)?;
-            let sink = push(s, StoreHandle { layout: store.clone(), name: image.reference.clone() })?;
+            let handle = StoreHandle {
+                layout: store.clone(),
+                deferred: deferred.clone(),
+                name: image.reference.clone(),
+                image: escape(&format!("{} ({})", image.key, image.reference)).into_owned(),
+            };
+            let sink = push(s, handle)?;
             d.ferry_driver_driver().call_fetch(s, &image.to_wit(), origin, sink)
         })?;
         let invalid = |message| self.error(Operation::Fetch, Some(image), ErrorKind::InvalidContent, message);

@@ -53,4 +53,13 @@ impl OperationLog {
     pub fn transferred(&self, bytes: u64) {
         self.inner.transferred(bytes);
     }
+
+    pub fn skipped(&self, bytes: u64, mounted: bool) {
+        self.inner.skipped(bytes, mounted);
+    }
+
+    /// The operator's events, for the host to report on the driver's behalf.
+    pub fn events(&self) -> &dyn Events {
+        self.inner.as_ref()
+    }
 }

@@ -1,19 +1,27 @@
 //! The `store` resource: the bundle store an image is fetched into, every blob hashed by the
 //! host on its way in, and the root the driver records checked against what is stored.
 
+use super::Reporting;
 use super::bindings::since_v0_1_0::ferry::driver::{host, types};
-use super::host::{HostError, HostResult, from_wit, parse_digest, to_wit};
+use super::host::{HostError, HostResult, at_digest, from_wit, parse_digest, to_wit};
 use super::sandbox::HostState;
 use super::source::SourceHandle;
-use crate::oci::{self, Layout, MAX_DOCUMENT, REF_NAME, Stored};
-use crate::registry::{RegistryError, RegistryErrorKind};
+use crate::oci::{self, BlobFile, Descriptor, Digest, Layout, MAX_DOCUMENT, REF_NAME, Stored};
+use crate::registry::{Deferred, RegistryError, RegistryErrorKind, Remote};
+use std::io;
 use std::sync::Arc;
+use std::time::Instant;
 use wasmtime::component::Resource;
 
 /// The bundle store an image is being fetched into, and the name it will have there.
 pub struct StoreHandle {
     pub(super) layout: Arc<Layout>,
+    /// Where registry blobs are only named, to be fetched when the archive is written (an
+    /// export); `None`: every blob is fetched when it is copied.
+    pub(super) deferred: Option<Arc<Deferred>>,
     pub(super) name: String,
+    /// The image, as messages name it: `key (reference)`.
+    pub(super) image: String,
 }
 
 impl host::HostStore for HostState {
@@ -26,7 +34,30 @@ impl host::HostStore for HostState {
     ) -> HostResult<types::Descriptor> {
         self.check_deadline()?;
         let expected = digest.as_deref().map(parse_digest).transpose()?;
-        let layout = self.table.get(&st)?.layout.clone();
+        let (layout, deferred, image) = {
+            let handle = self.table.get(&st)?;
+            (handle.layout.clone(), handle.deferred.clone(), handle.image.clone())
+        };
+        if let (Some(deferred), Some(d), SourceHandle::Registry { registry, reference }) =
+            (&deferred, &expected, self.table.get(&s)?)
+        {
+            let size = if layout.has_blob(d) {
+                layout.blob_size(d).map_err(HostError::failed)?
+            } else {
+                let size = registry.declared_size(reference, d).map_err(|e| HostError::invalid(e.message))?;
+                let events = self.events.clone();
+                let remote = Remote {
+                    size,
+                    registry: registry.clone(),
+                    reference: reference.clone(),
+                    image,
+                    timeout: self.limits.timeout,
+                    progress: Arc::new(move |bytes| events.transferred(bytes)),
+                };
+                deferred.note(d, remote)
+            };
+            return Ok(to_wit(&oci::Descriptor::new(media_type, d.clone(), size)));
+        }
         // Stored already (or by now, by another image of the bundle fetched in parallel): the
         // store only holds checked blobs.
         let _claim = match &expected {
@@ -39,6 +70,7 @@ impl host::HostStore for HostState {
             },
             None => None,
         };
+        let events = self.events.clone();
         let stored = match (self.table.get(&s)?, &expected) {
             (SourceHandle::Registry { registry, reference }, Some(d)) => {
                 let (registry, reference, deadline) = (registry.clone(), reference.clone(), self.deadline);
@@ -47,7 +79,8 @@ impl host::HostStore for HostState {
                 registry
                     .retry(|| {
                         let mut writer = layout.blob_writer().map_err(fail)?;
-                        registry.copy_blob(&reference, d, Some(deadline), &mut writer)?;
+                        let mut reporting = Reporting { inner: &mut writer, events: events.events() };
+                        registry.copy_blob(&reference, d, Some(deadline), &mut reporting)?;
                         writer.commit(Some(d)).map_err(fail)
                     })
                     .map_err(|e| match e.kind {
@@ -58,15 +91,16 @@ impl host::HostStore for HostState {
             (SourceHandle::Layout { layout: source, .. }, Some(d)) => {
                 let blob =
                     source.blob(d).map_err(|_| HostError::not_found(format!("blob {d} is not in the source")))?;
-                layout.put_verified(&mut blob.reader(), Some(d)).map_err(HostError::invalid)?
+                let mut reader = Reporting { inner: blob.reader(), events: events.events() };
+                layout.put_verified(&mut reader, Some(d)).map_err(HostError::invalid)?
             }
             (SourceHandle::Bytes { blob, .. }, None) => {
-                layout.put_verified(&mut blob.reader(), None).map_err(HostError::invalid)?
+                let mut reader = Reporting { inner: blob.reader(), events: events.events() };
+                layout.put_verified(&mut reader, None).map_err(HostError::invalid)?
             }
             (SourceHandle::Bytes { .. }, Some(_)) => return Err(HostError::unsupported("a file source has no blobs")),
             (_, None) => return Err(HostError::unsupported("name the digest of the blob to copy")),
         };
-        self.events.transferred(stored.1);
         self.check_deadline()?;
         Ok(to_wit(&oci::Descriptor::new(media_type, stored.0, stored.1)))
     }
@@ -87,8 +121,9 @@ impl host::HostStore for HostState {
         self.check_deadline()?;
         let store = self.table.get(&st)?;
         let mut root = from_wit(&root)?;
-        store.layout.graph(&root).map_err(|e| HostError::invalid(format!("root {}: {e:#}", root.digest)))?;
-        check_root_type(&store.layout, &root).map_err(|e| HostError::invalid(format!("root {} {e}", root.digest)))?;
+        let view = StoreView { layout: &store.layout, deferred: store.deferred.as_deref(), deadline: self.deadline };
+        view.graph(&root).map_err(|e| HostError::invalid(format!("root {}: {e:#}", root.digest)))?;
+        check_root_type(&view, &root).map_err(|e| HostError::invalid(format!("root {} {e}", root.digest)))?;
         self.check_deadline()?;
         let store = self.table.get(&st)?;
         root.annotations.insert(REF_NAME.into(), store.name.clone());
@@ -108,11 +143,11 @@ impl host::HostStore for HostState {
 /// every size and that every manifest and index parses; but a root recorded as a manifest that
 /// is an index by its own `mediaType`, or as a plain blob while it is a manifest or index, would
 /// hide what it refers to from everything that walks the image later.
-fn check_root_type(layout: &Layout, root: &oci::Descriptor) -> Result<(), String> {
+fn check_root_type(store: &StoreView, root: &oci::Descriptor) -> Result<(), String> {
     if root.size > MAX_DOCUMENT {
         return Ok(());
     }
-    let bytes = layout.read_blob(&root.digest, MAX_DOCUMENT).map_err(|e| format!("{e:#}"))?;
+    let bytes = store.read_blob(&root.digest, MAX_DOCUMENT).map_err(|e| format!("{e:#}"))?;
     let declared = serde_json::from_slice::<serde_json::Value>(&bytes)
         .ok()
         .and_then(|json| json.get("mediaType")?.as_str().map(str::to_owned));
@@ -121,5 +156,60 @@ fn check_root_type(layout: &Layout, root: &oci::Descriptor) -> Result<(), String
             Err(format!("is a {own} by its own mediaType, but was recorded as {:?}", root.media_type))
         }
         _ => Ok(()),
+    }
+}
+
+/// The store as the graph walk of `set-root` sees it: stored blobs, and deferred ones by their
+/// noted size. A deferred blob the walk must read (a manifest a driver copied as a blob) is
+/// fetched into the store then, within the document cap.
+struct StoreView<'a> {
+    layout: &'a Layout,
+    deferred: Option<&'a Deferred>,
+    deadline: Instant,
+}
+
+impl StoreView<'_> {
+    fn remote(&self, digest: &Digest) -> Option<Remote> {
+        self.deferred.and_then(|d| d.get(digest))
+    }
+}
+
+impl Stored for StoreView<'_> {
+    fn location(&self) -> String {
+        self.layout.location()
+    }
+
+    fn blob(&self, digest: &Digest) -> io::Result<BlobFile> {
+        let Some(remote) = self.remote(digest).filter(|_| !self.layout.has_blob(digest)) else {
+            return self.layout.blob(digest);
+        };
+        if remote.size > MAX_DOCUMENT {
+            return Err(io::Error::other(format!("{} bytes, more than a manifest may have", remote.size)));
+        }
+        // Registries serve manifests from their manifests endpoint (distribution's blobs
+        // endpoint knows only layers and configs); the digest in the reference pins the bytes.
+        let (bytes, _, _) = remote
+            .registry
+            .manifest(&at_digest(&remote.reference, digest), Some(self.deadline))
+            .map_err(|e| io::Error::other(e.message))?;
+        self.layout.put_verified(&mut &bytes[..], Some(digest)).map_err(|e| io::Error::other(format!("{e:#}")))?;
+        (remote.progress)(remote.size);
+        self.deferred.expect("remote").remove(digest);
+        self.layout.blob(digest)
+    }
+
+    fn entries(&self) -> anyhow::Result<Vec<Descriptor>> {
+        self.layout.entries()
+    }
+
+    fn has_blob(&self, digest: &Digest) -> bool {
+        self.layout.has_blob(digest) || self.remote(digest).is_some()
+    }
+
+    fn blob_size(&self, digest: &Digest) -> io::Result<u64> {
+        match self.remote(digest).filter(|_| !self.layout.has_blob(digest)) {
+            Some(remote) => Ok(remote.size),
+            None => Ok(self.layout.blob(digest)?.size),
+        }
     }
 }

@@ -67,6 +67,7 @@ pub fn stage(
     registry: &Arc<Registry>,
     mapping: Option<&[u8]>,
     scratch: &Path,
+    events: Arc<dyn crate::driver::Events>,
 ) -> Result<Staged> {
     let dir = TempDir::new_in(scratch, ".ferry-install-")?;
     let (key, spec) = invocation_image(opened)?;
@@ -87,6 +88,7 @@ pub fn stage(
                 jobs: 4,
                 scratch: dir.path().to_owned(),
                 keep_going: false,
+                events,
             };
             let (relocated, _) = relocate::relocate(opened, drivers, registry, &options)
                 .context("placing the bundle's images in a directory for the invocation image")?;
@@ -131,7 +133,7 @@ fn fetch(
 ) -> Result<PathBuf> {
     let driver = drivers.require(key, &spec.image, &spec.image_type())?;
     let origin = origin(key, from, opened.dir(), registry, dir)?;
-    ready(key, from, &origin, registry.stall_timeout())?;
+    ready(key, from, &origin, registry)?;
     let path = dir.join("invocation");
     let layout = Arc::new(Layout::create(&path)?);
     let mut image = driver_image(key, spec);

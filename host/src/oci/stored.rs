@@ -24,6 +24,11 @@ pub trait Stored: Send + Sync {
         self.blob(digest).is_ok()
     }
 
+    /// The size of blob `digest`, without reading it.
+    fn blob_size(&self, digest: &Digest) -> io::Result<u64> {
+        Ok(self.blob(digest)?.size)
+    }
+
     /// The whole blob, refused if it is larger than `cap` bytes or if its bytes do not match
     /// its digest (a store read in place was not hashed when it was opened).
     fn read_blob(&self, digest: &Digest, cap: u64) -> Result<Vec<u8>> {
@@ -77,11 +82,11 @@ pub trait Stored: Send + Sync {
             if depth > MAX_DEPTH {
                 bail!("{}: manifests nest deeper than {MAX_DEPTH}", d.digest);
             }
-            let blob = stored
-                .blob(&d.digest)
+            let size = stored
+                .blob_size(&d.digest)
                 .map_err(|_| anyhow::anyhow!("blob {} is missing from {}", d.digest, stored.location()))?;
-            if blob.size != d.size {
-                bail!("blob {} is {} bytes, its descriptor says {}", d.digest, blob.size, d.size);
+            if size != d.size {
+                bail!("blob {} is {size} bytes, its descriptor says {}", d.digest, d.size);
             }
             if document {
                 let bytes = stored.read_blob(&d.digest, MAX_DOCUMENT)?;

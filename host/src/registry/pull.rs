@@ -26,10 +26,12 @@ impl Registry {
         deadline: Option<Instant>,
     ) -> Result<(Vec<u8>, String, Digest), RegistryError> {
         let what = format!("manifest {reference}");
-        let bytes = self.retry(|| {
-            let authorization = self.authenticate_for(reference, RegistryOperation::Pull, deadline)?;
-            self.runtime.block_on(self.get_manifest(reference, &authorization, &self.pace(deadline), &what))
-        })?;
+        let bytes = self
+            .retry(|| {
+                let authorization = self.authenticate_for(reference, RegistryOperation::Pull, deadline)?;
+                self.runtime.block_on(self.get_manifest(reference, &authorization, &self.pace(deadline), &what))
+            })
+            .map_err(|e| self.explained(reference, e))?;
         let digest = Digest::of(&bytes);
         if let Some(pinned) = reference.digest()
             && pinned != digest.to_string()
@@ -53,7 +55,7 @@ impl Registry {
             let pace = self.pace(deadline);
             let registry = target.resolve_registry();
             self.runtime.block_on(async {
-                let head = authorization.apply(self.http.head(self.manifest_url(target)));
+                let head = authorization.apply(self.http(registry)?.head(self.manifest_url(target)));
                 let answer =
                     self.answer(head.header(ACCEPT, MANIFEST_TYPES.join(", ")), &pace, &what, registry).await?;
                 match answer.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()) {
@@ -68,7 +70,7 @@ impl Registry {
                 .map(Some)
                 .map_err(|_| RegistryError::failed(format!("{what}: the registry names its digest {digest:?}"))),
             Err(e) if e.kind == RegistryErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
+            Err(e) => Err(self.explained(target, e)),
         }
     }
 
@@ -91,7 +93,7 @@ impl Registry {
         what: &str,
     ) -> Result<Vec<u8>, RegistryError> {
         let registry = reference.resolve_registry();
-        let request = authorization.apply(self.http.get(self.manifest_url(reference)));
+        let request = authorization.apply(self.http(registry)?.get(self.manifest_url(reference)));
         let answer = self.answer(request.header(ACCEPT, MANIFEST_TYPES.join(", ")), pace, what, registry).await?;
         pace.bytes(answer, MAX_DOCUMENT).await.map_err(|stop| match stop {
             Stop::TooLarge(max) => RegistryError::failed(format!(
@@ -149,11 +151,13 @@ impl Registry {
         out: &mut dyn Write,
     ) -> Result<u64, RegistryError> {
         let declared = self.declared_size(reference, digest)?;
-        let authorization = self.authenticate_for(reference, RegistryOperation::Pull, deadline)?;
         let (registry, what, pace) = (reference.resolve_registry(), blob_what(reference, digest), self.pace(deadline));
+        let authorization = self
+            .authenticate_for(reference, RegistryOperation::Pull, deadline)
+            .map_err(|e| self.explained(reference, e))?;
         let size = self.runtime.block_on(async {
             let answer = self.answer(
-                authorization.apply(self.http.get(self.blob_url(reference, digest))),
+                authorization.apply(self.http(registry)?.get(self.blob_url(reference, digest))),
                 &pace,
                 &what,
                 registry,
@@ -164,13 +168,64 @@ impl Registry {
                 )),
                 stop => RegistryError::from_stop(&what, registry, stop),
             })
-        })?;
+        });
+        let size = size.map_err(|e| self.explained(reference, e))?;
         if size != declared {
             return Err(RegistryError::failed(format!(
                 "{what}: {registry} sent {size} bytes, its manifest declares {declared}"
             )));
         }
         Ok(size)
+    }
+
+    /// Passes blob `digest` of `reference`'s repository to `sink` as it arrives, from byte
+    /// `*passed` on, adding to `*passed` what `sink` took: after a transient failure, a second
+    /// call goes on from there (a range request; from a registry that ignores the range, the
+    /// bytes before it are skipped). Read within its declared size, which it must have once the
+    /// body ends; the caller retries, and checks the digest. `deadline` is asked again before
+    /// each wait, so that time the caller's `sink` spends (waiting for room) can be left out.
+    pub fn stream_blob(
+        &self,
+        reference: &Reference,
+        digest: &Digest,
+        deadline: &dyn Fn() -> Instant,
+        passed: &mut u64,
+        sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> Result<(), RegistryError> {
+        let declared = self.declared_size(reference, digest)?;
+        let (registry, what) = (reference.resolve_registry(), blob_what(reference, digest));
+        let authorization = self.authenticate_for(reference, RegistryOperation::Pull, Some(deadline()))?;
+        let stop = |stop| RegistryError::from_stop(&what, registry, stop);
+        let client = self.http(registry)?;
+        self.runtime.block_on(async {
+            let mut request = authorization.apply(client.get(self.blob_url(reference, digest)));
+            if *passed > 0 {
+                request = request.header(RANGE, format!("bytes={passed}-"));
+            }
+            let mut answer = self.answer(request, &self.pace(Some(deadline())), &what, registry).await?;
+            let mut skip = if answer.status() == StatusCode::PARTIAL_CONTENT { 0 } else { *passed };
+            let (cap, mut length) = (skip + declared.saturating_sub(*passed), 0u64);
+            loop {
+                let next = self.pace(Some(deadline())).wait(answer.chunk()).await.map_err(stop)?;
+                let Some(chunk) = next.map_err(|e| stop(Stop::Broken(e)))? else { return Ok(()) };
+                length += chunk.len() as u64;
+                if length > cap {
+                    return Err(RegistryError::failed(format!(
+                        "{what}: {registry} sent more than the {declared} bytes its manifest declares"
+                    )));
+                }
+                let start = skip.min(chunk.len() as u64) as usize;
+                skip -= start as u64;
+                *passed += (chunk.len() - start) as u64;
+                sink(&chunk[start..]).map_err(|e| stop(Stop::Sink(e)))?;
+            }
+        })?;
+        if *passed != declared {
+            return Err(RegistryError::failed(format!(
+                "{what}: {registry} sent {passed} bytes, its manifest declares {declared}"
+            )));
+        }
+        Ok(())
     }
 
     /// At most `len` bytes of blob `digest` from `offset`, never past its declared size.
@@ -192,7 +247,7 @@ impl Registry {
             let authorization = self.authenticate_for(reference, RegistryOperation::Pull, deadline)?;
             self.runtime.block_on(async {
                 let request = authorization
-                    .apply(self.http.get(self.blob_url(reference, digest)))
+                    .apply(self.http(registry)?.get(self.blob_url(reference, digest)))
                     .header(RANGE, format!("bytes={offset}-{}", offset + len - 1));
                 let mut answer = self.answer(request, &pace, &what, registry).await?;
                 // A registry that ignores the range sends the whole blob: skipped through to
@@ -212,9 +267,11 @@ impl Registry {
                 Ok(bytes)
             })
         })
+        .map_err(|e| self.explained(reference, e))
     }
 
-    fn declared_size(&self, reference: &Reference, digest: &Digest) -> Result<u64, RegistryError> {
+    /// The size the manifests fetched from `reference`'s repository declare for blob `digest`.
+    pub fn declared_size(&self, reference: &Reference, digest: &Digest) -> Result<u64, RegistryError> {
         let key = (reference.resolve_registry().to_owned(), reference.repository().to_owned(), digest.clone());
         self.declared.lock().unwrap().get(&key).copied().ok_or_else(|| {
             RegistryError::failed(format!(

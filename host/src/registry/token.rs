@@ -106,10 +106,10 @@ impl Registry {
                 Authorization::Bearer(token) => Some(RegistryAuth::Bearer(token.clone())),
             };
             if let Some(handed) = handed {
-                self.client
+                self.oci(registry)?
                     .auth(reference, &handed, operation)
                     .await
-                    .map_err(|e| RegistryError::from_oci(&format!("authenticating to {registry}"), e))?;
+                    .map_err(|e| RegistryError::from_oci(&format!("authenticating to {registry}"), registry, e))?;
             }
         }
         self.authorizations.lock().unwrap().insert(key, (Instant::now(), authorization.clone()));
@@ -126,15 +126,24 @@ impl Registry {
         let registry = reference.resolve_registry();
         let what = format!("authenticating to {registry}");
         let probe = pace
-            .send(self.http.get(format!("{}/v2/", self.base_url(registry))))
+            .send(self.http(registry)?.get(format!("{}/v2/", self.base_url(registry))))
             .await
             .map_err(|stop| RegistryError::from_stop(&what, registry, stop))?;
-        // Only the header matters; the body is never read.
+        // Only the header matters; the body is read only to tell an https server spoken to in
+        // plain http (a 400 saying so).
         let challenge = match probe.headers().get(reqwest::header::WWW_AUTHENTICATE) {
             None => Challenge::None,
             Some(header) => parse_challenge(header.to_str().unwrap_or_default()),
         };
-        drop(probe);
+        if probe.status() == reqwest::StatusCode::BAD_REQUEST && self.is_insecure(registry) {
+            let body = pace.bytes(probe, super::MAX_ERROR_ANSWER).await.unwrap_or_default();
+            if String::from_utf8_lossy(&body).contains(super::network::HTTPS_SERVER_ANSWER) {
+                return Err(RegistryError::new(
+                    RegistryErrorKind::Unreachable,
+                    format!("{what}: {}", super::network::speaks_https(registry)),
+                ));
+            }
+        }
         Ok(match (challenge, credentials) {
             (Challenge::None, _) | (Challenge::Basic, RegistryAuth::Anonymous) => Authorization::Anonymous,
             (Challenge::Basic, RegistryAuth::Basic(user, password)) => {
@@ -161,11 +170,13 @@ impl Registry {
         let registry = reference.resolve_registry();
         let url = reqwest::Url::parse(realm)
             .map_err(|e| RegistryError::failed(format!("token realm {realm:?} is not a URL: {e}")))?;
-        let mut request = self.http.get(url.clone());
+        // The realm is reached with the registry's TLS policy, as podman and skopeo do.
+        let mut request = self.http(registry)?.get(url.clone());
         if let RegistryAuth::Basic(user, password) = credentials {
             if !may_send_credentials(&url, registry, self.is_insecure(registry)) {
+                // Not a refusal by the registry: no credentials were sent, nor will they be.
                 return Err(RegistryError::new(
-                    RegistryErrorKind::Denied,
+                    RegistryErrorKind::Unreachable,
                     format!(
                         "the registry asks for its credentials at token realm {realm}; refused: credentials go to a \
                          realm only over https, or to the registry itself when it is an --insecure-registry"

@@ -186,6 +186,10 @@ mod tests {
         );
         let dir = plan("shop", &images[..1], &to("file:///srv/site")).unwrap();
         assert_eq!(dir[0].destination, Destination::Directory("/srv/site".into()));
+        // An invocation image that is a file, as in docs/driver-authors.md.
+        let installer = [image("invocationImages[0]", "installer.sh", Location::Path, &a)];
+        let targets = plan("my-app", &installer, &to("site.example/site")).unwrap();
+        assert_eq!(targets[0].repository, "my-app/invocationimages-0");
     }
 
     #[test]

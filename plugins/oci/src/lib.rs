@@ -185,8 +185,8 @@ fn config_platform(source: &Source, config: &Descriptor) -> Option<String> {
 fn check_content_digest(image: &Image, root: &Document) -> Result<()> {
     match &image.content_digest {
         Some(expected) if *expected != root.digest => Err(Error::invalid(format!(
-            "{}: bundle.json says contentDigest {expected}, {} resolves to {}",
-            image.key, image.reference, root.digest
+            "bundle.json says contentDigest {expected}, {} resolves to {}",
+            image.reference, root.digest
         ))),
         _ => Ok(()),
     }

@@ -75,18 +75,20 @@ pub struct SingleLayer<C> {
 }
 
 impl<C> SingleLayer<C> {
-    /// Invalid content of this artifact's manifest, naming the image.
-    pub fn invalid(&self, image: &Image, message: impl fmt::Display) -> Error {
-        Error::invalid(message).in_image(image, &format!("manifest {}", self.manifest.digest))
+    /// Invalid content of this artifact's manifest, naming the manifest (the host names the image).
+    pub fn invalid(&self, message: impl fmt::Display) -> Error {
+        Error::invalid(message).within(&format!("manifest {}", self.manifest.digest))
     }
 
-    /// What `inspect` reports of this artifact: an artifact has no platform, and its size is its
-    /// layer's.
+    /// What `inspect` reports of this artifact: an artifact has no platform, and its size is, as
+    /// for every image, the bytes of every blob it is stored as, each counted once: the
+    /// manifest, its config and its layer (what `ferry inspect` shows as SIZE).
     pub fn summary(&self, details: Vec<(String, String)>) -> Summary {
+        let config = self.manifest.json().ok().and_then(|json| json["config"]["size"].as_u64()).unwrap_or(0);
         Summary {
             digest: self.manifest.digest.clone(),
             media_type: self.manifest.media_type.clone(),
-            size: self.layer.size,
+            size: self.manifest.bytes.len() as u64 + config + self.layer.size,
             platforms: Vec::new(),
             details,
         }
@@ -94,12 +96,12 @@ impl<C> SingleLayer<C> {
 
     /// Refuses a stored layer whose size is not what the manifest says; `what` names it for the
     /// message.
-    pub fn check_layer_size(&self, image: &Image, stored: &Source, what: &str) -> Result<()> {
+    pub fn check_layer_size(&self, stored: &Source, what: &str) -> Result<()> {
         let size = stored.size(Some(&self.layer.digest))?;
         if size != self.layer.size {
             return Err(Error::invalid(format!(
-                "{}: {what} {} is {size} bytes, the manifest says {}",
-                image.key, self.layer.digest, self.layer.size
+                "{what} {} is {size} bytes, the manifest says {}",
+                self.layer.digest, self.layer.size
             )));
         }
         Ok(())
@@ -110,7 +112,6 @@ impl<C> SingleLayer<C> {
 /// another artifact type, with other than one layer, or with a config over `max_config` bytes is
 /// invalid content, and so is a config `parse` refuses: the stored image is not this driver's.
 pub fn load_single_layer<C, E: fmt::Display>(
-    image: &Image,
     stored: &Source,
     artifact_type: &str,
     max_config: u64,
@@ -120,18 +121,18 @@ pub fn load_single_layer<C, E: fmt::Display>(
     let json = manifest.json()?;
     let at = format!("manifest {}", manifest.digest);
     if json["artifactType"] != artifact_type {
-        return Err(Error::invalid(format!("artifactType is not {artifact_type}")).in_image(image, &at));
+        return Err(Error::invalid(format!("artifactType is not {artifact_type}")).within(&at));
     }
-    let config = Descriptor::from_json(&json["config"]).map_err(|e| e.in_image(image, &at))?;
+    let config = Descriptor::from_json(&json["config"]).map_err(|e| e.within(&at))?;
     let layer = match json["layers"].as_array().map(Vec::as_slice) {
-        Some([layer]) => Descriptor::from_json(layer).map_err(|e| e.in_image(image, &at))?,
-        _ => return Err(Error::invalid("the manifest needs exactly one layer").in_image(image, &at)),
+        Some([layer]) => Descriptor::from_json(layer).map_err(|e| e.within(&at))?,
+        _ => return Err(Error::invalid("the manifest needs exactly one layer").within(&at)),
     };
     if config.size > max_config {
-        return Err(Error::invalid(format!("config {} is {} bytes", config.digest, config.size)).in_image(image, &at));
+        return Err(Error::invalid(format!("config {} is {} bytes", config.digest, config.size)).within(&at));
     }
     let bytes = stored.read(Some(&config.digest), 0, config.size as u32)?;
-    let config = parse(&bytes).map_err(|e| Error::invalid(e).in_image(image, &format!("config {}", config.digest)))?;
+    let config = parse(&bytes).map_err(|e| Error::invalid(e).within(&format!("config {}", config.digest)))?;
     Ok(SingleLayer { manifest, config, layer })
 }
 
@@ -142,8 +143,7 @@ pub fn check_content_digest(image: &Image, what: &str, blob_digest: &str, manife
         Some(expected) if expected != blob_digest && Some(expected.as_str()) != manifest_digest => {
             let manifest = manifest_digest.map(|d| format!(" in manifest {d}")).unwrap_or_default();
             Err(Error::invalid(format!(
-                "{}: bundle.json says contentDigest {expected}, the {what}{manifest} is {blob_digest}",
-                image.key
+                "bundle.json says contentDigest {expected}, the {what}{manifest} is {blob_digest}"
             )))
         }
         _ => Ok(()),

@@ -7,6 +7,11 @@
 //!
 //! [`artifact`] reads OCI manifests and stores an image as a single-layer artifact; [`names`] makes
 //! file names and tags from image locations and references.
+//!
+//! Two conventions the generated types do not spell out. `Summary::size` is the bytes of every
+//! blob the stored image is made of, each counted once, its root manifest included: the SIZE
+//! `ferry inspect` shows. Error messages say what is wrong inside the image (a blob, a digest, a
+//! file), not which image: ferry names the driver, the operation and the image in every error.
 
 wit_bindgen::generate!({
     path: "../../wit/latest",
@@ -45,10 +50,11 @@ impl Error {
     pub fn not_found(message: impl fmt::Display) -> Self {
         Error::NotFound(message.to_string())
     }
-    /// This error about `what` of `image`: invalid-content and unsupported messages get the image's
-    /// key and `what` before them; the host's errors already say what they are about.
-    pub fn in_image(self, image: &Image, what: &str) -> Self {
-        let message = format!("{}: {what}: {}", image.key, self.message());
+    /// This error about `what` (a blob, a manifest, a file) of the image: invalid-content and
+    /// unsupported messages get `what` before them; the host's errors already say what they are
+    /// about. The image itself is not named: ferry names it in every error of an operation.
+    pub fn within(self, what: &str) -> Self {
+        let message = format!("{what}: {}", self.message());
         match self {
             Error::InvalidContent(_) => Error::InvalidContent(message),
             Error::Unsupported(_) => Error::Unsupported(message),

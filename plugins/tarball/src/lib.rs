@@ -52,7 +52,7 @@ impl Driver for TarballDriver {
     fn fetch(image: Image, origin: &Source, store: &Store) -> Result<Descriptor> {
         let (layer, counts, file_name, manifest_digest) = match origin.kind() {
             SourceKind::File | SourceKind::Http => {
-                let counts = check(&image, &origin.location(), origin.tar_entries(None)?)?;
+                let counts = check(&origin.location(), origin.tar_entries(None)?)?;
                 let compression = Compression::of(&origin.read(None, 0, compression::MAGIC_LEN)?);
                 let layer = store.copy_blob(origin, None, compression.layer_type())?;
                 let file_name = file_name(&image.reference)
@@ -61,9 +61,8 @@ impl Driver for TarballDriver {
             }
             SourceKind::Registry => {
                 let root = origin.manifest(None)?;
-                let (layer, title) = artifact_layer(&image, &root)?;
-                let counts =
-                    check(&image, &format!("layer {}", layer.digest), origin.tar_entries(Some(&layer.digest))?)?;
+                let (layer, title) = artifact_layer(&root)?;
+                let counts = check(&format!("layer {}", layer.digest), origin.tar_entries(Some(&layer.digest))?)?;
                 let compression = Compression::of(&origin.read(Some(&layer.digest), 0, compression::MAGIC_LEN)?);
                 let stored = store.copy_blob(origin, Some(&layer.digest), &layer.media_type)?;
                 let file_name = title.or_else(|| {
@@ -74,8 +73,7 @@ impl Driver for TarballDriver {
             }
             SourceKind::Layout => {
                 return Err(Error::unsupported(format!(
-                    "{}: a tarball comes from a file, a URL or a registry, not {}",
-                    image.key,
+                    "a tarball comes from a file, a URL or a registry, not {}",
                     origin.location()
                 )));
             }
@@ -93,15 +91,15 @@ impl Driver for TarballDriver {
         Ok(root)
     }
 
-    fn verify(image: Image, stored: &Source) -> Result<()> {
-        let artifact = load(&image, stored)?;
-        artifact.check_layer_size(&image, stored, "tarball")?;
+    fn verify(_image: Image, stored: &Source) -> Result<()> {
+        let artifact = load(stored)?;
+        artifact.check_layer_size(stored, "tarball")?;
         let SingleLayer { config, layer, .. } = artifact;
-        let counts = check(&image, &format!("tarball {}", layer.digest), stored.tar_entries(Some(&layer.digest))?)?;
+        let counts = check(&format!("tarball {}", layer.digest), stored.tar_entries(Some(&layer.digest))?)?;
         if counts != (Counts { entries: config.entries, size: config.size }) {
             return Err(Error::invalid(format!(
-                "{}: tarball {} has {} entries and {} bytes of files, its config says {} and {}",
-                image.key, layer.digest, counts.entries, counts.size, config.entries, config.size
+                "tarball {} has {} entries and {} bytes of files, its config says {} and {}",
+                layer.digest, counts.entries, counts.size, config.entries, config.size
             )));
         }
         Ok(())
@@ -113,7 +111,7 @@ impl Driver for TarballDriver {
         destination: &Destination,
         _mapping: Vec<(String, String)>,
     ) -> Result<String> {
-        let SingleLayer { manifest, config, layer } = load(&image, stored)?;
+        let SingleLayer { manifest, config, layer } = load(stored)?;
         match destination.kind() {
             DestinationKind::Registry => {
                 let mut root = manifest.descriptor();
@@ -125,8 +123,8 @@ impl Driver for TarballDriver {
         }
     }
 
-    fn inspect(image: Image, stored: &Source) -> Result<Summary> {
-        let artifact = load(&image, stored)?;
+    fn inspect(_image: Image, stored: &Source) -> Result<Summary> {
+        let artifact = load(stored)?;
         let compression = Compression::of(&stored.read(Some(&artifact.layer.digest), 0, compression::MAGIC_LEN)?);
         let config = &artifact.config;
         Ok(artifact.summary(vec![
@@ -139,44 +137,42 @@ impl Driver for TarballDriver {
 }
 
 /// The one layer of a registry artifact, and the file name its title annotation gives.
-fn artifact_layer(image: &Image, root: &Document) -> Result<(Descriptor, Option<String>)> {
+fn artifact_layer(root: &Document) -> Result<(Descriptor, Option<String>)> {
     let json = root.json()?;
     let media_type = json["mediaType"].as_str().unwrap_or(&root.media_type);
     if ![OCI_MANIFEST, DOCKER_MANIFEST].contains(&media_type) {
         return Err(Error::unsupported(format!(
-            "{}: {} is a {media_type}; a tarball is an artifact with one layer",
-            image.key, root.digest
+            "{} is a {media_type}; a tarball is an artifact with one layer",
+            root.digest
         )));
     }
     match json["layers"].as_array().map(Vec::as_slice) {
         Some([layer]) => {
             let title = layer["annotations"][TITLE].as_str().and_then(file_name).map(str::to_owned);
-            let layer =
-                Descriptor::from_json(layer).map_err(|e| e.in_image(image, &format!("manifest {}", root.digest)))?;
+            let layer = Descriptor::from_json(layer).map_err(|e| e.within(&format!("manifest {}", root.digest)))?;
             Ok((layer, title))
         }
         layers => Err(Error::invalid(format!(
-            "{}: manifest {} has {} layers; a tarball is an artifact with one",
-            image.key,
+            "manifest {} has {} layers; a tarball is an artifact with one",
             root.digest,
             layers.map_or(0, <[Value]>::len)
         ))),
     }
 }
 
-fn load(image: &Image, stored: &Source) -> Result<SingleLayer<Config>> {
-    let artifact = artifact::load_single_layer(image, stored, ARTIFACT_TYPE, MAX_CONFIG, |config| {
+fn load(stored: &Source) -> Result<SingleLayer<Config>> {
+    let artifact = artifact::load_single_layer(stored, ARTIFACT_TYPE, MAX_CONFIG, |config| {
         serde_json::from_slice::<Config>(config)
     })?;
     if !is_plain(&artifact.config.file_name) {
-        return Err(artifact.invalid(image, format!("fileName {:?} is not a file name", artifact.config.file_name)));
+        return Err(artifact.invalid(format!("fileName {:?} is not a file name", artifact.config.file_name)));
     }
     Ok(artifact)
 }
 
 /// The safety check of `entries`, refused as invalid content naming the image and `what`.
-fn check(image: &Image, what: &str, entries: Vec<TarEntry>) -> Result<Counts> {
-    safety::check(&entries).map_err(|why| Error::invalid(format!("{}: {what}: unsafe to extract: {why}", image.key)))
+fn check(what: &str, entries: Vec<TarEntry>) -> Result<Counts> {
+    safety::check(&entries).map_err(|why| Error::invalid(format!("{what}: unsafe to extract: {why}")))
 }
 
 export_driver!(TarballDriver);

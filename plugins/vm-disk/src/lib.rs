@@ -58,18 +58,17 @@ impl Driver for VmDiskDriver {
         let (disk_source, path, manifest_digest) = match origin.kind() {
             SourceKind::File | SourceKind::Http => (origin, image.reference.clone(), None),
             SourceKind::Registry => {
-                container_disk = find_container_disk(&image, origin)?;
+                container_disk = find_container_disk(origin)?;
                 (&container_disk.file, container_disk.path.clone(), Some(container_disk.manifest_digest.as_str()))
             }
             SourceKind::Layout => {
                 return Err(Error::unsupported(format!(
-                    "{}: a vm-disk image comes from a file, a URL or a registry, not {}",
-                    image.key,
+                    "a vm-disk image comes from a file, a URL or a registry, not {}",
                     origin.location()
                 )));
             }
         };
-        let disk = detect(&image, disk_source, None)?;
+        let disk = detect(disk_source, None)?;
         let layer = store.copy_blob(disk_source, None, &layer_type(disk.format))?;
         artifact::check_content_digest(&image, "disk", &layer.digest, manifest_digest)?;
 
@@ -89,15 +88,14 @@ impl Driver for VmDiskDriver {
         Ok(root)
     }
 
-    fn verify(image: Image, stored: &Source) -> Result<()> {
-        let artifact = load(&image, stored)?;
-        artifact.check_layer_size(&image, stored, "disk")?;
+    fn verify(_image: Image, stored: &Source) -> Result<()> {
+        let artifact = load(stored)?;
+        artifact.check_layer_size(stored, "disk")?;
         let (layer, config) = (&artifact.layer, &artifact.config);
-        let found = detect(&image, stored, Some(&layer.digest))?;
+        let found = detect(stored, Some(&layer.digest))?;
         if found != (Disk { format: config.format, virtual_size: config.virtual_size }) {
             return Err(Error::invalid(format!(
-                "{}: disk {} is {} of {} bytes, its config says {} of {} bytes",
-                image.key,
+                "disk {} is {} of {} bytes, its config says {} of {} bytes",
                 layer.digest,
                 found.format.name(),
                 found.virtual_size,
@@ -114,15 +112,15 @@ impl Driver for VmDiskDriver {
         destination: &Destination,
         _mapping: Vec<(String, String)>,
     ) -> Result<String> {
-        let artifact = load(&image, stored)?;
+        let artifact = load(stored)?;
         match destination.kind() {
             DestinationKind::Registry => push_container_disk(&image, stored, destination, &artifact),
             DestinationKind::Directory => destination.write_file(stored, &artifact.layer, &artifact.config.file_name),
         }
     }
 
-    fn inspect(image: Image, stored: &Source) -> Result<Summary> {
-        let artifact = load(&image, stored)?;
+    fn inspect(_image: Image, stored: &Source) -> Result<Summary> {
+        let artifact = load(stored)?;
         let config = &artifact.config;
         Ok(artifact.summary(vec![
             ("format".into(), config.format.name().into()),
@@ -142,7 +140,7 @@ struct ContainerDisk {
 }
 
 /// The one file under `disk/` in the top-most layer that has one (linux/amd64 of an index).
-fn find_container_disk(image: &Image, origin: &Source) -> Result<ContainerDisk> {
+fn find_container_disk(origin: &Source) -> Result<ContainerDisk> {
     let root = origin.manifest(None)?;
     let mut manifest = root.json()?;
     if [OCI_INDEX, DOCKER_LIST].contains(&manifest["mediaType"].as_str().unwrap_or(&root.media_type)) {
@@ -152,16 +150,13 @@ fn find_container_disk(image: &Image, origin: &Source) -> Result<ContainerDisk> 
     let layers = manifest["layers"].as_array().map(Vec::as_slice).unwrap_or_default();
     for layer in layers.iter().rev() {
         let (Some(media_type), Some(digest)) = (layer["mediaType"].as_str(), layer["digest"].as_str()) else {
-            return Err(Error::invalid(format!(
-                "{}: a layer of {} has no mediaType or digest",
-                image.key, root.digest
-            )));
+            return Err(Error::invalid(format!("a layer of {} has no mediaType or digest", root.digest)));
         };
         if !media_type.contains(".tar") {
             continue;
         }
         let entries = origin.tar_entries(Some(digest))?;
-        let found = names::disk_entry(&entries).map_err(|e| e.in_image(image, &format!("layer {digest}")))?;
+        let found = names::disk_entry(&entries).map_err(|e| e.within(&format!("layer {digest}")))?;
         if let Some(entry) = found {
             return Ok(ContainerDisk {
                 file: origin.tar_entry(Some(digest), &entry.name)?,
@@ -171,8 +166,7 @@ fn find_container_disk(image: &Image, origin: &Source) -> Result<ContainerDisk> 
         }
     }
     Err(Error::not_found(format!(
-        "{}: {} is not a KubeVirt containerDisk: no layer holds a file under disk/",
-        image.key,
+        "{} is not a KubeVirt containerDisk: no layer holds a file under disk/",
         origin.location()
     )))
 }
@@ -210,27 +204,27 @@ fn push_container_disk(
     destination.put_document(OCI_MANIFEST, manifest.to_string().as_bytes(), Some(&tag))
 }
 
-fn load(image: &Image, stored: &Source) -> Result<SingleLayer<Config>> {
-    let artifact = artifact::load_single_layer(image, stored, ARTIFACT_TYPE, MAX_CONFIG, |config| {
+fn load(stored: &Source) -> Result<SingleLayer<Config>> {
+    let artifact = artifact::load_single_layer(stored, ARTIFACT_TYPE, MAX_CONFIG, |config| {
         serde_json::from_slice::<Config>(config)
     })?;
     let (config, layer) = (&artifact.config, &artifact.layer);
     if !is_plain(&config.file_name) {
-        return Err(artifact.invalid(image, format!("fileName {:?} is not a file name", config.file_name)));
+        return Err(artifact.invalid(format!("fileName {:?} is not a file name", config.file_name)));
     }
     if layer.media_type != layer_type(config.format) {
         let message = format!("layer type {} does not match format {}", layer.media_type, config.format.name());
-        return Err(artifact.invalid(image, message));
+        return Err(artifact.invalid(message));
     }
     Ok(artifact)
 }
 
 /// The format and virtual size of blob `digest` of `source` (or of the source itself).
-fn detect(image: &Image, source: &Source, digest: Option<&str>) -> Result<Disk> {
+fn detect(source: &Source, digest: Option<&str>) -> Result<Disk> {
     let size = source.size(digest)?;
     format::detect(size, |offset, len| source.read(digest, offset, len)).map_err(|e| match digest {
-        Some(digest) => e.in_image(image, &format!("disk {digest}")),
-        None => e.in_image(image, &source.location()),
+        Some(digest) => e.within(&format!("disk {digest}")),
+        None => e.within(&source.location()),
     })
 }
 

@@ -50,6 +50,22 @@ fn wait(key: &str) -> Option<String> {
 
 struct Hostile;
 
+/// The manifests an index lists, and their blobs, copied with `store.copy-blob` as if they were
+/// plain blobs: the host must still be able to walk them.
+fn copy_children_as_blobs(index: &ferry_driver_sdk::Document, stored: &Source, store: &Store) -> Result<()> {
+    for child in index.json()?["manifests"].as_array().into_iter().flatten() {
+        let child = Descriptor::from_json(child)?;
+        let manifest = stored.manifest(Some(&child.digest))?.json()?;
+        let blobs = std::iter::once(&manifest["config"]).chain(manifest["layers"].as_array().into_iter().flatten());
+        for blob in blobs {
+            let blob = Descriptor::from_json(blob)?;
+            store.copy_blob(stored, Some(&blob.digest), &blob.media_type)?;
+        }
+        store.copy_blob(stored, Some(&child.digest), &child.media_type)?;
+    }
+    Ok(())
+}
+
 impl Driver for Hostile {
     fn info() -> DriverInfo {
         DriverInfo {
@@ -65,6 +81,9 @@ impl Driver for Hostile {
             return Err(Error::failed(woke));
         }
         let root = stored.manifest(None)?;
+        if image.key == "manifests-copied-as-blobs" {
+            copy_children_as_blobs(&root, stored, store)?;
+        }
         let recorded = store.put_document(&root.media_type, &root.bytes)?;
         match image.key.as_str() {
             "unrecorded-root" => Ok(recorded),
