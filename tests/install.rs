@@ -1,212 +1,15 @@
 //! `ferry install`, `upgrade`, `invoke`, `uninstall` on a real container engine: podman's
 //! Docker-compatible service, started by each test on its own socket. The invocation image is
-//! built here from Debian's static busybox and a `/cnab/app/run` script, pushed into a real
-//! registry, and what the run tool saw comes back as outputs.
+//! built from Debian's static busybox and a `/cnab/app/run` script (tests/common/site.rs),
+//! pushed into a real registry, and what the run tool saw comes back as outputs.
 
 mod common;
 
+use common::site::{Site, ok};
 use common::{TestRegistry, ferry_command, text};
-use ferry::oci::media_types::{OCI_CONFIG, OCI_LAYER_TAR, OCI_MANIFEST};
-use ferry::oci::{Descriptor, Layout, REF_NAME};
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// `podman system service` on a socket in a temporary directory, stopped on drop.
-struct Podman {
-    socket: String,
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Podman {
-    fn start() -> Podman {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("podman.sock");
-        let socket = format!("unix://{}", path.display());
-        let child = Command::new("podman")
-            .args(["system", "service", "--time=0", &socket])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("podman (scripts/setup installs it)");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::os::unix::net::UnixStream::connect(&path).is_err() {
-            assert!(Instant::now() < deadline, "podman's service did not start on {socket}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Podman { socket, child, _dir: dir }
-    }
-}
-
-impl Drop for Podman {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// What the run tool does: reports what it was given as outputs, fails when asked to.
-const RUN: &str = r#"#!/bin/sh
-set -e
-out=/cnab/app/outputs
-echo "run tool: $CNAB_ACTION of $CNAB_INSTALLATION_NAME"
-sleep "${WAIT:-0}"
-printf '%s' "$CNAB_ACTION|$CNAB_INSTALLATION_NAME|$CNAB_BUNDLE_NAME|$CNAB_BUNDLE_VERSION|$CNAB_CLAIMS_VERSION" > $out/env
-printf '%s' "$CNAB_REVISION" > $out/revision
-printf '%s' "$PORT" > $out/port
-cat /cnab/app/greeting > $out/greeting
-cat /cnab/app/token > $out/token
-sha256sum /cnab/bundle.json | cut -d' ' -f1 > $out/bundle
-grep -q "\"id\"" /cnab/claim.json && printf yes > $out/claim
-if [ -f /cnab/app/relocation-mapping.json ]; then cat /cnab/app/relocation-mapping.json > $out/mapping; else printf none > $out/mapping; fi
-if [ -d /cnab/app/artifacts ]; then (cd /cnab/app/artifacts && find . -type f | sort | head -50) > $out/artifacts; else printf none > $out/artifacts; fi
-if [ "$FAIL" = "yes" ]; then echo "failing as asked" >&2; exit 3; fi
-"#;
-
-fn put(layout: &Layout, media_type: &str, bytes: &[u8]) -> Descriptor {
-    let digest = layout.put_bytes(bytes).unwrap();
-    serde_json::from_value(json!({ "mediaType": media_type, "digest": digest.to_string(), "size": bytes.len() }))
-        .unwrap()
-}
-
-/// A one-layer image: busybox as /bin/sh, and the run tool. Returns the manifest's digest.
-fn write_installer(layout_dir: &Path, name: &str) -> String {
-    let layout = Layout::create(layout_dir).unwrap();
-    let mut builder = tar::Builder::new(Vec::new());
-    let mut add = |path: &str, mode: u32, bytes: &[u8], kind: tar::EntryType, link: Option<&str>| {
-        let mut header = tar::Header::new_gnu();
-        header.set_entry_type(kind);
-        header.set_mode(mode);
-        header.set_size(bytes.len() as u64);
-        header.set_mtime(0);
-        if let Some(link) = link {
-            header.set_link_name(link).unwrap();
-        }
-        builder.append_data(&mut header, path, bytes).unwrap();
-    };
-    let dir = tar::EntryType::Directory;
-    for d in ["bin", "cnab", "cnab/app", "tmp", "usr", "usr/bin"] {
-        add(d, 0o755, b"", dir, None);
-    }
-    add("bin/busybox", 0o755, &std::fs::read("/bin/busybox").unwrap(), tar::EntryType::Regular, None);
-    for tool in ["sh", "cat", "grep", "cut", "sha256sum", "find", "sort", "head", "printf", "echo", "sleep"] {
-        add(&format!("bin/{tool}"), 0o777, b"", tar::EntryType::Symlink, Some("busybox"));
-    }
-    add("cnab/app/run", 0o755, RUN.as_bytes(), tar::EntryType::Regular, None);
-    let layer_bytes = builder.into_inner().unwrap();
-    let layer = put(&layout, OCI_LAYER_TAR, &layer_bytes);
-    let config = json!({
-        "os": "linux", "architecture": "amd64",
-        "config": { "Env": ["PATH=/bin"], "Entrypoint": ["/cnab/app/run"] },
-        "rootfs": { "type": "layers", "diff_ids": [layer.digest.to_string()] },
-    });
-    let config = put(&layout, OCI_CONFIG, config.to_string().as_bytes());
-    let manifest = json!({
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-        "config": { "mediaType": OCI_CONFIG, "digest": config.digest.to_string(), "size": config.size },
-        "layers": [{ "mediaType": OCI_LAYER_TAR, "digest": layer.digest.to_string(), "size": layer.size }],
-    });
-    let mut manifest = put(&layout, OCI_MANIFEST, manifest.to_string().as_bytes());
-    let digest = manifest.digest.to_string();
-    manifest.annotations.insert(REF_NAME.into(), name.into());
-    layout.add_to_index(manifest).unwrap();
-    digest
-}
-
-struct Site {
-    dir: tempfile::TempDir,
-    registry: TestRegistry,
-    podman: Podman,
-    bundle: PathBuf,
-}
-
-impl Site {
-    fn new() -> Site {
-        let dir = tempfile::tempdir().unwrap();
-        let registry = TestRegistry::start();
-        let podman = Podman::start();
-        let layout = dir.path().join("installer-layout");
-        let digest = write_installer(&layout, "installer");
-        registry.push(&layout, "installer", "shop/installer:1");
-        let bundle = json!({
-            "schemaVersion": "v1.2.0", "name": "shop", "version": "1.0.0",
-            "invocationImages": [{ "image": format!("{}/shop/installer:1", registry.host), "imageType": "oci", "contentDigest": digest }],
-            "definitions": {
-                "port": { "type": "integer", "minimum": 1, "maximum": 65535, "default": 8080 },
-                "text": { "type": "string", "minLength": 1 },
-                "flag": { "type": "string", "enum": ["yes", "no"], "default": "no" },
-                "seconds": { "type": "integer", "minimum": 0, "default": 0 },
-                "secret": { "type": "string", "writeOnly": true },
-                "plain": { "type": "string" },
-            },
-            "parameters": {
-                "port": { "definition": "port", "destination": { "env": "PORT" } },
-                "greeting": { "definition": "text", "destination": { "path": "/cnab/app/greeting" }, "required": true },
-                "fail": { "definition": "flag", "destination": { "env": "FAIL" } },
-                "wait": { "definition": "seconds", "destination": { "env": "WAIT" } },
-            },
-            "credentials": { "token": { "path": "/cnab/app/token", "required": true } },
-            "outputs": {
-                "env": { "definition": "plain", "path": "/cnab/app/outputs/env" },
-                "revision": { "definition": "plain", "path": "/cnab/app/outputs/revision" },
-                "port": { "definition": "plain", "path": "/cnab/app/outputs/port" },
-                "greeting": { "definition": "plain", "path": "/cnab/app/outputs/greeting" },
-                "token": { "definition": "secret", "path": "/cnab/app/outputs/token" },
-                "bundle": { "definition": "plain", "path": "/cnab/app/outputs/bundle" },
-                "claim": { "definition": "plain", "path": "/cnab/app/outputs/claim" },
-                "mapping": { "definition": "plain", "path": "/cnab/app/outputs/mapping" },
-                "artifacts": { "definition": "plain", "path": "/cnab/app/outputs/artifacts" },
-            },
-            "actions": {
-                "status": { "modifies": false },
-                "migrate": { "modifies": true },
-            },
-        });
-        let path = dir.path().join("bundle.json");
-        std::fs::write(&path, serde_json::to_vec_pretty(&bundle).unwrap()).unwrap();
-        Site { dir, registry, podman, bundle: path }
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = ferry_command(self.dir.path());
-        command
-            .args(args)
-            .args(["--insecure-registry", &self.registry.host])
-            .env("DOCKER_HOST", &self.podman.socket)
-            .env("FERRY_STORE", self.dir.path().join("store/ferry.db"))
-            .env("FERRY_TEST_TOKEN", "t0ken-value")
-            .stdin(Stdio::null());
-        command
-    }
-
-    fn ferry(&self, args: &[&str]) -> std::process::Output {
-        self.command(args).output().unwrap()
-    }
-
-    fn show(&self, installation: &str) -> Value {
-        let out = self.ferry(&["installations", "show", installation, "--format", "json"]);
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-
-    fn output(&self, installation: &str, name: &str) -> String {
-        let out = self.ferry(&["outputs", installation, name]);
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        text(&out.stdout)
-    }
-}
-
-fn ok(out: &std::process::Output) {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-}
 
 #[test]
 fn an_installation_lives_through_install_upgrade_custom_actions_and_uninstall() {
@@ -371,9 +174,9 @@ fn a_thick_bundle_installs_at_a_site_with_no_registry() {
     let site = Site::new();
     let archive = site.dir.path().join("shop.tgz");
     ok(&site.ferry(&["export", site.bundle.to_str().unwrap(), "-o", archive.to_str().unwrap()]));
-    let Site { dir, registry, podman, .. } = site;
+    let Site { dir, registry, podman, store, .. } = site;
     drop(registry);
-    let site = Site { registry: TestRegistry::start(), dir, podman, bundle: archive.clone() };
+    let site = Site { registry: TestRegistry::start(), dir, podman, bundle: archive.clone(), store };
     let out =
         site.ferry(&["install", "air", archive.to_str().unwrap(), "--param", "greeting=hi", "--cred", "token=value:x"]);
     ok(&out);
@@ -404,9 +207,9 @@ fn a_relocated_bundle_runs_its_invocation_image_from_the_relocated_reference() {
         .output()
         .unwrap();
     ok(&out);
-    let Site { dir, registry, podman, bundle } = site;
+    let Site { dir, registry, podman, bundle, store } = site;
     drop(registry);
-    let site = Site { registry: target, dir, podman, bundle };
+    let site = Site { registry: target, dir, podman, bundle, store };
     let out = site.ferry(&[
         "install",
         "moved",
@@ -578,4 +381,33 @@ fn an_image_that_cannot_be_pulled_a_missing_output_and_a_lost_engine_are_named()
     assert!(result["message"].as_str().unwrap().contains("engine was lost"), "{result}");
     // The engine's service is gone; podman itself removes what the lost run left.
     let _ = Command::new("podman").args(["rm", "-f", "--filter", &format!("label=io.ferry.run={claim}")]).output();
+}
+
+#[test]
+fn a_damaged_or_locked_sqlite_store_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("ferry.db");
+    let list = || ferry_command(dir.path()).args(["installations", "list", "--store"]).arg(&store).output().unwrap();
+    ok(&list());
+
+    // Another program holding a write transaction open: ferry waits for it, then says so.
+    let holder = rusqlite::Connection::open(&store).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let out = list();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains(&store.display().to_string()) && stderr.contains("kept it locked"), "{stderr}");
+    holder.execute_batch("ROLLBACK").unwrap();
+    drop(holder);
+    ok(&list());
+
+    let noise: Vec<u8> = (0..8192u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    std::fs::write(&store, noise).unwrap();
+    let out = list();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&store.display().to_string()) && stderr.contains("damaged, or not a ferry store"),
+        "{stderr}"
+    );
 }

@@ -4,6 +4,7 @@
 
 pub mod official_schema;
 pub mod proxy;
+pub mod site;
 
 use ferry::config::Limits;
 use ferry::driver::{Driver, Events, Image, Level, Runtime, Settings, VerifiedComponent};

@@ -48,8 +48,10 @@ pub struct Inputs {
 
 #[derive(Args)]
 pub struct StoreFlag {
-    /// Where installations are recorded: a SQLite file [default: $XDG_DATA_HOME/ferry/ferry.db]
-    #[arg(long = "store", env = "FERRY_STORE", value_name = "PATH")]
+    /// Where installations are recorded: a SQLite file, or a PostgreSQL database as
+    /// postgres://USER@HOST:PORT/DATABASE (password from PGPASSWORD) [default:
+    /// $XDG_DATA_HOME/ferry/ferry.db]
+    #[arg(long = "store", env = "FERRY_STORE", value_name = "PATH|URL")]
     location: Option<String>,
 }
 

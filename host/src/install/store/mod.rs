@@ -5,6 +5,7 @@
 //! process (a file lock for SQLite, a session advisory lock for PostgreSQL), so a ferry that dies
 //! frees it, and the `running` result it leaves behind tells the next command what happened.
 
+mod postgres;
 mod sqlite;
 
 use super::claim::{Claim, ClaimResult, Status};
@@ -13,6 +14,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+pub use postgres::Postgres;
 pub use sqlite::Sqlite;
 
 /// What `installations list` shows: the installation as its last action left it.
@@ -59,7 +61,7 @@ pub trait Store {
 pub fn open(location: Option<&str>) -> Result<Box<dyn Store>> {
     match location {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            bail!("PostgreSQL stores are not built into this ferry yet")
+            Ok(Box::new(Postgres::open(url)?))
         }
         Some(path) => Ok(Box::new(Sqlite::open(Path::new(path))?)),
         None => {

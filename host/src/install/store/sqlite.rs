@@ -4,7 +4,7 @@
 use super::{Action, Installation, Store};
 use crate::install::claim::{Claim, ClaimResult, Status};
 use anyhow::{Context, Result, bail};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -46,6 +46,9 @@ const MIGRATIONS: &[&str] = &[r#"
     CREATE INDEX outputs_by_installation ON outputs (installation, name, result_id);
 "#];
 
+/// How long a store another process is writing is waited for.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
 pub struct Sqlite {
     path: PathBuf,
     db: Connection,
@@ -58,14 +61,18 @@ impl Sqlite {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("creating {} for the installation store", parent.display()))?;
         }
-        let damaged =
-            || format!("the installation store {} cannot be used (damaged, or not a ferry store?)", path.display());
-        let db = Connection::open(path).with_context(damaged)?;
-        // Another ferry writing at the same moment is waited for, briefly.
-        db.busy_timeout(Duration::from_secs(10))?;
+        let db = Connection::open(path).map_err(|e| explain(path, "opening", e.into()))?;
+        // Another ferry writing at the same moment is waited for, briefly: ferry's writes take
+        // milliseconds, so a store busy for longer is held by something else.
+        db.busy_timeout(BUSY_TIMEOUT)?;
         let mut store = Sqlite { path: path.to_owned(), db, locks: HashMap::new() };
-        store.migrate().with_context(damaged)?;
+        let migrated = store.migrate();
+        migrated.map_err(|e| explain(path, "opening", e))?;
         Ok(store)
+    }
+
+    fn named<T>(&self, outcome: Result<T>, what: &str) -> Result<T> {
+        outcome.map_err(|e| explain(&self.path, what, e))
     }
 
     fn migrate(&mut self) -> Result<()> {
@@ -90,6 +97,24 @@ impl Sqlite {
     }
 }
 
+/// What went wrong with the store file, in the operator's terms: busy (held by another process)
+/// or not usable (damaged, or not a ferry store), naming the file either way.
+fn explain(path: &Path, what: &str, error: anyhow::Error) -> anyhow::Error {
+    let code = error.chain().find_map(|e| e.downcast_ref::<rusqlite::Error>()).and_then(|e| e.sqlite_error_code());
+    let path = path.display();
+    match code {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => error.context(format!(
+            "{what} the installation store {path}: another process kept it locked for over {} s \
+             (another ferry writing, or a program holding a transaction open on it)",
+            BUSY_TIMEOUT.as_secs()
+        )),
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => {
+            error.context(format!("{what} the installation store {path}: the file is damaged, or not a ferry store"))
+        }
+        _ => error.context(format!("{what} the installation store {path}")),
+    }
+}
+
 fn installation_row(row: &rusqlite::Row) -> rusqlite::Result<Installation> {
     let status: Option<String> = row.get(5)?;
     Ok(Installation {
@@ -107,98 +132,127 @@ fn installation_row(row: &rusqlite::Row) -> rusqlite::Result<Installation> {
 const INSTALLATION_COLUMNS: &str =
     "name, bundle_name, bundle_version, revision, last_action, status, modified, uninstalled";
 
+fn installation(db: &Connection, name: &str) -> Result<Option<Installation>> {
+    let sql = format!("SELECT {INSTALLATION_COLUMNS} FROM installations WHERE name = ?1");
+    Ok(db.query_row(&sql, [name], installation_row).optional()?)
+}
+
+fn list(db: &Connection, all: bool) -> Result<Vec<Installation>> {
+    let filter = if all { "" } else { "WHERE uninstalled = 0" };
+    let sql = format!("SELECT {INSTALLATION_COLUMNS} FROM installations {filter} ORDER BY name");
+    let mut statement = db.prepare(&sql)?;
+    let rows = statement.query_map([], installation_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+fn history(db: &Connection, name: &str) -> Result<Vec<Action>> {
+    // The latest result of each claim: ULIDs sort by time.
+    let mut statement = db.prepare(
+        "SELECT c.document, (SELECT r.document FROM results r WHERE r.claim_id = c.id ORDER BY r.id DESC LIMIT 1)
+         FROM claims c WHERE c.installation = ?1 ORDER BY c.id",
+    )?;
+    let rows = statement.query_map([name], |row| Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?)))?;
+    let mut history = Vec::new();
+    for row in rows {
+        let (claim, result) = row?;
+        let claim = serde_json::from_str(&claim).context("a claim in the store is not a claim")?;
+        let result =
+            result.map(|r| serde_json::from_str(&r)).transpose().context("a result in the store is not one")?;
+        history.push(Action { claim, result });
+    }
+    Ok(history)
+}
+
+fn add_claim(db: &mut Connection, claim: &Claim) -> Result<()> {
+    let tx = db.transaction()?;
+    tx.execute(
+        "INSERT INTO claims (id, installation, document) VALUES (?1, ?2, ?3)",
+        params![claim.id, claim.installation, serde_json::to_string(claim)?],
+    )?;
+    tx.execute(
+        "INSERT INTO installations (name, bundle_name, bundle_version, revision, last_action, status, modified)
+         VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6)
+         ON CONFLICT (name) DO UPDATE SET bundle_name = ?2, bundle_version = ?3, revision = ?4,
+             last_action = ?5, status = NULL, modified = ?6",
+        params![
+            claim.installation,
+            claim.bundle["name"].as_str().unwrap_or_default(),
+            claim.bundle["version"].as_str().unwrap_or_default(),
+            claim.revision,
+            claim.action,
+            claim.created
+        ],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+fn add_result(
+    db: &mut Connection,
+    claim: &Claim,
+    result: &ClaimResult,
+    outputs: &BTreeMap<String, Vec<u8>>,
+) -> Result<()> {
+    let tx = db.transaction()?;
+    tx.execute(
+        "INSERT INTO results (id, claim_id, document) VALUES (?1, ?2, ?3)",
+        params![result.id, result.claim_id, serde_json::to_string(result)?],
+    )?;
+    for (name, value) in outputs {
+        tx.execute(
+            "INSERT INTO outputs (result_id, installation, name, value) VALUES (?1, ?2, ?3, ?4)",
+            params![result.id, claim.installation, name, value],
+        )?;
+    }
+    // A succeeded uninstall hides the installation from `list`; a succeeded install brings it back.
+    let uninstalled = match (claim.action.as_str(), result.status) {
+        ("uninstall", Status::Succeeded) => Some(1),
+        ("install", Status::Succeeded) => Some(0),
+        _ => None,
+    };
+    tx.execute(
+        "UPDATE installations SET status = ?2, modified = ?3, uninstalled = COALESCE(?4, uninstalled) WHERE name = ?1",
+        params![claim.installation, result.status.as_str(), result.created, uninstalled],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+fn output(db: &Connection, installation: &str, name: &str) -> Result<Option<Vec<u8>>> {
+    Ok(db
+        .query_row(
+            "SELECT value FROM outputs WHERE installation = ?1 AND name = ?2 ORDER BY result_id DESC LIMIT 1",
+            [installation, name],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
 impl Store for Sqlite {
     fn installation(&mut self, name: &str) -> Result<Option<Installation>> {
-        let sql = format!("SELECT {INSTALLATION_COLUMNS} FROM installations WHERE name = ?1");
-        Ok(self.db.query_row(&sql, [name], installation_row).optional()?)
+        self.named(installation(&self.db, name), "reading an installation in")
     }
 
     fn list(&mut self, all: bool) -> Result<Vec<Installation>> {
-        let filter = if all { "" } else { "WHERE uninstalled = 0" };
-        let sql = format!("SELECT {INSTALLATION_COLUMNS} FROM installations {filter} ORDER BY name");
-        let mut statement = self.db.prepare(&sql)?;
-        let rows = statement.query_map([], installation_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        self.named(list(&self.db, all), "listing installations in")
     }
 
     fn history(&mut self, name: &str) -> Result<Vec<Action>> {
-        // The latest result of each claim: ULIDs sort by time.
-        let mut statement = self.db.prepare(
-            "SELECT c.document, (SELECT r.document FROM results r WHERE r.claim_id = c.id ORDER BY r.id DESC LIMIT 1)
-             FROM claims c WHERE c.installation = ?1 ORDER BY c.id",
-        )?;
-        let rows =
-            statement.query_map([name], |row| Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?)))?;
-        let mut history = Vec::new();
-        for row in rows {
-            let (claim, result) = row?;
-            let claim = serde_json::from_str(&claim).context("a claim in the store is not a claim")?;
-            let result =
-                result.map(|r| serde_json::from_str(&r)).transpose().context("a result in the store is not one")?;
-            history.push(Action { claim, result });
-        }
-        Ok(history)
+        self.named(history(&self.db, name), "reading an installation's history in")
     }
 
     fn add_claim(&mut self, claim: &Claim) -> Result<()> {
-        let tx = self.db.transaction()?;
-        tx.execute(
-            "INSERT INTO claims (id, installation, document) VALUES (?1, ?2, ?3)",
-            params![claim.id, claim.installation, serde_json::to_string(claim)?],
-        )?;
-        tx.execute(
-            "INSERT INTO installations (name, bundle_name, bundle_version, revision, last_action, status, modified)
-             VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6)
-             ON CONFLICT (name) DO UPDATE SET bundle_name = ?2, bundle_version = ?3, revision = ?4,
-                 last_action = ?5, status = NULL, modified = ?6",
-            params![
-                claim.installation,
-                claim.bundle["name"].as_str().unwrap_or_default(),
-                claim.bundle["version"].as_str().unwrap_or_default(),
-                claim.revision,
-                claim.action,
-                claim.created
-            ],
-        )?;
-        tx.commit()?;
-        Ok(())
+        let added = add_claim(&mut self.db, claim);
+        self.named(added, "recording a claim in")
     }
 
     fn add_result(&mut self, claim: &Claim, result: &ClaimResult, outputs: &BTreeMap<String, Vec<u8>>) -> Result<()> {
-        let tx = self.db.transaction()?;
-        tx.execute(
-            "INSERT INTO results (id, claim_id, document) VALUES (?1, ?2, ?3)",
-            params![result.id, result.claim_id, serde_json::to_string(result)?],
-        )?;
-        for (name, value) in outputs {
-            tx.execute(
-                "INSERT INTO outputs (result_id, installation, name, value) VALUES (?1, ?2, ?3, ?4)",
-                params![result.id, claim.installation, name, value],
-            )?;
-        }
-        // A succeeded uninstall hides the installation from `list`; a succeeded install brings it back.
-        let uninstalled = match (claim.action.as_str(), result.status) {
-            ("uninstall", Status::Succeeded) => Some(1),
-            ("install", Status::Succeeded) => Some(0),
-            _ => None,
-        };
-        tx.execute(
-            "UPDATE installations SET status = ?2, modified = ?3, uninstalled = COALESCE(?4, uninstalled) WHERE name = ?1",
-            params![claim.installation, result.status.as_str(), result.created, uninstalled],
-        )?;
-        tx.commit()?;
-        Ok(())
+        let added = add_result(&mut self.db, claim, result, outputs);
+        self.named(added, "recording a result in")
     }
 
     fn output(&mut self, installation: &str, name: &str) -> Result<Option<Vec<u8>>> {
-        Ok(self
-            .db
-            .query_row(
-                "SELECT value FROM outputs WHERE installation = ?1 AND name = ?2 ORDER BY result_id DESC LIMIT 1",
-                [installation, name],
-                |r| r.get(0),
-            )
-            .optional()?)
+        self.named(output(&self.db, installation, name), "reading an output in")
     }
 
     fn try_lock(&mut self, installation: &str) -> Result<bool> {
@@ -307,6 +361,9 @@ mod tests {
         let path = dir.path().join("ferry.db");
         std::fs::write(&path, vec![7u8; 4096]).unwrap();
         let error = format!("{:#}", Sqlite::open(&path).err().unwrap());
-        assert!(error.contains(&path.display().to_string()) && error.contains("cannot be used"), "{error}");
+        assert!(
+            error.contains(&path.display().to_string()) && error.contains("damaged, or not a ferry store"),
+            "{error}"
+        );
     }
 }
