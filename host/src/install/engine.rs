@@ -21,8 +21,10 @@ use std::time::Duration;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// The waiting request lasts as long as the run; the action's own deadline bounds it.
 const RUN_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
-/// How often the container's state is asked while the run goes on.
-const STATE_POLL: Duration = Duration::from_secs(1);
+/// The container's state is asked first after this, then twice as long after each answer, up to
+/// `STATE_POLL_MAX`: a run tool that exits at once is seen at once, a long run costs little.
+const STATE_POLL_FIRST: Duration = Duration::from_millis(50);
+const STATE_POLL_MAX: Duration = Duration::from_secs(2);
 /// How long the run's last output may take to arrive once it has ended.
 const LOG_GRACE: Duration = Duration::from_secs(2);
 
@@ -73,9 +75,14 @@ impl Engine {
         &self.socket
     }
 
-    /// Loads an image from an OCI image layout directory (one image) into the engine; the image
-    /// is then known to it by its ID, the config's digest.
+    /// Loads an image from an OCI image layout directory (one image) into the engine, unless the
+    /// engine has it; the image is then known to it by its ID, the config's digest.
     pub fn load(&self, layout: &Path, image_id: &str) -> Result<()> {
+        // The ID is the config's digest: an engine that knows it holds this very image already
+        // (an upgrade, a second installation), and loading it again would only cost time.
+        if self.runtime.block_on(self.docker.inspect_image(image_id)).is_ok() {
+            return Ok(());
+        }
         let mut archive = tempfile::tempfile().context("creating a temporary file for the image archive")?;
         {
             let mut builder = tar::Builder::new(&mut archive);
@@ -83,18 +90,7 @@ impl Engine {
             builder.append_dir_all(".", layout).with_context(|| format!("archiving {}", layout.display()))?;
             builder.finish()?;
         }
-        std::io::Seek::rewind(&mut archive)?;
-        let chunks = futures_util::stream::unfold(archive, |mut file| async move {
-            let mut buffer = vec![0; 1 << 20];
-            match file.read(&mut buffer) {
-                Ok(0) => None,
-                Ok(n) => {
-                    buffer.truncate(n);
-                    Some((Ok::<_, std::io::Error>(bytes::Bytes::from(buffer)), file))
-                }
-                Err(e) => Some((Err(e), file)),
-            }
-        });
+        let chunks = chunks_of(archive)?;
         let socket = &self.socket;
         self.runtime.block_on(async {
             let mut answers =
@@ -146,21 +142,14 @@ impl Engine {
 
     async fn run_created(&self, name: &str, run: &Run, interrupted: &tokio::sync::Notify) -> Result<Finished> {
         let docker = &self.docker;
-        let upload = |path: &str, archive: Vec<u8>| {
-            let options = UploadToContainerOptionsBuilder::new().path(path).build();
-            docker.upload_to_container(name, Some(options), bollard::body_full(archive.into()))
-        };
-        upload("/", files_archive(&run.files)?).await.context("placing the /cnab files in the container")?;
-        if let Some(artifacts) = &run.artifacts {
-            let mut archive = Vec::new();
-            {
-                let mut builder = tar::Builder::new(&mut archive);
-                builder.follow_symlinks(false);
-                builder.append_dir_all("artifacts", artifacts)?;
-                builder.finish()?;
-            }
-            upload("/cnab/app", archive).await.context("placing the bundle's images in /cnab/app/artifacts")?;
-        }
+        // One upload: the /cnab files and, when ferry placed the bundle's images, the artifacts,
+        // streamed from a temporary file (a disk image does not pass through memory).
+        let options = UploadToContainerOptionsBuilder::new().path("/").build();
+        let archive = files_archive(&run.files, run.artifacts.as_deref())?;
+        docker
+            .upload_to_container(name, Some(options), bollard::body_try_stream(chunks_of(archive)?))
+            .await
+            .context("placing the /cnab files in the container")?;
         docker.start_container(name, None).await.with_context(|| format!("starting container {name}"))?;
 
         // Following the logs and waiting last as long as the run.
@@ -180,7 +169,7 @@ impl Engine {
                 }
             }
         };
-        let waited = async {
+        let wait = || async {
             let mut waits = long.wait_container(name, None);
             match waits.next().await {
                 Some(Ok(answer)) => Exit::Code(answer.status_code),
@@ -189,22 +178,26 @@ impl Engine {
                 None => Exit::Lost("the engine ended the wait without an exit status".into()),
             }
         };
-        // podman 4 can leave a wait or a followed log open after a container that ended at once:
-        // the container's state, asked every second, ends the wait too.
+        let waited = wait();
+        // podman 4 can leave a wait or a followed log open after a container that ended at once,
+        // and answers a wait only every 250 ms: the container's state, asked too, ends it. A
+        // container that has ended is waited for again, which an engine answers at once.
         let polled = async {
+            let mut pause = STATE_POLL_FIRST;
             loop {
-                tokio::time::sleep(STATE_POLL).await;
-                match docker.inspect_container(name, None).await {
-                    Ok(inspected) => {
-                        let state = inspected.state.unwrap_or_default();
-                        if matches!(
-                            state.status,
-                            Some(ContainerStateStatusEnum::EXITED | ContainerStateStatusEnum::DEAD)
-                        ) {
-                            return Exit::Code(state.exit_code.unwrap_or(-1));
-                        }
-                    }
-                    Err(e) => return Exit::Lost(e.to_string()),
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(STATE_POLL_MAX);
+                let ended = match docker.inspect_container(name, None).await {
+                    Ok(inspected) => matches!(
+                        inspected.state.and_then(|s| s.status),
+                        Some(ContainerStateStatusEnum::EXITED | ContainerStateStatusEnum::DEAD)
+                    ),
+                    // podman's own state between the end of the process and its cleanup, which
+                    // Docker's API (and so bollard) does not have.
+                    Err(e) => e.to_string().contains("unknown variant `stopped`"),
+                };
+                if ended {
+                    return wait().await;
                 }
             }
         };
@@ -235,7 +228,7 @@ impl Engine {
             }
         };
         let outputs = match exit {
-            Exit::Code(_) => self.outputs(name, run).await?,
+            Exit::Code(_) if !run.outputs.is_empty() => self.outputs(name, run).await?,
             _ => BTreeMap::new(),
         };
         Ok(Finished { exit, outputs })
@@ -266,10 +259,12 @@ impl Engine {
     }
 }
 
-/// A tar of `files` (absolute paths in the container), with the directories above them and an
-/// empty, writable /cnab/app/outputs.
-fn files_archive(files: &[(String, Vec<u8>)]) -> Result<Vec<u8>> {
-    let mut builder = tar::Builder::new(Vec::new());
+/// A tar of `files` (absolute paths in the container), with the directories above them, an
+/// empty, writable /cnab/app/outputs and, when given, a directory of images as
+/// /cnab/app/artifacts; in a temporary file.
+fn files_archive(files: &[(String, Vec<u8>)], artifacts: Option<&Path>) -> Result<std::fs::File> {
+    let mut builder = tar::Builder::new(tempfile::tempfile().context("creating a temporary file for /cnab")?);
+    builder.follow_symlinks(false);
     let mut dirs = std::collections::BTreeSet::from(["cnab".to_owned(), "cnab/app".to_owned()]);
     for (path, _) in files {
         let relative = path.trim_start_matches('/');
@@ -296,5 +291,28 @@ fn files_archive(files: &[(String, Vec<u8>)]) -> Result<Vec<u8>> {
         let mut h = header(tar::EntryType::Regular, 0o644, content.len() as u64);
         builder.append_data(&mut h, path.trim_start_matches('/'), content.as_slice())?;
     }
+    if let Some(artifacts) = artifacts {
+        builder
+            .append_dir_all("cnab/app/artifacts", artifacts)
+            .with_context(|| format!("archiving {} for /cnab/app/artifacts", artifacts.display()))?;
+    }
     Ok(builder.into_inner()?)
+}
+
+/// A file's bytes from its start, as a request body.
+fn chunks_of(
+    mut file: std::fs::File,
+) -> Result<impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static> {
+    std::io::Seek::rewind(&mut file)?;
+    Ok(futures_util::stream::unfold(file, |mut file| async move {
+        let mut buffer = vec![0; 1 << 20];
+        match file.read(&mut buffer) {
+            Ok(0) => None,
+            Ok(n) => {
+                buffer.truncate(n);
+                Some((Ok(bytes::Bytes::from(buffer)), file))
+            }
+            Err(e) => Some((Err(e), file)),
+        }
+    }))
 }
