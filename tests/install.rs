@@ -8,8 +8,8 @@ mod common;
 use common::site::{Site, ok};
 use common::{TestRegistry, ferry_command, text};
 use serde_json::{Value, json};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 #[test]
 fn an_installation_lives_through_install_upgrade_custom_actions_and_uninstall() {
@@ -228,21 +228,8 @@ fn a_relocated_bundle_runs_its_invocation_image_from_the_relocated_reference() {
 #[test]
 fn one_action_at_a_time_and_an_interrupted_or_lost_action_is_recorded() {
     let site = Site::new();
-    let bundle = site.bundle.to_str().unwrap();
     let inputs = ["--param", "greeting=hi", "--cred", "token=value:x"];
-    let mut slow = site
-        .command(&["install", "busy", bundle, "--param", "wait=30"])
-        .args(inputs)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // The claim is recorded before the run starts: wait for it.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while site.ferry(&["installations", "show", "busy"]).status.code() != Some(0) {
-        assert!(Instant::now() < deadline, "the install never recorded its claim");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut slow = site.start_running("busy", &inputs);
     let second = site.ferry(&["upgrade", "busy", "--cred", "token=value:x"]);
     assert_eq!(second.status.code(), Some(1));
     let claim = site.show("busy")["actions"][0]["claim"]["id"].as_str().unwrap().to_owned();
@@ -266,24 +253,7 @@ fn one_action_at_a_time_and_an_interrupted_or_lost_action_is_recorded() {
     assert_eq!(text(&left.stdout).trim(), "", "the canceled run's container is removed");
 
     // A ferry killed outright leaves `running`; the next command records it as unknown.
-    let mut lost = site
-        .command(&["install", "lost", bundle, "--param", "wait=30"])
-        .args(inputs)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let out = site.ferry(&["installations", "show", "lost", "--format", "json"]);
-        if out.status.success()
-            && serde_json::from_slice::<Value>(&out.stdout).unwrap()["actions"][0]["result"]["status"] == "running"
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the install never started running");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut lost = site.start_running("lost", &inputs);
     lost.kill().unwrap();
     lost.wait().unwrap();
     let next = site.ferry(&["upgrade", "lost", "--cred", "token=value:x"]);
@@ -352,24 +322,7 @@ fn an_image_that_cannot_be_pulled_a_missing_output_and_a_lost_engine_are_named()
     assert_eq!(result["status"], "failed");
     assert!(result["message"].as_str().unwrap().contains("did not write the output(s) never"), "{result}");
 
-    let mut lost = site
-        .command(&["install", "lost", site.bundle.to_str().unwrap(), "--param", "wait=30"])
-        .args(inputs)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let out = site.ferry(&["installations", "show", "lost", "--format", "json"]);
-        if out.status.success()
-            && serde_json::from_slice::<Value>(&out.stdout).unwrap()["actions"][0]["result"]["status"] == "running"
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the install never started running");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut lost = site.start_running("lost", &inputs);
     std::thread::sleep(Duration::from_secs(1));
     site.podman.child.kill().unwrap();
     site.podman.child.wait().unwrap();

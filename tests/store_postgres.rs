@@ -284,24 +284,7 @@ fn an_installation_is_recorded_in_postgres_and_a_killed_ferry_frees_its_lock() {
 
     // A ferry killed mid-action: its connection closes, so the next ferry gets the lock and
     // records the lost action as unknown.
-    let mut lost = site
-        .command(&["install", "lost", bundle, "--param", "wait=30"])
-        .args(inputs)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let out = site.ferry(&["installations", "show", "lost", "--format", "json"]);
-        if out.status.success()
-            && serde_json::from_slice::<Value>(&out.stdout).unwrap()["actions"][0]["result"]["status"] == "running"
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the install never started running");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut lost = site.start_running("lost", &inputs);
     let busy = site.command(&["upgrade", "lost"]).args(inputs).output().unwrap();
     assert_eq!(busy.status.code(), Some(1));
     assert!(text(&busy.stderr).contains("is busy"), "{}", text(&busy.stderr));

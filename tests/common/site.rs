@@ -185,6 +185,35 @@ impl Site {
         self.command(args).output().unwrap()
     }
 
+    /// Starts a slow install (its run tool sleeps 30 s) in the background and returns once its
+    /// claim's result says `running`.
+    // The child is returned: the caller kills or waits for it.
+    #[allow(clippy::zombie_processes)]
+    pub fn start_running(&self, installation: &str, inputs: &[&str]) -> std::process::Child {
+        let mut child = self
+            .command(&["install", installation, self.bundle.to_str().unwrap(), "--param", "wait=30"])
+            .args(inputs)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let out = self.ferry(&["installations", "show", installation, "--format", "json"]);
+            if out.status.success()
+                && serde_json::from_slice::<Value>(&out.stdout).unwrap()["actions"][0]["result"]["status"] == "running"
+            {
+                return child;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the install of {installation} never started running");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
     pub fn show(&self, installation: &str) -> Value {
         let out = self.ferry(&["installations", "show", installation, "--format", "json"]);
         assert!(out.status.success(), "{}", text(&out.stderr));
