@@ -197,8 +197,12 @@ impl Site {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        // A bound, not a timing: a cold driver cache on a loaded machine takes a while.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
         loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("the install of {installation} ended ({status}) before it was seen running");
+            }
             let out = self.ferry(&["installations", "show", installation, "--format", "json"]);
             if out.status.success()
                 && serde_json::from_slice::<Value>(&out.stdout).unwrap()["actions"][0]["result"]["status"] == "running"
