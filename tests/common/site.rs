@@ -194,14 +194,15 @@ impl Site {
             .command(&["install", installation, self.bundle.to_str().unwrap(), "--param", "wait=30"])
             .args(inputs)
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(std::fs::File::create(self.dir.path().join(format!("{installation}.stderr"))).unwrap())
             .spawn()
             .unwrap();
         // A bound, not a timing: a cold driver cache on a loaded machine takes a while.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
         loop {
             if let Some(status) = child.try_wait().unwrap() {
-                panic!("the install of {installation} ended ({status}) before it was seen running");
+                let stderr = std::fs::read_to_string(self.dir.path().join(format!("{installation}.stderr")));
+                panic!("the install of {installation} ended ({status}) before it was seen running: {stderr:?}");
             }
             let out = self.ferry(&["installations", "show", installation, "--format", "json"]);
             if out.status.success()

@@ -3,7 +3,7 @@
 
 use super::{Action, Installation, Store};
 use crate::install::claim::{Claim, ClaimResult, Status};
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
@@ -76,16 +76,28 @@ impl Sqlite {
     }
 
     fn migrate(&mut self) -> Result<()> {
+        let newer = |version: u32| {
+            anyhow::anyhow!(
+                "its schema version {version} is newer than this ferry's ({}); use a newer ferry",
+                MIGRATIONS.len()
+            )
+        };
         let version: u32 = self.db.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version as usize >= MIGRATIONS.len() {
+            return if version as usize > MIGRATIONS.len() { Err(newer(version)) } else { Ok(()) };
+        }
+        // Two ferries opening a new store at once: the write lock is taken before the version is
+        // read again, so the second finds the first's work done instead of doing it twice.
+        let tx = self.db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let version: u32 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if version as usize > MIGRATIONS.len() {
-            bail!("its schema version {version} is newer than this ferry's ({}); use a newer ferry", MIGRATIONS.len());
+            return Err(newer(version));
         }
-        for (n, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let tx = self.db.transaction()?;
+        for migration in MIGRATIONS.iter().skip(version as usize) {
             tx.execute_batch(migration)?;
-            tx.pragma_update(None, "user_version", n as u32 + 1)?;
-            tx.commit()?;
         }
+        tx.pragma_update(None, "user_version", MIGRATIONS.len() as u32)?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -341,6 +353,28 @@ mod tests {
         drop(store);
         // Reopening runs no migration twice.
         assert_eq!(Sqlite::open(&dir.path().join("sub/ferry.db")).unwrap().history("prod").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn ferries_opening_a_new_store_at_once_all_find_it_ready() {
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("ferry.db");
+            let barrier = std::sync::Barrier::new(4);
+            std::thread::scope(|scope| {
+                let opened: Vec<_> = (0..4)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            barrier.wait();
+                            Sqlite::open(&path).map(drop).map_err(|e| format!("{e:#}"))
+                        })
+                    })
+                    .collect();
+                for handle in opened {
+                    assert_eq!(handle.join().unwrap(), Ok(()));
+                }
+            });
+        }
     }
 
     #[test]
