@@ -8,7 +8,7 @@ use common::*;
 use ferry::oci::{Layout, Stored};
 use serde_json::json;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn ferry_with(args: &[&str], dir: &Path, docker_config: &Path, path_prefix: Option<&Path>) -> Output {
     let mut command = ferry_command(dir);
@@ -24,17 +24,7 @@ fn bundle_for(dir: &Path, registry: &TestRegistry, via: &str, creds: Option<&str
     let layout_path = dir.join("images");
     let layout = Layout::create(&layout_path).unwrap();
     let (root, _) = write_multiarch_image(&layout, "app", 5);
-    let mut push = Command::new("skopeo");
-    push.args(["copy", "--quiet", "--all", "--preserve-digests", "--dest-tls-verify=false"]);
-    if let Some(creds) = creds {
-        push.arg(format!("--dest-creds={creds}"));
-    }
-    let status = push
-        .arg(format!("oci:{}:app", layout_path.display()))
-        .arg(format!("docker://{}/team/app:1", registry.host))
-        .status()
-        .unwrap();
-    assert!(status.success());
+    registry.push_with(&layout_path, "app", "team/app:1", creds);
     let bundle = dir.join("bundle.json");
     let doc = json!({
         "schemaVersion": "v1.2.0", "name": "app", "version": "1.0.0",

@@ -30,17 +30,7 @@ fn bundle_in(dir: &Path, registry: &TestRegistry, creds: Option<&str>) -> PathBu
     let layout_path = dir.join("images");
     let layout = Layout::create(&layout_path).unwrap();
     let (root, _) = write_multiarch_image(&layout, "app", 3);
-    let mut push = Command::new("skopeo");
-    push.args(["copy", "--quiet", "--all", "--preserve-digests", "--dest-tls-verify=false"]);
-    if let Some(creds) = creds {
-        push.arg(format!("--dest-creds={creds}"));
-    }
-    let status = push
-        .arg(format!("oci:{}:app", layout_path.display()))
-        .arg(format!("docker://{}/team/app:1", registry.host))
-        .status()
-        .unwrap();
-    assert!(status.success());
+    registry.push_with(&layout_path, "app", "team/app:1", creds);
     bundle_naming(dir, &format!("{}/team/app:1", registry.host), &root.digest.to_string())
 }
 

@@ -320,9 +320,9 @@ impl Command {
             | Command::Relocate { style, .. }
             | Command::Driver(DriverCommand::Add { style, .. }) => style.format,
             Command::Completion { .. } | Command::Man { .. } => Format::Text,
-            Command::Install(args) => args.format(),
-            Command::Upgrade(args) | Command::Uninstall(args) => args.format(),
-            Command::Invoke(args) => args.format(),
+            Command::Install(args) => args.inputs.format(),
+            Command::Upgrade(args) | Command::Uninstall(args) => args.inputs.format(),
+            Command::Invoke(args) => args.inputs.format(),
             Command::Installations(command) => command.format(),
             Command::Outputs(args) => args.format(),
         }

@@ -238,8 +238,17 @@ impl TestRegistry {
 
     /// Pushes image `name` of an OCI layout, every platform, digests kept, with skopeo.
     pub fn push(&self, layout: &Path, name: &str, repository_and_tag: &str) {
-        let status = std::process::Command::new("skopeo")
-            .args(["copy", "--quiet", "--all", "--preserve-digests", "--dest-tls-verify=false"])
+        self.push_with(layout, name, repository_and_tag, None)
+    }
+
+    /// [`push`](Self::push), as `USER:PASSWORD` when `creds` is given.
+    pub fn push_with(&self, layout: &Path, name: &str, repository_and_tag: &str, creds: Option<&str>) {
+        let mut skopeo = std::process::Command::new("skopeo");
+        skopeo.args(["copy", "--quiet", "--all", "--preserve-digests", "--dest-tls-verify=false"]);
+        if let Some(creds) = creds {
+            skopeo.arg(format!("--dest-creds={creds}"));
+        }
+        let status = skopeo
             .arg(format!("oci:{}:{name}", layout.display()))
             .arg(format!("docker://{}/{repository_and_tag}", self.host))
             .status()

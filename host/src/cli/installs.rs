@@ -68,7 +68,7 @@ pub struct Install {
     /// A bundle.json or a thick bundle (.tar, .tgz, .tar.zst)
     app: PathBuf,
     #[command(flatten)]
-    inputs: Inputs,
+    pub inputs: Inputs,
 }
 
 #[derive(Args)]
@@ -78,7 +78,7 @@ pub struct Change {
     /// The bundle to use [default: the one the installation's last action used]
     app: Option<PathBuf>,
     #[command(flatten)]
-    inputs: Inputs,
+    pub inputs: Inputs,
 }
 
 #[derive(Args)]
@@ -90,7 +90,7 @@ pub struct Invoke {
     /// The bundle to use [default: the one the installation's last action used]
     app: Option<PathBuf>,
     #[command(flatten)]
-    inputs: Inputs,
+    pub inputs: Inputs,
 }
 
 #[derive(Subcommand)]
@@ -130,21 +130,9 @@ pub struct Outputs {
     report: Report,
 }
 
-impl Install {
+impl Inputs {
     pub fn format(&self) -> Format {
-        self.inputs.style.format
-    }
-}
-
-impl Change {
-    pub fn format(&self) -> Format {
-        self.inputs.style.format
-    }
-}
-
-impl Invoke {
-    pub fn format(&self) -> Format {
-        self.inputs.style.format
+        self.style.format
     }
 }
 
