@@ -1,4 +1,5 @@
-//! The PostgreSQL installation store against a real server: Debian's PostgreSQL, started by each
+//! The installation stores: the behaviour both must have, on SQLite and on PostgreSQL; and the
+//! PostgreSQL store against a real server: Debian's PostgreSQL, started by each
 //! test with `initdb` and `pg_ctl` in a temporary directory, as the unprivileged `postgres` user
 //! when the tests run as root, on a free loopback port, with password authentication over TCP.
 
@@ -141,10 +142,11 @@ fn result(claim: &Claim, status: Status) -> ClaimResult {
     }
 }
 
-#[test]
-fn actions_are_kept_in_order_and_the_installation_follows_the_last() {
-    let server = PgServer::start();
-    let mut store = server.open();
+/// What every store must keep: actions in order, the installation as its last action left it,
+/// uninstalled ones only with `all`, names in byte order, output values byte for byte; a store
+/// opened again (`open`) migrates nothing twice.
+fn keeps_actions(open: &dyn Fn() -> Box<dyn Store>) {
+    let mut store = open();
     let install = claim("prod", "install", "r1");
     store.add_claim(&install).unwrap();
     store.add_result(&install, &result(&install, Status::Running), &BTreeMap::new()).unwrap();
@@ -178,7 +180,20 @@ fn actions_are_kept_in_order_and_the_installation_follows_the_last() {
     assert_eq!(store.output("prod", "other").unwrap(), None);
     drop(store);
     // Reopening runs no migration twice.
-    assert_eq!(server.open().history("prod").unwrap().len(), 2);
+    assert_eq!(open().history("prod").unwrap().len(), 2);
+}
+
+#[test]
+fn actions_are_kept_in_order_and_the_installation_follows_the_last() {
+    let server = PgServer::start();
+    keeps_actions(&|| Box::new(server.open()));
+}
+
+#[test]
+fn the_sqlite_store_keeps_actions_as_the_postgres_one_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sub/ferry.db");
+    keeps_actions(&|| ferry::install::store::open(Some(path.to_str().unwrap())).unwrap());
 }
 
 #[test]

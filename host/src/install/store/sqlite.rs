@@ -300,60 +300,6 @@ impl Store for Sqlite {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::install::claim::{self, OutputRecord};
-    use serde_json::json;
-
-    fn claim(installation: &str, action: &str, revision: &str) -> Claim {
-        Claim {
-            id: claim::new_id(),
-            installation: installation.into(),
-            revision: revision.into(),
-            action: action.into(),
-            bundle: json!({ "name": "shop", "version": "1.0.0" }),
-            bundle_reference: None,
-            created: claim::now(),
-            parameters: BTreeMap::from([("port".into(), json!(8080))]),
-        }
-    }
-
-    fn result(claim: &Claim, status: Status) -> ClaimResult {
-        ClaimResult {
-            id: claim::new_id(),
-            claim_id: claim.id.clone(),
-            created: claim::now(),
-            status,
-            message: None,
-            outputs: BTreeMap::from([("url".into(), OutputRecord { content_digest: "sha256:00".into() })]),
-        }
-    }
-
-    #[test]
-    fn actions_are_kept_in_order_and_the_installation_follows_the_last() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = Sqlite::open(&dir.path().join("sub/ferry.db")).unwrap();
-        let install = claim("prod", "install", "r1");
-        store.add_claim(&install).unwrap();
-        store.add_result(&install, &result(&install, Status::Running), &BTreeMap::new()).unwrap();
-        let done = result(&install, Status::Succeeded);
-        store.add_result(&install, &done, &BTreeMap::from([("url".into(), b"http://a".to_vec())])).unwrap();
-        let uninstall = claim("prod", "uninstall", "r2");
-        store.add_claim(&uninstall).unwrap();
-        assert_eq!(store.installation("prod").unwrap().unwrap().status, None);
-        store.add_result(&uninstall, &result(&uninstall, Status::Succeeded), &BTreeMap::new()).unwrap();
-
-        let history = store.history("prod").unwrap();
-        assert_eq!(history.len(), 2);
-        assert_eq!(history[0].result.as_ref().unwrap(), &done);
-        assert_eq!(history[1].claim, uninstall);
-        assert!(store.list(false).unwrap().is_empty(), "an uninstalled installation is listed only with --all");
-        let listed = store.list(true).unwrap();
-        assert_eq!((listed[0].last_action.as_str(), listed[0].uninstalled), ("uninstall", true));
-        assert_eq!(store.output("prod", "url").unwrap().unwrap(), b"http://a");
-        assert_eq!(store.output("prod", "other").unwrap(), None);
-        drop(store);
-        // Reopening runs no migration twice.
-        assert_eq!(Sqlite::open(&dir.path().join("sub/ferry.db")).unwrap().history("prod").unwrap().len(), 2);
-    }
 
     #[test]
     fn ferries_opening_a_new_store_at_once_all_find_it_ready() {
