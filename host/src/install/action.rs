@@ -34,14 +34,6 @@ pub struct App<'a> {
 pub struct Outcome {
     pub claim: Claim,
     pub result: ClaimResult,
-    /// What the command should tell the operator besides the result.
-    pub notices: Vec<String>,
-}
-
-/// The bundle reference the installation's last action used, for upgrade, uninstall and
-/// custom actions run without one.
-pub fn last_reference(store: &mut dyn Store, installation: &str) -> Result<Option<String>> {
-    Ok(store.history(installation)?.last().and_then(|a| a.claim.bundle_reference.clone()))
 }
 
 /// Checks everything an action needs, in the order an operator would fix them, and returns the
@@ -239,7 +231,7 @@ pub fn prepare(request: &Request, app: &App, history: &[Action]) -> Result<Prepa
 fn check_destination(what: &str, path: &str) -> Result<()> {
     const RESERVED: [&str; 4] =
         ["/cnab/bundle.json", "/cnab/claim.json", "/cnab/app/run", "/cnab/app/relocation-mapping.json"];
-    let clean = path.starts_with('/') && path[1..].split('/').all(|c| !c.is_empty() && c != "." && c != "..");
+    let clean = path.strip_prefix('/').is_some_and(outputs::plain_relative);
     if !clean {
         bail!("{what}: its path {path:?} is not an absolute path without . or .. components");
     }
@@ -271,7 +263,7 @@ pub fn perform(
         store.add_result(&claim, &result(Status::Running, None, BTreeMap::new()), &BTreeMap::new())?;
     }
     let finished = execute(&run);
-    let (status, message, mut values) = match finished {
+    let (mut status, mut message, mut values) = match finished {
         Ok(Finished { exit: Exit::Code(0), outputs }) => (Status::Succeeded, None, outputs),
         Ok(Finished { exit: Exit::Code(code), outputs }) => {
             (Status::Failed, Some(format!("the run tool exited with status {code}")), outputs)
@@ -284,8 +276,6 @@ pub fn perform(
         }
         Err(e) => (Status::Failed, Some(format!("{e:#}")), BTreeMap::new()),
     };
-    let mut status = status;
-    let mut message = message;
     if status == Status::Succeeded {
         let missing: Vec<&String> =
             run.outputs.keys().filter(|o| !values.contains_key(*o) && !defaults.contains_key(*o)).collect();
@@ -312,5 +302,5 @@ pub fn perform(
         store.add_result(&claim, &ended, &values)?;
         store.unlock(&claim.installation)?;
     }
-    Ok(Outcome { claim, result: ended, notices: Vec::new() })
+    Ok(Outcome { claim, result: ended })
 }

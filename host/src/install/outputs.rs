@@ -32,12 +32,17 @@ pub fn read_archive(archive: &[u8], wanted: &BTreeMap<String, String>, cap: u64)
     Ok(found)
 }
 
+/// Whether `path` names a file below where it is joined exactly as written: no empty, `.` or
+/// `..` component (the runtime matches paths as strings, so `a//b` and `./a` are refused rather
+/// than normalized).
+pub fn plain_relative(path: &str) -> bool {
+    !path.is_empty() && path.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+}
+
 /// Where an output may be declared: a file inside /cnab/app/outputs, with no `..` or `.`
 /// component that could lead elsewhere.
 pub fn check_path(name: &str, path: &str) -> Result<()> {
-    let inside = path
-        .strip_prefix(OUTPUTS_DIR)
-        .is_some_and(|rest| !rest.is_empty() && rest.split('/').all(|c| !c.is_empty() && c != "." && c != ".."));
+    let inside = path.strip_prefix(OUTPUTS_DIR).is_some_and(plain_relative);
     if !inside {
         bail!("output {name:?}: its path {path:?} is not a file inside {OUTPUTS_DIR}");
     }
