@@ -22,6 +22,7 @@ pub mod parallel;
 pub mod reference;
 pub mod registry;
 pub mod relocate;
+pub mod sandbox;
 pub mod thick;
 pub mod transfer;
 pub mod untrusted;
