@@ -18,6 +18,8 @@ const GUESTS: &[(&str, bool)] = &[
     ("ferry-driver-lies-in-info", false),
     ("not-a-driver", false),
     ("ferry-driver-wants-sockets", false),
+    ("example-wasi-installer", false),
+    ("ferry-installer-hostile", false),
 ];
 
 fn main() {
