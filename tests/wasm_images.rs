@@ -30,6 +30,7 @@ fn a_wasm_installer_beside_bundle_json_is_exported_verified_inspected_and_reloca
 
     let image = invocation_image_report(&tar, dir.path());
     assert_eq!(image["driver"], "wasm", "{image}");
+    assert_eq!(image["platforms"], json!(["wasip2/wasm"]), "{image}");
     let details = details_of(&image);
     assert_eq!(details.get("kind").map(String::as_str), Some("component"), "{details:?}");
     assert_eq!(details.get("size"), Some(&component.len().to_string()), "{details:?}");
@@ -76,7 +77,7 @@ fn a_wasm_oci_artifact_in_a_registry_is_exported_verified_inspected_and_relocate
     let wkg =
         push_wasm_artifact(&source, &layout, "team/installer:1", &wkg_config.to_string(), WASM_CONFIG, None, None);
     // As `oras push --artifact-type` makes it: an empty config, the layer titled.
-    let oras = push_wasm_artifact(
+    push_wasm_artifact(
         &source,
         &layout,
         "team/plugin:2",
@@ -102,10 +103,10 @@ fn a_wasm_oci_artifact_in_a_registry_is_exported_verified_inspected_and_relocate
     let o = ferry(&["verify", tar.to_str().unwrap()], dir.path());
     assert!(o.status.success(), "verify: {}", text(&o.stderr));
     let report = inspect(&tar, dir.path());
-    let installer = &report["invocationImages"][0];
+    let installer = &image_report(&report, "invocationImages[0]");
     assert_eq!(details_of(installer).get("file").map(String::as_str), Some("installer.wasm"), "{installer}");
     assert_stored_as_wasm_artifact(&tar, installer["digest"].as_str().unwrap(), &component, "installer.wasm");
-    let plugin = report["images"].as_array().unwrap().iter().find(|i| i["key"] == "plugin").unwrap();
+    let plugin = &image_report(&report, "plugin");
     assert_eq!(details_of(plugin).get("file").map(String::as_str), Some("plug.wasm"), "{plugin}");
 
     let target = TestRegistry::start();
@@ -166,8 +167,37 @@ fn a_wrong_digest_a_core_module_and_other_artifacts_are_refused_and_nothing_is_w
         let stderr = text(&o.stderr);
         assert_eq!(o.status.code(), Some(1), "case {i}: {stderr}");
         assert!(stderr.contains(expected), "case {i}: no {expected:?} in: {stderr}");
-        assert!(stderr.contains("invocationImages[0]") || stderr.contains("installer"), "case {i}: {stderr}");
+        assert!(stderr.contains("image invocationImages[0]"), "case {i}: the image is not named: {stderr}");
         assert!(!out.exists(), "case {i}: a refused export left {}", out.display());
+    }
+}
+
+#[test]
+fn verify_refuses_a_stored_component_that_is_not_one_or_a_config_that_does_not_match() {
+    let dir = tempfile::tempdir().unwrap();
+    let component = std::fs::read(guest(COMPONENT)).unwrap();
+    let bundle = write_bundle(&dir.path().join("bundle"), "installer.wasm", &component, json!({}));
+    let tar = export(&bundle, dir.path(), "good.tar", None);
+    let manifest: Value =
+        serde_json::from_slice(&blob_in(&tar, invocation_image_report(&tar, dir.path())["digest"].as_str().unwrap()))
+            .unwrap();
+    let layer = manifest["layers"][0]["digest"].as_str().unwrap();
+    let config = manifest["config"]["digest"].as_str().unwrap();
+
+    // Every digest consistent (the config's layerDigests follow the layer), the content wrong.
+    let mut core_module = b"\0asm\x01\0\0\0".to_vec();
+    core_module.resize(component.len(), 0);
+    let other_layer = format!(r#"{{"architecture":"wasm","layerDigests":["{}"],"os":"wasip2"}}"#, Digest::of(b"x"));
+    for (name, old, bytes, expected) in [
+        ("module.tar", layer, core_module, "is a WebAssembly core module, not a component"),
+        ("config.tar", config, other_layer.into_bytes(), "the config is not {architecture: wasm, os: wasip2"),
+    ] {
+        let bad = dir.path().join(name);
+        replace_blob(&tar, &bad, old, &bytes);
+        let o = ferry(&["verify", bad.to_str().unwrap()], dir.path());
+        let stderr = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{name}: {stderr}");
+        assert!(stderr.contains(expected), "{name}: no {expected:?} in: {stderr}");
     }
 }
 
@@ -224,8 +254,14 @@ fn inspect(tar: &Path, dir: &Path) -> Value {
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
+/// The entry of `key` in `ferry inspect --format json`.
+fn image_report(report: &Value, key: &str) -> Value {
+    let images = report["images"].as_array().unwrap();
+    images.iter().find(|i| i["key"] == key).unwrap_or_else(|| panic!("no image {key} in {report}")).clone()
+}
+
 fn invocation_image_report(tar: &Path, dir: &Path) -> Value {
-    inspect(tar, dir)["invocationImages"][0].clone()
+    image_report(&inspect(tar, dir), "invocationImages[0]")
 }
 
 /// An image's `details` (pairs of name and value) as a map.
