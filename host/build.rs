@@ -11,6 +11,7 @@ const GUESTS: &[(&str, bool)] = &[
     ("ferry-driver-oci", true),
     ("ferry-driver-vm-disk", true),
     ("ferry-driver-tarball", true),
+    ("ferry-driver-wasm", true),
     ("example-file-driver", false),
     ("example-helm-driver", false),
     ("ferry-driver-hostile", false),
