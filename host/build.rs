@@ -21,6 +21,7 @@ const GUESTS: &[(&str, bool)] = &[
     ("ferry-driver-wants-sockets", false),
     ("example-wasi-installer", false),
     ("ferry-installer-hostile", false),
+    ("ferry-installer-probe", false),
 ];
 
 fn main() {

@@ -92,17 +92,19 @@ impl Site {
         let bytes = std::fs::read(guest(component)).unwrap();
         std::fs::write(self.path().join("installer.wasm"), &bytes).unwrap();
         let digest = format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)));
-        bundle["invocationImages"] = json!([{ "imageType": "wasm", "image": "installer.wasm", "contentDigest": digest }]);
+        bundle["invocationImages"] =
+            json!([{ "imageType": "wasm", "image": "installer.wasm", "contentDigest": digest }]);
         let path = self.path().join("bundle.json");
         std::fs::write(&path, serde_json::to_vec_pretty(&bundle).unwrap()).unwrap();
         path.display().to_string()
     }
 
     fn greeter(&self, port: u16) -> String {
-        let template = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/wasi-installer/bundle.json.in"))
-            .unwrap()
-            .replace("@PORT@", &port.to_string())
-            .replace("@DIGEST@", "sha256:0000000000000000000000000000000000000000000000000000000000000000");
+        let template =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/wasi-installer/bundle.json.in"))
+                .unwrap()
+                .replace("@PORT@", &port.to_string())
+                .replace("@DIGEST@", "sha256:0000000000000000000000000000000000000000000000000000000000000000");
         self.bundle("wasi-installer.wasm", serde_json::from_str(&template).unwrap())
     }
 }
@@ -115,7 +117,8 @@ fn an_installer_component_runs_install_upgrade_and_uninstall_with_no_container_e
     let url = format!("http://127.0.0.1:{}/hook", endpoint.port);
     let grant = format!("127.0.0.1:{}", endpoint.port);
     let endpoint_param = format!("endpoint={url}");
-    let inputs = ["--param", endpoint_param.as_str(), "--cred", "token=value:s3cret", "--allow-outbound", grant.as_str()];
+    let inputs =
+        ["--param", endpoint_param.as_str(), "--cred", "token=value:s3cret", "--allow-outbound", grant.as_str()];
 
     let out = site.ferry(&[&["install", "demo", bundle.as_str()][..], &inputs].concat());
     ok(&out);
@@ -142,6 +145,10 @@ fn an_installer_component_runs_install_upgrade_and_uninstall_with_no_container_e
     // The same bundle exported to a thick bundle installs from the archive alone.
     let archive = site.path().join("greeter.tgz");
     ok(&site.ferry(&["export", bundle.as_str(), "-o", archive.to_str().unwrap()]));
+    let inspected = site.ferry(&["inspect", archive.to_str().unwrap()]);
+    ok(&inspected);
+    let asks = format!("installer asks to reach http://127.0.0.1:{} (closed unless granted", endpoint.port);
+    assert!(text(&inspected.stdout).contains(&asks), "{}", text(&inspected.stdout));
     std::fs::remove_file(site.path().join("installer.wasm")).unwrap();
     ok(&site.ferry(&[&["install", "again", archive.to_str().unwrap()][..], &inputs].concat()));
     assert_eq!(site.output("again", "answer"), "welcome install again");
@@ -168,7 +175,15 @@ fn a_declared_host_is_closed_until_the_operator_grants_it_and_a_grant_alone_open
     let other_url = format!("endpoint=http://127.0.0.1:{}/hook", other.port);
     let other_grant = format!("127.0.0.1:{}", other.port);
     let out = site.ferry(&[
-        "install", "undeclared", &bundle, "--param", &other_url, "--cred", "token=value:t", "--allow-outbound", &other_grant,
+        "install",
+        "undeclared",
+        &bundle,
+        "--param",
+        &other_url,
+        "--cred",
+        "token=value:t",
+        "--allow-outbound",
+        &other_grant,
     ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("the bundle does not declare it, so it gives nothing"), "{}", text(&out.stderr));
@@ -181,10 +196,11 @@ fn a_declared_host_is_closed_until_the_operator_grants_it_and_a_grant_alone_open
 fn hostile_installers_are_stopped_with_a_named_error_and_the_next_action_works() {
     let site = Site::new();
     let target = Endpoint::start();
-    let actions: serde_json::Map<String, Value> = ["loop", "sleep", "grow", "escape", "connect", "outputs", "flood", "crash", "noop"]
-        .iter()
-        .map(|a| (a.to_string(), json!({ "modifies": false })))
-        .collect();
+    let actions: serde_json::Map<String, Value> =
+        ["loop", "sleep", "grow", "escape", "connect", "outputs", "flood", "crash", "noop"]
+            .iter()
+            .map(|a| (a.to_string(), json!({ "modifies": false })))
+            .collect();
     let bundle = site.bundle(
         "hostile-installer.wasm",
         json!({
@@ -203,8 +219,16 @@ fn hostile_installers_are_stopped_with_a_named_error_and_the_next_action_works()
         ("sleep", &["--installer-timeout", "2s"], "stopped at its time limit of 2s (--installer-timeout)"),
         ("grow", &["--installer-memory", "64MiB"], "hit its memory limit of 64 MiB (--installer-memory)"),
         ("escape", &[], "the run tool exited with status"),
-        ("connect", &["--param", &target_param, "--allow-outbound", &target_grant], "refused a connection to 127.0.0.1:"),
-        ("outputs", &["--output-limit", "1MiB"], "wrote more than 1 MiB under /cnab/app/outputs/"),
+        (
+            "connect",
+            &["--param", &target_param, "--allow-outbound", &target_grant],
+            "refused a connection to 127.0.0.1:",
+        ),
+        (
+            "outputs",
+            &["--output-limit", "1MiB"],
+            "wrote more than 1 MiB under /cnab/app/outputs/ (1 declared, 1 MiB an output may hold, --output-limit)",
+        ),
         ("flood", &["--installer-output", "1MiB"], "wrote more than 1 MiB to stdout and stderr (--installer-output)"),
         ("crash", &[], "the installer crashed: "),
     ];

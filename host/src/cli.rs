@@ -561,6 +561,13 @@ fn inspect(ctx: &Session, bundle: &std::path::Path, details: bool, report: &Repo
                 let handles = if d.handles.is_empty() { "nothing".to_owned() } else { d.handles.join(", ") };
                 writeln!(out, "bundle driver {} {} handles {}", escape(&d.name), d.digest, escape(&handles))?;
             }
+            if !inspection.installer_outbound_hosts.is_empty() {
+                writeln!(
+                    out,
+                    "installer asks to reach {} (closed unless granted with --allow-outbound)",
+                    escape(&inspection.installer_outbound_hosts.join(", "))
+                )?;
+            }
             out
         }
     };

@@ -129,7 +129,12 @@ pub fn stage(
             if is_component(spec) {
                 // The component is read from the thick bundle itself, where its digest pins it;
                 // the installer does not need a copy of itself among the artifacts.
-                std::fs::remove_dir_all(&layout).or_else(|_| std::fs::remove_file(&layout))?;
+                // A driver writes a component into a directory as a file in its target directory.
+                let placed = if layout.is_file() { crate::files::parent_of(&layout) } else { layout.as_path() };
+                if !placed.starts_with(&artifacts) || placed == artifacts {
+                    bail!("the invocation image was placed at {}, outside its own directory", layout.display());
+                }
+                std::fs::remove_dir_all(placed)?;
                 let stored = opened.thick()?;
                 let index = stored.entries()?;
                 let carried = parse_mapping(stored.relocation_mapping.as_deref())?;

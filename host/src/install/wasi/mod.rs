@@ -194,8 +194,10 @@ impl<'s> WasiExecutor<'s> {
         }
         if state.outputs_exceeded {
             return format!(
-                "the installer wrote more than {} under {OUTPUTS_DIR} ({} per output, --output-limit)",
+                "the installer wrote more than {} under {OUTPUTS_DIR} ({} declared, {} an output may hold, \
+                 --output-limit)",
                 size(state.outputs_bound),
+                run.outputs.len().max(1),
                 size(run.output_cap)
             );
         }
@@ -215,7 +217,9 @@ impl<'s> WasiExecutor<'s> {
         }
         let allowed = Arc::new(self.network.addresses()?);
         let refusals = refusals.clone();
-        wasi.allow_tcp(!allowed.is_empty()).allow_udp(false).allow_ip_name_lookup(self.network.needs_lookup());
+        // TCP is on for every run so that each connection meets the check below, which refuses
+        // what is not granted and remembers it for the operator; UDP has no grant form.
+        wasi.allow_tcp(true).allow_udp(false).allow_ip_name_lookup(self.network.needs_lookup());
         wasi.socket_addr_check(move |address, using| {
             let permitted = match using {
                 SocketAddrUse::TcpConnect => allowed.contains(&address),
@@ -322,7 +326,7 @@ fn collect(dir: &Path, wanted: &BTreeMap<String, String>, cap: u64) -> Result<BT
             bail!("output {name:?} ({path}) is not a regular file");
         }
         if meta.len() > cap {
-            bail!("output {name:?} ({path}) is {} bytes, more than the {cap} allowed (--output-limit)", meta.len());
+            bail!("output {name:?} is {} bytes, more than the {cap} an output may hold (--output-limit)", meta.len());
         }
         let mut bytes = Vec::new();
         outputs.open(relative)?.take(cap + 1).read_to_end(&mut bytes)?;
