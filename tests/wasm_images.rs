@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::http_server::HttpServer;
 use common::*;
 use ferry::oci::{Descriptor, Digest, Layout, REF_NAME};
 use serde_json::{Value, json};
@@ -18,11 +19,20 @@ const TITLE: &str = "org.opencontainers.image.title";
 const COMPONENT: &str = "ferry_driver_tarball.wasm";
 
 #[test]
-fn a_wasm_installer_beside_bundle_json_is_exported_verified_inspected_and_relocated() {
+fn a_wasm_installer_beside_bundle_json_and_a_component_from_a_url_are_exported_verified_inspected_and_relocated() {
     let dir = tempfile::tempdir().unwrap();
     let component = std::fs::read(guest(COMPONENT)).unwrap();
     let component_digest = Digest::of(&component).to_string();
     let bundle = write_bundle(dir.path(), "installer.wasm", &component, json!({ "contentDigest": component_digest }));
+    // The same component served over HTTP as another image of the bundle.
+    let served = dir.path().join("served");
+    std::fs::create_dir_all(&served).unwrap();
+    std::fs::write(served.join("tool.wasm"), &component).unwrap();
+    let http = HttpServer::start(&served);
+    let url = format!("http://{}/tool.wasm", http.host);
+    let mut doc: Value = serde_json::from_slice(&std::fs::read(&bundle).unwrap()).unwrap();
+    doc["images"] = json!({ "tool": { "imageType": "wasm", "image": url, "contentDigest": component_digest } });
+    std::fs::write(&bundle, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
 
     let tar = export(&bundle, dir.path(), "first.tar", None);
     let o = ferry(&["verify", tar.to_str().unwrap()], dir.path());
@@ -37,6 +47,9 @@ fn a_wasm_installer_beside_bundle_json_is_exported_verified_inspected_and_reloca
     assert_eq!(details.get("file").map(String::as_str), Some("installer.wasm"), "{details:?}");
     let root = image["digest"].as_str().unwrap().to_owned();
     assert_stored_as_wasm_artifact(&tar, &root, &component, "installer.wasm");
+    let tool = image_report(&inspect(&tar, dir.path()), "tool");
+    assert_stored_as_wasm_artifact(&tar, tool["digest"].as_str().unwrap(), &component, "tool.wasm");
+    assert!(http.requests() > 0, "the URL was not fetched");
 
     // No time or other varying input in what is stored: the same component, the same digests.
     let again = export(&bundle, dir.path(), "second.tar", None);
@@ -52,6 +65,10 @@ fn a_wasm_installer_beside_bundle_json_is_exported_verified_inspected_and_reloca
     let (manifest, layer) = pull_wasm_artifact(&target, &tagged, dir.path());
     assert_eq!(Digest::of(&manifest).to_string(), root, "the tag names another manifest");
     assert_eq!(layer, component, "the relocated layer is not the component");
+    let tool = &mapping[&url];
+    let (_, layer) =
+        pull_wasm_artifact(&target, &format!("{}:tool.wasm", tool.rsplit_once('@').unwrap().0), dir.path());
+    assert_eq!(layer, component, "the relocated layer is not the component");
 
     // To a directory: the component as a plain file, named as in the bundle.
     let images = dir.path().join("images");
@@ -60,6 +77,7 @@ fn a_wasm_installer_beside_bundle_json_is_exported_verified_inspected_and_reloca
     assert_eq!(written.file_name().unwrap(), "installer.wasm", "{mapping:#?}");
     assert!(written.starts_with(&images), "{mapping:#?}");
     assert_eq!(std::fs::read(written).unwrap(), component, "{} is not the component", written.display());
+    assert_eq!(Path::new(&mapping[&url]).file_name().unwrap(), "tool.wasm", "{mapping:#?}");
 }
 
 #[test]

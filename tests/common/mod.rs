@@ -2,6 +2,7 @@
 //! components, and OCI images written byte by byte into layouts.
 #![allow(dead_code)]
 
+pub mod http_server;
 pub mod official_schema;
 pub mod proxy;
 pub mod site;
