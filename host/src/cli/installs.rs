@@ -52,20 +52,19 @@ pub struct Inputs {
 
 /// The sandbox a WebAssembly invocation image runs in (docs/wasi-installers.md).
 #[derive(Args)]
-#[command(next_help_heading = help::INSTALLER_SANDBOX)]
 pub struct InstallerFlags {
     /// Let the installer reach HOST (on PORT only, if given) when its bundle declares it under
     /// custom["io.ferry.wasi"].allowedOutboundHosts; repeatable
-    #[arg(long, value_name = "HOST[:PORT]")]
+    #[arg(long, value_name = "HOST[:PORT]", help_heading = help::INSTALLER_SANDBOX)]
     allow_outbound: Vec<String>,
     /// Memory the installer may use [default: 1GiB]
-    #[arg(long, value_name = "SIZE", value_parser = ferry::config::parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = ferry::config::parse_size, help_heading = help::INSTALLER_SANDBOX)]
     installer_memory: Option<u64>,
     /// Wall-clock time the installer may run [default: 30m]
-    #[arg(long, value_name = "DURATION", value_parser = ferry::config::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = ferry::config::parse_duration, help_heading = help::INSTALLER_SANDBOX)]
     installer_timeout: Option<std::time::Duration>,
     /// Bytes the installer may write to stdout and stderr together [default: 16MiB]
-    #[arg(long, value_name = "SIZE", value_parser = ferry::config::parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = ferry::config::parse_size, help_heading = help::INSTALLER_SANDBOX)]
     installer_output: Option<u64>,
 }
 
