@@ -29,9 +29,7 @@ impl Endpoint {
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
-                let mut request = vec![0; 64 << 10];
-                let n = stream.read(&mut request).unwrap_or(0);
-                let request = String::from_utf8_lossy(&request[..n]).into_owned();
+                let request = read_request(&mut stream);
                 let body = request.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
                 kept.lock().unwrap().push(request);
                 let _ = write!(stream, "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\nwelcome {body}", body.len() + 8);
@@ -42,6 +40,30 @@ impl Endpoint {
 
     fn requests(&self) -> Vec<String> {
         self.requests.lock().unwrap().clone()
+    }
+}
+
+/// The head of an HTTP/1 request and as much body as its Content-Length says; what a bare TCP
+/// connection sends (nothing) is an empty request.
+fn read_request(stream: &mut std::net::TcpStream) -> String {
+    let mut request = Vec::new();
+    let mut chunk = [0; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&request).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0);
+            if body.len() >= length {
+                return text;
+            }
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return String::from_utf8_lossy(&request).into_owned(),
+            Ok(n) => request.extend_from_slice(&chunk[..n]),
+        }
     }
 }
 
@@ -127,7 +149,8 @@ fn an_installer_component_runs_install_upgrade_and_uninstall_with_no_container_e
     assert_eq!(site.output("demo", "answer"), "welcome install demo");
     let seen = endpoint.requests();
     assert_eq!(seen.len(), 1);
-    assert!(seen[0].starts_with("POST /hook ") && seen[0].contains("Authorization: Bearer s3cret"), "{seen:?}");
+    let head = seen[0].to_ascii_lowercase();
+    assert!(head.starts_with("post /hook ") && head.contains("authorization: bearer s3cret"), "{seen:?}");
 
     ok(&site.ferry(&[&["upgrade", "demo", "--param", "greeting=hi"][..], &inputs].concat()));
     assert_eq!(site.output("demo", "greeting"), "hi, demo");
@@ -166,7 +189,8 @@ fn a_declared_host_is_closed_until_the_operator_grants_it_and_a_grant_alone_open
     let out = site.ferry(&["install", "closed", &bundle, "--param", &url, "--cred", "token=value:t"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let message = site.last_result("closed")["message"].as_str().unwrap().to_owned();
-    assert!(message.contains(&format!("refused a connection to 127.0.0.1:{}", endpoint.port)), "{message}");
+    let refused = format!("refused a connection to http://127.0.0.1:{}", endpoint.port);
+    assert!(message.contains(&refused), "wasi:http names the request's endpoint: {message}");
     assert!(message.contains("--allow-outbound"), "{message}");
     assert!(text(&out.stderr).contains("stays closed: grant it with --allow-outbound"), "{}", text(&out.stderr));
 
@@ -188,7 +212,7 @@ fn a_declared_host_is_closed_until_the_operator_grants_it_and_a_grant_alone_open
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("the bundle does not declare it, so it gives nothing"), "{}", text(&out.stderr));
     let message = site.last_result("undeclared")["message"].as_str().unwrap().to_owned();
-    assert!(message.contains(&format!("refused a connection to 127.0.0.1:{}", other.port)), "{message}");
+    assert!(message.contains(&format!("refused a connection to http://127.0.0.1:{}", other.port)), "{message}");
     assert!(endpoint.requests().is_empty() && other.requests().is_empty(), "nothing reached either server");
 }
 
@@ -196,6 +220,7 @@ fn a_declared_host_is_closed_until_the_operator_grants_it_and_a_grant_alone_open
 fn hostile_installers_are_stopped_with_a_named_error_and_the_next_action_works() {
     let site = Site::new();
     let target = Endpoint::start();
+    let open = Endpoint::start();
     let actions: serde_json::Map<String, Value> =
         ["loop", "sleep", "grow", "escape", "connect", "outputs", "flood", "crash", "noop"]
             .iter()
@@ -209,6 +234,8 @@ fn hostile_installers_are_stopped_with_a_named_error_and_the_next_action_works()
             "outputs": { "big": { "definition": "text", "path": "/cnab/app/outputs/big", "applyTo": ["outputs"] } },
             "definitions": { "text": { "type": "string", "default": "" } },
             "actions": actions,
+            "custom": { "io.ferry.wasi": { "allowedOutboundHosts": [format!("tcp://127.0.0.1:{}", open.port)] } },
+            "requiredExtensions": ["io.ferry.wasi"],
         }),
     );
     ok(&site.ferry(&["install", "h", &bundle]));
@@ -248,6 +275,14 @@ fn hostile_installers_are_stopped_with_a_named_error_and_the_next_action_works()
         assert_eq!(site.last_result("h")["status"], "succeeded", "after {action}");
     }
     assert!(target.requests().is_empty(), "the undeclared target was never reached");
+
+    // What is both declared and granted is reachable over a TCP socket.
+    let open_param = format!("target=127.0.0.1:{}", open.port);
+    let open_grant = format!("127.0.0.1:{}", open.port);
+    let out = site.ferry(&["invoke", "h", "connect", "--param", &open_param, "--allow-outbound", &open_grant]);
+    ok(&out);
+    assert!(text(&out.stdout).contains(&format!("CONNECTED to 127.0.0.1:{}", open.port)), "{}", text(&out.stdout));
+    assert_eq!(open.requests().len(), 1, "the granted endpoint saw the connection");
     let leftovers: Vec<_> = std::fs::read_dir(site.path().join("tmp")).unwrap().collect();
     assert!(leftovers.is_empty(), "nothing is left behind, not even the 1 GiB output: {leftovers:?}");
 }

@@ -4,8 +4,9 @@
 //! /cnab/app/relocation-mapping.json, and outputs written to /cnab/app/outputs. It calls the
 //! endpoint its `endpoint` parameter names, which its bundle must declare and the operator grant.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use wasi::http::outgoing_handler;
+use wasi::http::types::{Fields, Method, OutgoingBody, OutgoingRequest, Scheme};
+use wasi::io::streams::StreamError;
 
 fn main() {
     if let Err(e) = run() {
@@ -35,25 +36,60 @@ fn run() -> Result<(), String> {
     Ok(())
 }
 
-/// POSTs `body` to `url` (`http://HOST:PORT/PATH`) over a plain TCP connection (wasi:sockets)
-/// and returns the response body; anything but 200 is an error.
+/// POSTs `body` to `url` (`http://` or `https://`) through wasi:http and returns the response
+/// body; anything but 200 is an error.
 fn post(url: &str, body: &str, token: &str) -> Result<String, String> {
-    let rest = url.strip_prefix("http://").ok_or_else(|| format!("{url}: only http:// endpoints"))?;
+    let (scheme, rest) = match url.split_once("://") {
+        Some(("http", rest)) => (Scheme::Http, rest),
+        Some(("https", rest)) => (Scheme::Https, rest),
+        _ => return Err(format!("{url}: only http:// and https:// endpoints")),
+    };
     let (authority, path) = rest.split_once('/').map_or((rest, "/".to_owned()), |(a, p)| (a, format!("/{p}")));
-    let mut stream = TcpStream::connect(authority).map_err(|e| format!("connecting to {authority}: {e}"))?;
-    let request = format!(
-        "POST {path} HTTP/1.0\r\nHost: {authority}\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).map_err(|e| format!("sending to {authority}: {e}"))?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).map_err(|e| format!("reading from {authority}: {e}"))?;
-    let (head, body) = response.split_once("\r\n\r\n").ok_or_else(|| format!("{url}: not an HTTP response"))?;
-    let status = head.lines().next().unwrap_or_default();
-    if !status.contains(" 200 ") {
+    let headers = Fields::from_list(&[
+        ("authorization".to_owned(), format!("Bearer {token}").into_bytes()),
+        ("content-type".to_owned(), b"text/plain".to_vec()),
+        ("content-length".to_owned(), body.len().to_string().into_bytes()),
+    ])
+    .map_err(|e| fail(url, "headers", e))?;
+    let request = OutgoingRequest::new(headers);
+    request.set_method(&Method::Post).map_err(|e| fail(url, "method", e))?;
+    request.set_scheme(Some(&scheme)).map_err(|e| fail(url, "scheme", e))?;
+    request.set_authority(Some(authority)).map_err(|e| fail(url, "authority", e))?;
+    request.set_path_with_query(Some(&path)).map_err(|e| fail(url, "path", e))?;
+    let outgoing = request.body().map_err(|e| fail(url, "body", e))?;
+    {
+        let stream = outgoing.write().map_err(|e| fail(url, "body stream", e))?;
+        stream.blocking_write_and_flush(body.as_bytes()).map_err(|e| fail(url, "sending", e))?;
+    }
+    OutgoingBody::finish(outgoing, None).map_err(|e| fail(url, "sending", e))?;
+    let answer = outgoing_handler::handle(request, None).map_err(|e| fail(url, "request", e))?;
+    answer.subscribe().block();
+    let response = answer
+        .get()
+        .ok_or_else(|| format!("{url}: no response"))?
+        .map_err(|e| fail(url, "response", e))?
+        .map_err(|e| fail(url, "response", e))?;
+    let status = response.status();
+    let incoming = response.consume().map_err(|e| fail(url, "response body", e))?;
+    let mut received = Vec::new();
+    {
+        let stream = incoming.stream().map_err(|e| fail(url, "response body", e))?;
+        loop {
+            match stream.blocking_read(64 << 10) {
+                Ok(chunk) => received.extend(chunk),
+                Err(StreamError::Closed) => break,
+                Err(e) => return Err(fail(url, "reading", e)),
+            }
+        }
+    }
+    if status != 200 {
         return Err(format!("{url} answered {status}"));
     }
-    Ok(body.to_owned())
+    Ok(String::from_utf8_lossy(&received).into_owned())
+}
+
+fn fail(url: &str, what: &str, e: impl std::fmt::Debug) -> String {
+    format!("{url}: {what}: {e:?}")
 }
 
 fn var(name: &str) -> Result<String, String> {

@@ -8,6 +8,7 @@
 //! far as its bundle declares and the operator grants; and named limits on memory, wall-clock
 //! time, stdout and stderr, and what it writes as outputs.
 
+mod http;
 mod outbound;
 mod stdio;
 
@@ -20,7 +21,6 @@ use crate::config::InstallerLimits;
 use crate::sandbox::{Budget, Budgeted, Sandbox, Stop, VerifiedComponent, Wait, Waits, WithDeadline};
 use anyhow::{Context, Result, anyhow, bail};
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -52,6 +52,14 @@ struct RunState {
     outputs: PathBuf,
     outputs_bound: u64,
     outputs_exceeded: bool,
+    http: wasmtime_wasi_http::WasiHttpCtx,
+    http_grant: http::Grant,
+}
+
+impl wasmtime_wasi_http::WasiHttpView for RunState {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.http_grant }
+    }
 }
 
 impl WasiView for RunState {
@@ -119,7 +127,7 @@ impl<'s> WasiExecutor<'s> {
         std::fs::create_dir_all(&outputs)?;
         place(&root, &run.files)?;
 
-        let refusals = Arc::new(Mutex::new(BTreeSet::new()));
+        let refusals: Refusals = Arc::default();
         let mut wasi = WasiCtxBuilder::new();
         let budget = stdio::Budget::new(self.limits.output);
         wasi.stdout(stdio::Live::new(stdio::Which::Stdout, &budget))
@@ -145,13 +153,15 @@ impl<'s> WasiExecutor<'s> {
             outputs: outputs.clone(),
             outputs_bound: run.output_cap.saturating_mul(run.outputs.len().max(1) as u64),
             outputs_exceeded: false,
+            http: wasmtime_wasi_http::WasiHttpCtx::new(),
+            http_grant: http::Grant::new(&self.network.open, &refusals),
         };
         let mut store = self.sandbox.store(state, self.limits.timeout);
         watch(&mut store);
         let ran = self.pre.instantiate(&mut store).and_then(|command| command.wasi_cli_run().call_run(&mut store));
 
         let state = store.data();
-        let refused: Vec<String> = refusals.lock().unwrap().iter().map(|a| self.network.refusal(*a)).collect();
+        let refused: Vec<String> = refusals.lock().unwrap().iter().map(|a| self.network.refusal(a)).collect();
         let exit = match ran {
             Ok(Ok(())) => Exit::Code(0),
             Ok(Err(())) => Exit::Code(1),
@@ -204,7 +214,7 @@ impl<'s> WasiExecutor<'s> {
         format!("the installer crashed: {}", e.root_cause())
     }
 
-    fn grant_network(&self, wasi: &mut WasiCtxBuilder, refusals: &Arc<Mutex<BTreeSet<SocketAddr>>>) -> Result<()> {
+    fn grant_network(&self, wasi: &mut WasiCtxBuilder, refusals: &Refusals) -> Result<()> {
         for endpoint in &self.network.closed {
             eprintln!(
                 "ferry: the bundle's installer declares {endpoint}, which stays closed: grant it with \
@@ -228,13 +238,16 @@ impl<'s> WasiExecutor<'s> {
                 _ => false,
             };
             if !permitted && !matches!(using, SocketAddrUse::TcpBind) {
-                refusals.lock().unwrap().insert(address);
+                refusals.lock().unwrap().insert(address.to_string());
             }
             Box::pin(async move { permitted })
         });
         Ok(())
     }
 }
+
+/// Where the run was refused a connection or a request, for the operator.
+type Refusals = Arc<Mutex<BTreeSet<String>>>;
 
 fn note(e: anyhow::Error, refused: &[String]) -> anyhow::Error {
     if refused.is_empty() { e } else { anyhow!("{e:#}; {}", refused.join("; ")) }
@@ -335,8 +348,8 @@ fn collect(dir: &Path, wanted: &BTreeMap<String, String>, cap: u64) -> Result<BT
     Ok(found)
 }
 
-/// The imports a command may use, WASI's own, with ferry's deadline on every wait. Sockets are
-/// linked but closed unless the run's grant opens them; wasi:http is not provided.
+/// The imports a command may use, WASI's own, with ferry's deadline on every wait. Sockets and
+/// wasi:http are linked but closed but for what the run's grant opens.
 fn linker(engine: &wasmtime::Engine) -> Result<Linker<RunState>> {
     use wasmtime_wasi::cli::WasiCliView;
     use wasmtime_wasi::clocks::WasiClocksView;
@@ -377,6 +390,7 @@ fn linker(engine: &wasmtime::Engine) -> Result<Linker<RunState>> {
     blocking::sockets::tcp::add_to_linker::<RunState, Sockets>(&mut l, RunState::sockets)?;
     blocking::sockets::udp::add_to_linker::<RunState, Sockets>(&mut l, RunState::sockets)?;
     blocking::sockets::udp_create_socket::add_to_linker::<RunState, Sockets>(&mut l, RunState::sockets)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut l)?;
     Ok(l)
 }
 

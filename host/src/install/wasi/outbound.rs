@@ -154,8 +154,9 @@ impl Network {
         self.open.iter().any(|e| e.host.parse::<IpAddr>().is_err())
     }
 
-    /// What the operator reads when a run was refused a connection to `address`.
-    pub fn refusal(&self, address: SocketAddr) -> String {
+    /// What the operator reads when a run was refused a connection to `address` (an address
+    /// and port, or an HTTP request's `scheme://host:port`).
+    pub fn refusal(&self, address: &str) -> String {
         let declared = |list: &[Endpoint]| list.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", ");
         let mut message = format!("the installer was refused a connection to {address}");
         if self.open.is_empty() && self.closed.is_empty() {
@@ -238,7 +239,7 @@ mod tests {
         assert_eq!(closed, ["http://127.0.0.1:8080", "tcp://db.internal:5432"]);
         assert_eq!(network.unused, ["127.0.0.1:9999", "evil.example:443"]);
         assert!(network.needs_lookup());
-        let refusal = network.refusal("10.0.0.1:80".parse().unwrap());
+        let refusal = network.refusal("10.0.0.1:80");
         assert!(refusal.contains("10.0.0.1:80") && refusal.contains("--allow-outbound"), "{refusal}");
         assert!(Grant::parse("a/b").is_err());
     }
