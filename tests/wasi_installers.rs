@@ -152,7 +152,13 @@ fn an_installer_component_runs_install_upgrade_and_uninstall_with_no_container_e
     let head = seen[0].to_ascii_lowercase();
     assert!(head.starts_with("post /hook ") && head.contains("authorization: bearer s3cret"), "{seen:?}");
 
-    ok(&site.ferry(&[&["upgrade", "demo", "--param", "greeting=hi"][..], &inputs].concat()));
+    let upgraded =
+        site.ferry(&[&["upgrade", "demo", "--param", "greeting=hi", "--format", "json"][..], &inputs].concat());
+    ok(&upgraded);
+    let report: Value =
+        serde_json::from_slice(&upgraded.stdout).expect("with --format json, stdout is the report alone");
+    assert_eq!(report["result"]["status"], "succeeded");
+    assert!(text(&upgraded.stderr).contains("upgrade demo: hi"), "the installer's stdout went to stderr");
     assert_eq!(site.output("demo", "greeting"), "hi, demo");
     assert_eq!(site.output("demo", "answer"), "welcome upgrade demo");
 

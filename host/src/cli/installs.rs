@@ -272,6 +272,7 @@ fn act(ctx: &Session, installation: &str, action: &str, app: Option<PathBuf>, in
         artifacts: staged.artifacts.clone(),
         outputs: prepared.outputs.clone(),
         output_cap: request.output_limit,
+        stdout_to_stderr: inputs.style.format == Format::Json,
     };
     let interrupt = ferry::cleanup::Interruptible::new();
     let outcome = action::perform(store.as_mut(), prepared, run, |run| match &executor {

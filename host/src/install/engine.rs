@@ -162,6 +162,9 @@ impl Engine {
                     LogOutput::StdErr { message } => {
                         let _ = std::io::stderr().write_all(&message);
                     }
+                    other if run.stdout_to_stderr => {
+                        let _ = std::io::stderr().write_all(other.as_ref());
+                    }
                     other => {
                         let _ = std::io::stdout().write_all(other.as_ref());
                         let _ = std::io::stdout().flush();

@@ -20,6 +20,8 @@ pub struct Run {
     pub outputs: BTreeMap<String, String>,
     /// The most bytes one output may hold.
     pub output_cap: u64,
+    /// The run tool's stdout goes to ferry's stderr: ferry's stdout carries a JSON report.
+    pub stdout_to_stderr: bool,
 }
 
 /// How a run ended.

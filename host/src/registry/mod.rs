@@ -213,8 +213,9 @@ impl Clients {
 type AuthorizationKey = (String, String, bool);
 
 pub struct Registry {
-    /// The clients of servers with no TLS policy of their own.
-    default_clients: Clients,
+    /// The clients of servers with no TLS policy of their own, made when one is first
+    /// contacted: loading the system's CA certificates costs more than a whole WASI install.
+    default_clients: std::sync::OnceLock<Clients>,
     default_policy: tls::Policy,
     /// Per server (`host[:port]`), its clients, made when it is first contacted.
     clients: Mutex<HashMap<String, Clients>>,
@@ -251,7 +252,7 @@ impl Registry {
             .enable_all()
             .build()?;
         Ok(Registry {
-            default_clients: Clients::new(&default_policy, &options.insecure, stall)?,
+            default_clients: std::sync::OnceLock::new(),
             default_policy,
             clients: Default::default(),
             tls: options.tls.clone(),
@@ -281,14 +282,17 @@ impl Registry {
         if let Some(clients) = self.clients.lock().unwrap().get(host) {
             return Ok(clients.clone());
         }
-        let made = self
-            .tls
-            .policy_for(host, &self.default_policy)
-            .and_then(|policy| match policy {
-                Some(policy) => Clients::new(&policy, &self.insecure, self.stall),
-                None => Ok(self.default_clients.clone()),
-            })
-            .map_err(|e| RegistryError::failed(format!("TLS settings for {host}: {e:#}")))?;
+        let failed = |e: anyhow::Error| RegistryError::failed(format!("TLS settings for {host}: {e:#}"));
+        let made = match self.tls.policy_for(host, &self.default_policy).map_err(failed)? {
+            Some(policy) => Clients::new(&policy, &self.insecure, self.stall).map_err(failed)?,
+            None => match self.default_clients.get() {
+                Some(clients) => clients.clone(),
+                None => {
+                    let made = Clients::new(&self.default_policy, &self.insecure, self.stall).map_err(failed)?;
+                    self.default_clients.get_or_init(|| made).clone()
+                }
+            },
+        };
         Ok(self.clients.lock().unwrap().entry(host.to_owned()).or_insert(made).clone())
     }
 

@@ -130,7 +130,8 @@ impl<'s> WasiExecutor<'s> {
         let refusals: Refusals = Arc::default();
         let mut wasi = WasiCtxBuilder::new();
         let budget = stdio::Budget::new(self.limits.output);
-        wasi.stdout(stdio::Live::new(stdio::Which::Stdout, &budget))
+        let stdout = if run.stdout_to_stderr { stdio::Which::Stderr } else { stdio::Which::Stdout };
+        wasi.stdout(stdio::Live::new(stdout, &budget))
             .stderr(stdio::Live::new(stdio::Which::Stderr, &budget))
             .envs(&run.env.iter().collect::<Vec<_>>())
             .arg("/cnab/app/run")
