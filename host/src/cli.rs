@@ -240,7 +240,8 @@ enum Command {
     /// Publish a bundle into one repository of a registry, as cnab-to-oci and porter do
     #[command(after_help = help::PUSH)]
     Push {
-        /// A thick bundle (.tar, .tgz, .tar.zst) or a bundle.json
+        /// A thick bundle (.tar, .tgz, .tar.zst), a bundle.json, or REGISTRY/REPOSITORY[:TAG|@DIGEST]
+        /// of a published bundle to copy
         bundle: PathBuf,
         /// REGISTRY/REPOSITORY[:TAG] to publish to; the tag defaults to latest
         reference: String,
@@ -556,7 +557,7 @@ fn relocate(ctx: &Session, bundle: &std::path::Path, flags: Relocation, format: 
 fn push(ctx: &Session, bundle: &std::path::Path, target: String, jobs: usize, format: Format) -> Result<ExitCode> {
     let registry = ctx.registry(target.split('/').next())?;
     let scratch = std::env::temp_dir();
-    let opened = Opened::open(bundle, &scratch)?;
+    let opened = Opened::open_argument(bundle, &scratch, &registry)?;
     let drivers = ctx.drivers(&opened, &registry)?;
     let options = ferry::published::PushOptions { target, jobs, scratch, events: ctx.terminal.clone() };
     let pushed = ferry::published::push(&opened, &drivers, &registry, &options);

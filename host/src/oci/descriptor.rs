@@ -63,7 +63,12 @@ struct Links {
 pub fn children(document: &[u8]) -> anyhow::Result<Vec<Descriptor>> {
     let links = serde_json::from_slice::<Links>(document)
         .map_err(|e| anyhow::anyhow!("its config, layers or manifests are not OCI descriptors: {e}"))?;
-    Ok(links.config.into_iter().chain(links.layers.into_iter().flatten()).chain(links.manifests.into_iter().flatten()).collect())
+    Ok(links
+        .config
+        .into_iter()
+        .chain(links.layers.into_iter().flatten())
+        .chain(links.manifests.into_iter().flatten())
+        .collect())
 }
 
 /// The media type a manifest or index declares, or the one its shape implies.

@@ -143,9 +143,11 @@ pub fn read_index(bytes: &[u8], what: &str) -> Result<Listing> {
             Some(TYPE_CONFIG) => configs.push(d),
             Some(TYPE_INVOCATION) => invocation.push(d),
             Some(TYPE_COMPONENT) => {
-                let name = d.annotations.get(COMPONENT_NAME).cloned().with_context(|| {
-                    format!("{at}: a component without the {COMPONENT_NAME} annotation")
-                })?;
+                let name = d
+                    .annotations
+                    .get(COMPONENT_NAME)
+                    .cloned()
+                    .with_context(|| format!("{at}: a component without the {COMPONENT_NAME} annotation"))?;
                 if components.insert(name.clone(), d).is_some() {
                     bail!("{at}: component {name:?} is listed twice");
                 }
@@ -194,11 +196,7 @@ pub fn read_bundle_manifest(bytes: &[u8], what: &str) -> Result<Descriptor> {
 pub fn relocation_mapping(listing: &Listing, bundle: &Bundle, repository: &str) -> Result<RelocationMapping> {
     let invocation = &bundle.doc.invocation_images;
     if listing.invocation.len() != invocation.len() {
-        bail!(
-            "the index lists {} invocation images, bundle.json has {}",
-            listing.invocation.len(),
-            invocation.len()
-        );
+        bail!("the index lists {} invocation images, bundle.json has {}", listing.invocation.len(), invocation.len());
     }
     let images = bundle.doc.images.clone().unwrap_or_default();
     if let Some(unknown) = listing.components.keys().find(|k| !images.contains_key(*k)) {
@@ -209,7 +207,8 @@ pub fn relocation_mapping(listing: &Listing, bundle: &Bundle, repository: &str) 
         pairs.push((spec.image.clone(), format!("{repository}@{}", d.digest)));
     }
     for (key, spec) in &images {
-        let d = listing.components.get(key).with_context(|| format!("image {key} ({}) is not in the index", spec.image))?;
+        let d =
+            listing.components.get(key).with_context(|| format!("image {key} ({}) is not in the index", spec.image))?;
         pairs.push((spec.image.clone(), format!("{repository}@{}", d.digest)));
     }
     Ok(RelocationMapping::from_pairs(pairs))
@@ -270,10 +269,13 @@ mod tests {
 
         let listing = read_index(&bytes, "r").unwrap();
         assert_eq!(listing.manifest.digest, manifest.digest);
-        assert_eq!(listing.invocation, [descriptor(b"installer")].map(|mut d| {
-            d.annotations.insert(MANIFEST_TYPE.into(), "invocation".into());
-            d
-        }));
+        assert_eq!(
+            listing.invocation,
+            [descriptor(b"installer")].map(|mut d| {
+                d.annotations.insert(MANIFEST_TYPE.into(), "invocation".into());
+                d
+            })
+        );
         assert_eq!(listing.drivers["disks"].digest, Digest::of(b"driver"));
         let mapping = relocation_mapping(&listing, &b, "site.example/shop").unwrap();
         assert_eq!(
@@ -300,6 +302,9 @@ mod tests {
         );
         for manifest in [oci, oci_config, docker] {
             assert_eq!(read_bundle_manifest(manifest.as_bytes(), "r").unwrap().digest, config, "{manifest}");
+            // What a registry client walks: `"layers": null` is no layers.
+            let children = crate::oci::children(manifest.as_bytes()).unwrap();
+            assert!(children.iter().all(|c| c.digest == config), "{manifest}");
         }
         let image = format!(
             r#"{{"schemaVersion":2,"config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":2}},"layers":[]}}"#

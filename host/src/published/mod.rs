@@ -89,10 +89,9 @@ impl Published {
 
     /// The manifest of the Wasm artifact of shipped driver `name`.
     pub fn driver(&self, name: &str) -> Result<String> {
-        let d = self
-            .drivers
-            .get(name)
-            .with_context(|| format!("bundle driver {name:?} is not in {} (no {} entry)", self.reference, convert::DRIVER_NAME))?;
+        let d = self.drivers.get(name).with_context(|| {
+            format!("bundle driver {name:?} is not in {} (no {} entry)", self.reference, convert::DRIVER_NAME)
+        })?;
         Ok(format!("{}@{}", self.repository, d.digest))
     }
 }

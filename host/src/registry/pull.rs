@@ -106,10 +106,9 @@ impl Registry {
         });
         match found {
             Ok(descriptor) => match target.digest() {
-                Some(pinned) if pinned != descriptor.digest.to_string() => Err(RegistryError::failed(format!(
-                    "{what}: the registry names its digest {}",
-                    descriptor.digest
-                ))),
+                Some(pinned) if pinned != descriptor.digest.to_string() => {
+                    Err(RegistryError::failed(format!("{what}: the registry names its digest {}", descriptor.digest)))
+                }
                 _ => Ok(Some(descriptor)),
             },
             Err(e) if e.kind == RegistryErrorKind::NotFound => Ok(None),
