@@ -344,6 +344,9 @@ fn what_is_not_a_whole_bundle_is_refused_naming_what_is_wrong() {
         assert!(!dir.path().join("out.tgz").exists(), "a failed pull left its output");
         text(&o.stderr)
     };
+    // A file is exported, not pulled.
+    let err = pull(&source.host, "bundle.json");
+    assert!(err.contains("pull takes REGISTRY/REPOSITORY") && err.contains("ferry export"), "{err}");
     // An image's index is not a bundle.
     let err = pull(&source.host, &format!("{}/team/app:1.2", source.host));
     assert!(err.contains("is an image index, not a CNAB bundle"), "{err}");

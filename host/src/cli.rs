@@ -5,7 +5,7 @@ mod installs;
 mod output;
 
 use crate::progress::Terminal;
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use ferry::bundle;
 use ferry::bundle_drivers::{self, Source};
@@ -414,14 +414,29 @@ fn execute(cli: Cli) -> Result<ExitCode> {
         Command::Export { bundle, output, force, jobs, compression_level, style } => {
             output::check_parent(&output)?;
             let events = terminal.clone();
-            export(&ctx, &bundle, ExportOptions { output, force, jobs, level: compression_level, events }, style.format)
+            let registry = ctx.registry(None)?;
+            let opened = Opened::open(&bundle, &std::env::temp_dir())?;
+            export(
+                &ctx,
+                opened,
+                &registry,
+                ExportOptions { output, force, jobs, level: compression_level, events },
+                style.format,
+            )
         }
         Command::Push { bundle, reference, jobs, style } => push(&ctx, &bundle, reference, jobs, style.format),
         Command::Pull { reference, output, force, jobs, compression_level, style } => {
             output::check_parent(&output)?;
             let events = terminal.clone();
             let options = ExportOptions { output, force, jobs, level: compression_level, events };
-            export(&ctx, std::path::Path::new(&reference), options, style.format)
+            let registry = ctx.registry(None)?;
+            if !ferry::published::is_reference(&reference) {
+                bail!(
+                    "pull takes REGISTRY/REPOSITORY[:TAG|@DIGEST], not {reference:?}; `ferry export` makes a thick bundle of a bundle.json"
+                );
+            }
+            let opened = Opened::published(&reference, &registry)?;
+            export(&ctx, opened, &registry, options, style.format)
         }
         Command::Relocate { bundle, to, map, output, jobs, dry_run, keep_going, style } => {
             output.as_deref().map(output::check_parent).transpose()?;
@@ -469,11 +484,16 @@ impl Session<'_> {
     }
 }
 
-fn export(ctx: &Session, bundle: &std::path::Path, options: ExportOptions, format: Format) -> Result<ExitCode> {
-    let registry = ctx.registry(None)?;
-    let opened = Opened::open_argument(bundle, &std::env::temp_dir(), &registry)?;
-    let drivers = ctx.drivers(&opened, &registry)?;
-    let report = export::export(&opened, &drivers, &registry, &options);
+/// `export` of a bundle.json, and `pull` of a published bundle: the same thick bundle.
+fn export(
+    ctx: &Session,
+    opened: Opened,
+    registry: &Arc<Registry>,
+    options: ExportOptions,
+    format: Format,
+) -> Result<ExitCode> {
+    let drivers = ctx.drivers(&opened, registry)?;
+    let report = export::export(&opened, &drivers, registry, &options);
     ctx.terminal.finish();
     let report = report?;
     ctx.terminal.summary("exported");

@@ -51,7 +51,12 @@ impl Opened {
         if std::fs::symlink_metadata(argument).is_ok() || !crate::published::is_reference(&text) {
             return Self::open(argument, scratch);
         }
-        let (bundle, published) = crate::published::open(registry, &text)?;
+        Self::published(&text, registry)
+    }
+
+    /// The bundle published at `reference`, read from `registry` and pinned by digest.
+    pub fn published(reference: &str, registry: &Registry) -> Result<Self> {
+        let (bundle, published) = crate::published::open(registry, reference)?;
         let path = PathBuf::from(&published.reference);
         Ok(Opened { path, bundle, form: Form::Published(Arc::new(published)), _scratch: None })
     }
