@@ -496,7 +496,7 @@ fn export(
     let report = export::export(&opened, &drivers, registry, &options);
     ctx.terminal.finish();
     let report = report?;
-    ctx.terminal.summary("exported");
+    ctx.terminal.summary(if matches!(opened.form, ferry::opened::Form::Published(_)) { "pulled" } else { "exported" });
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Format::Text => {
