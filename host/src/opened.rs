@@ -66,7 +66,7 @@ impl Opened {
     pub fn origin(&self, key: &str, spec: &ImageSpec, registry: &Arc<Registry>, scratch: &Path) -> Result<Origin> {
         match &self.form {
             Form::Published(published) => {
-                Ok(Origin::Registry { registry: registry.clone(), reference: published.image(&spec.image)?.to_owned() })
+                Ok(Origin::Registry { registry: registry.clone(), reference: published.image(key)? })
             }
             Form::Json | Form::Thick(_) => crate::images::origin(key, spec, self.dir(), registry, scratch),
         }

@@ -82,9 +82,11 @@ pub fn open(registry: &Registry, text: &str) -> Result<(Bundle, Published)> {
 }
 
 impl Published {
-    /// Where image `reference` of the bundle is: `repository@DIGEST`.
-    pub fn image(&self, reference: &str) -> Result<&str> {
-        self.mapping.get(reference).with_context(|| format!("image {reference} is not in {}", self.reference))
+    /// Where image `key` of the bundle is: `repository@DIGEST`. By key, not by reference: two
+    /// images may name one reference (cnab-to-oci's mapping keeps only one of them).
+    pub fn image(&self, key: &str) -> Result<String> {
+        let entry = self.images.get(key).with_context(|| format!("image {key} is not in {}", self.reference))?;
+        Ok(format!("{}@{}", self.repository, entry.digest))
     }
 
     /// The manifest of the Wasm artifact of shipped driver `name`.
@@ -109,10 +111,10 @@ pub fn inspect(
         bail!("{} is not a published bundle", opened.path.display())
     };
     crate::thick::report(opened.bundle.clone(), builtin, policy, |key, spec| {
-        let entry = published.images.get(key).with_context(|| format!("image {key} is not in the index"))?;
-        let at = crate::reference::parse(published.image(&spec.image)?).context("a pinned reference")?;
+        let location = published.image(key)?;
+        let at = crate::reference::parse(&location).with_context(|| format!("image {key} ({})", spec.image))?;
         let (size, platforms) = blobs(registry, &at, true)?;
-        Ok((Some(entry.digest.to_string()), size, platforms))
+        Ok((at.digest().map(str::to_owned), size, platforms))
     })
 }
 
