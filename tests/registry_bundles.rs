@@ -214,6 +214,17 @@ fn relocate_and_push_take_a_published_bundle_by_reference_pinned_by_digest() {
     assert!(o.status.success(), "push of a published bundle: {}", text(&o.stderr));
     let digest = pinned.rsplit_once('@').unwrap().1;
     assert_eq!(json_of(&o.stdout)["digest"], digest);
+    // Copied within one registry, every blob is mounted from the bundle's repository.
+    let proxy = FaultyProxy::start(&site.host, Box::new(|_, _| None));
+    let through_proxy = pinned.replace(&site.host, &proxy.host);
+    let copy = format!("{}/copies/shop:1", proxy.host);
+    let o = run(&["--insecure-registry", &proxy.host, "push", &through_proxy, &copy, "--format", "json"], dir.path());
+    assert!(o.status.success(), "push within the registry: {}", text(&o.stderr));
+    assert_eq!(json_of(&o.stdout)["digest"], digest);
+    let seen: Vec<String> = proxy.seen.lock().unwrap().iter().map(|(line, _)| line.clone()).collect();
+    assert!(seen.iter().any(|l| l.starts_with("POST") && l.contains("mount=")), "nothing was mounted: {seen:#?}");
+    let uploads: Vec<&String> = seen.iter().filter(|l| l.starts_with("PUT") && l.contains("/blobs/uploads/")).collect();
+    assert!(uploads.is_empty(), "blobs were uploaded rather than mounted: {uploads:#?}");
     // A reference whose digest is not the bundle's is refused.
     let wrong = format!("{target}@{}", Digest::of(b"another"));
     let o = run(&["--insecure-registry", &site.host, "inspect", &wrong], dir.path());

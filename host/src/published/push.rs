@@ -9,7 +9,7 @@ use crate::bundle::Bundle;
 use crate::bundle_drivers::Source;
 use crate::driver::{Drivers, Events, declared};
 use crate::oci::{BlobFile, Descriptor, Digest, Layout, children};
-use crate::opened::Opened;
+use crate::opened::{Form, Opened};
 use crate::registry::{Registry, Upload};
 use crate::relocate::{self, Destinations, RelocateOptions, Relocated};
 use anyhow::{Context, Result, bail};
@@ -76,6 +76,18 @@ pub fn push(opened: &Opened, drivers: &Drivers, registry: &Arc<Registry>, option
         images.insert(r.key.clone(), entry);
     }
 
+    // A published bundle pushed on holds its own documents' blobs in its repository: within
+    // one registry they are mounted from there, as its images are.
+    let source = match &opened.form {
+        Form::Published(published) => crate::reference::parse(&published.reference),
+        Form::Json | Form::Thick(_) => None,
+    };
+    let held = |digest: &Digest| {
+        if let Some(from) = &source {
+            registry.note_holder(from.resolve_registry(), digest, from.repository());
+        }
+    };
+
     let scratch = crate::cleanup::TempDir::new_in(&options.scratch, ".ferry-push-")?;
     let mut shipped = BTreeMap::new();
     let mut driver_entries = BTreeMap::new();
@@ -86,7 +98,10 @@ pub fn push(opened: &Opened, drivers: &Drivers, registry: &Arc<Registry>, option
         let manifest = std::fs::read(layout.path().join(Layout::blob_name(&root.digest)))?;
         let blobs = children(&manifest)?
             .into_iter()
-            .map(|c| Ok(Upload::of(c.digest.clone(), BlobFile::whole(layout.open_blob(&c.digest)?)?)))
+            .map(|c| {
+                held(&c.digest);
+                Ok(Upload::of(c.digest.clone(), BlobFile::whole(layout.open_blob(&c.digest)?)?))
+            })
             .collect::<Result<Vec<_>>>()?;
         registry.push_blobs(&at(&root.digest), blobs, options.jobs, None)?;
         put_document(registry, &at(&root.digest), &manifest, &root)?;
@@ -100,6 +115,7 @@ pub fn push(opened: &Opened, drivers: &Drivers, registry: &Arc<Registry>, option
     let bundle = Bundle::from_bytes(canonical, "bundle.json as canonical JSON")?;
     let (manifest, manifest_entry) = convert::bundle_manifest(bundle.bytes());
     let config = Digest::of(bundle.bytes());
+    held(&config);
     registry.push_blobs(&at(&config), vec![upload(bundle.bytes(), &scratch)?], 1, None)?;
     put_document(registry, &at(&manifest_entry.digest), &manifest, &manifest_entry)?;
 
