@@ -11,6 +11,7 @@ const GUESTS: &[(&str, bool)] = &[
     ("ferry-driver-oci", true),
     ("ferry-driver-vm-disk", true),
     ("ferry-driver-tarball", true),
+    ("ferry-driver-wasm", true),
     ("example-file-driver", false),
     ("example-helm-driver", false),
     ("ferry-driver-hostile", false),
@@ -18,6 +19,9 @@ const GUESTS: &[(&str, bool)] = &[
     ("ferry-driver-lies-in-info", false),
     ("not-a-driver", false),
     ("ferry-driver-wants-sockets", false),
+    ("example-wasi-installer", false),
+    ("ferry-installer-hostile", false),
+    ("ferry-installer-probe", false),
 ];
 
 fn main() {

@@ -147,6 +147,8 @@ fn every_command_takes_o_as_a_file_and_format_as_the_style_and_describes_every_o
             assert!(!listed.is_empty(), "{name}: no {heading} heading");
             options.extend(listed);
         }
+        // The install commands' sandbox flags have a heading of their own.
+        options.extend(section(&help, "WASI installers (invocation images of imageType wasm)"));
         for (flags, description) in &options {
             assert!(!description.is_empty() && !description.starts_with('-'), "{name}: {flags} has no description");
         }

@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::http_server::HttpServer;
 use common::*;
 use ferry::oci::{Descriptor, Digest, Layout, REF_NAME};
 use serde_json::{Value, json};
@@ -613,46 +614,4 @@ fn image_report<'a>(report: &'a Value, key: &str) -> &'a Value {
 fn details_of(image: &Value) -> BTreeMap<String, String> {
     let details = image["details"].as_array().unwrap_or_else(|| panic!("no details: {image}"));
     details.iter().map(|pair| (pair[0].as_str().unwrap().to_owned(), pair[1].as_str().unwrap().to_owned())).collect()
-}
-
-/// The entry names of a .tar.
-/// `python3 -m http.server` on a free loopback port, serving `dir`; killed on drop.
-struct HttpServer {
-    host: String,
-    child: std::process::Child,
-    log: PathBuf,
-}
-
-impl HttpServer {
-    fn start(dir: &Path) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let host = format!("127.0.0.1:{port}");
-        // The access log goes to stderr; kept in a file beside the served directory.
-        let log = dir.with_extension("log");
-        let child = Command::new("python3")
-            .args(["-m", "http.server", "--bind", "127.0.0.1", &port.to_string(), "--directory"])
-            .arg(dir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("python3");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while std::net::TcpStream::connect(&host).is_err() {
-            assert!(std::time::Instant::now() < deadline, "the HTTP server did not start on {host}");
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        HttpServer { host, child, log }
-    }
-
-    /// GET requests answered so far.
-    fn requests(&self) -> usize {
-        std::fs::read_to_string(&self.log).unwrap_or_default().matches("\"GET ").count()
-    }
-}
-
-impl Drop for HttpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

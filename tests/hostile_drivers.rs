@@ -6,11 +6,11 @@ mod common;
 use common::*;
 use ferry::config::Limits;
 use ferry::driver::{
-    DestinationGrant, Driver, DriverError, ErrorKind, Events, Level, MAX_FUNCTION, Origin, Runtime, Settings,
-    VerifiedComponent,
+    DestinationGrant, Driver, DriverError, ErrorKind, Events, Level, Origin, Runtime, Settings, VerifiedComponent,
 };
 use ferry::oci::{Descriptor, Layout};
 use ferry::registry::{Deferred, Registry, RegistryOptions};
+use ferry::sandbox::MAX_FUNCTION;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -318,5 +318,6 @@ fn an_installation_is_recorded_in_postgres_and_a_killed_ferry_frees_its_lock() {
     assert!(text(&next.stderr).contains("never finished; recorded as unknown"), "{}", text(&next.stderr));
     assert_eq!(site.show("lost")["actions"][0]["result"]["status"], "unknown");
     let filter = format!("label=io.ferry.run={claim}");
-    let _ = Command::new("podman").args(["--url", &site.podman.socket, "rm", "-f", "--filter", &filter]).output();
+    let socket = &site.podman.as_ref().expect("a container site").socket;
+    let _ = Command::new("podman").args(["--url", socket, "rm", "-f", "--filter", &filter]).output();
 }

@@ -47,21 +47,33 @@ fn lock() -> std::sync::MutexGuard<'static, BTreeMap<u64, PathBuf>> {
 
 /// Set while an operation must end itself on a signal (a running invocation image: its container
 /// stopped and its claim's result recorded): the first signal wakes it instead of ending ferry.
-static HANDLER: Mutex<Option<std::sync::Arc<tokio::sync::Notify>>> = Mutex::new(None);
+static HANDLER: Mutex<Option<std::sync::Arc<Interrupt>>> = Mutex::new(None);
 
-/// While this lives, the first SIGINT or SIGTERM wakes [`Interruptible::notified`] instead of
-/// ending ferry; a second one ends ferry as usual.
-pub struct Interruptible(std::sync::Arc<tokio::sync::Notify>);
+#[derive(Default)]
+struct Interrupt {
+    notify: tokio::sync::Notify,
+    raised: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// While this lives, the first SIGINT or SIGTERM wakes [`Interruptible::notify`] and raises
+/// [`Interruptible::raised`] instead of ending ferry; a second one ends ferry as usual.
+pub struct Interruptible(std::sync::Arc<Interrupt>);
 
 impl Interruptible {
     pub fn new() -> Self {
-        let notify = std::sync::Arc::new(tokio::sync::Notify::new());
-        *HANDLER.lock().unwrap_or_else(|p| p.into_inner()) = Some(notify.clone());
-        Interruptible(notify)
+        let interrupt = std::sync::Arc::new(Interrupt::default());
+        *HANDLER.lock().unwrap_or_else(|p| p.into_inner()) = Some(interrupt.clone());
+        Interruptible(interrupt)
     }
 
+    /// Woken by the signal, for async waits.
     pub fn notify(&self) -> &tokio::sync::Notify {
-        &self.0
+        &self.0.notify
+    }
+
+    /// Raised by the signal, for loops that look.
+    pub fn raised(&self) -> &std::sync::Arc<std::sync::atomic::AtomicBool> {
+        &self.0.raised
     }
 }
 
@@ -84,8 +96,9 @@ pub fn remove_on_signals() -> std::io::Result<()> {
     std::thread::Builder::new().name("ferry-signals".into()).spawn(move || {
         for signal in signals.forever() {
             if let Some(handler) = HANDLER.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                handler.raised.store(true, std::sync::atomic::Ordering::SeqCst);
                 // notify_one keeps the wake-up for a waiter that has not started waiting yet.
-                handler.notify_one();
+                handler.notify.notify_one();
                 continue;
             }
             // Held until the process ends: nothing new is registered, or unregistered, meanwhile.

@@ -661,6 +661,13 @@ fn inspect(ctx: &Session, bundle: &std::path::Path, details: bool, report: &Repo
                 let handles = if d.handles.is_empty() { "nothing".to_owned() } else { d.handles.join(", ") };
                 writeln!(out, "bundle driver {} {} handles {}", escape(&d.name), d.digest, escape(&handles))?;
             }
+            if !inspection.installer_outbound_hosts.is_empty() {
+                writeln!(
+                    out,
+                    "installer asks to reach {} (closed unless granted with --allow-outbound)",
+                    escape(&inspection.installer_outbound_hosts.join(", "))
+                )?;
+            }
             out
         }
     };
@@ -694,6 +701,14 @@ fn driver_add(
     Ok(ExitCode::SUCCESS)
 }
 
+/// The config file: the one given, which must exist, else the default one if it exists.
+fn config_path(global: &Global) -> Result<Option<PathBuf>> {
+    if let Some(explicit) = &global.config {
+        anyhow::ensure!(explicit.exists(), "config file {} does not exist", explicit.display());
+    }
+    Ok(global.config.clone().or_else(config::default_config_path))
+}
+
 fn runtime(global: &Global, events: Arc<Terminal>) -> Result<Runtime> {
     let flags = LimitOverrides {
         memory: global.driver_memory,
@@ -702,11 +717,7 @@ fn runtime(global: &Global, events: Arc<Terminal>) -> Result<Runtime> {
         handles: global.driver_handles,
         output: global.driver_output,
     };
-    let config_path = global.config.clone().or_else(config::default_config_path);
-    if let Some(explicit) = &global.config {
-        anyhow::ensure!(explicit.exists(), "config file {} does not exist", explicit.display());
-    }
-    let limits = Limits::load(config_path.as_deref(), &flags)?;
+    let limits = Limits::load(config_path(global)?.as_deref(), &flags)?;
     Runtime::new(Settings { limits, cache_dir: global.cache_dir.clone().or_else(config::default_cache_dir), events })
 }
 

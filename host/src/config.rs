@@ -48,6 +48,84 @@ pub struct LimitOverrides {
 struct ConfigFile {
     #[serde(default)]
     drivers: DriverSection,
+    #[serde(default)]
+    installers: InstallerSection,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct InstallerSection {
+    memory: Option<String>,
+    timeout: Option<String>,
+    output: Option<String>,
+    #[serde(default)]
+    allow_outbound: Vec<String>,
+}
+
+/// What one run of a WASI installer may use (docs/wasi-installers.md): more than a driver
+/// operation, since an installer does a deployment's work.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstallerLimits {
+    /// Linear memory summed over every memory of the installer's instance.
+    pub memory: u64,
+    /// Wall-clock time of the run.
+    pub timeout: Duration,
+    /// Bytes the installer may write to stdout and stderr together; they stream to the operator.
+    pub output: u64,
+    /// `HOST[:PORT]` the operator lets installers reach, when their bundle declares them too.
+    pub allow_outbound: Vec<String>,
+}
+
+impl Default for InstallerLimits {
+    fn default() -> Self {
+        InstallerLimits {
+            memory: 1 << 30,
+            timeout: Duration::from_secs(30 * 60),
+            output: 16 << 20,
+            allow_outbound: Vec::new(),
+        }
+    }
+}
+
+/// Installer settings from the command line; each one that is set wins over the config file,
+/// and outbound grants add to the file's.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InstallerOverrides {
+    pub memory: Option<u64>,
+    pub timeout: Option<Duration>,
+    pub output: Option<u64>,
+    pub allow_outbound: Vec<String>,
+}
+
+impl InstallerLimits {
+    /// The defaults, then the config file's `[installers]` at `path` if it exists, then `flags`.
+    pub fn load(path: Option<&Path>, flags: &InstallerOverrides) -> Result<Self> {
+        let mut limits = InstallerLimits::default();
+        if let Some(path) = path.filter(|p| p.exists()) {
+            let i = read_file(path)?.installers;
+            let at = |key: &str| format!("{}: installers.{key}", path.display());
+            if let Some(v) = i.memory {
+                limits.memory = parse_size(&v).with_context(|| at("memory"))?;
+            }
+            if let Some(v) = i.timeout {
+                limits.timeout = parse_duration(&v).with_context(|| at("timeout"))?;
+            }
+            if let Some(v) = i.output {
+                limits.output = parse_size(&v).with_context(|| at("output"))?;
+            }
+            limits.allow_outbound = i.allow_outbound;
+        }
+        limits.memory = flags.memory.unwrap_or(limits.memory);
+        limits.timeout = flags.timeout.unwrap_or(limits.timeout);
+        limits.output = flags.output.unwrap_or(limits.output);
+        limits.allow_outbound.extend(flags.allow_outbound.iter().cloned());
+        Ok(limits)
+    }
+}
+
+fn read_file(path: &Path) -> Result<ConfigFile> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("{}", path.display()))
 }
 
 #[derive(Deserialize, Default)]
@@ -76,9 +154,7 @@ impl Limits {
     }
 
     fn apply_file(&mut self, path: &Path) -> Result<()> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let file: ConfigFile = toml::from_str(&text).with_context(|| format!("{}", path.display()))?;
-        let d = file.drivers;
+        let d = read_file(path)?.drivers;
         let at = |key: &str| format!("{}: drivers.{key}", path.display());
         if let Some(v) = d.memory {
             self.memory = parse_size(&v).with_context(|| at("memory"))?;
@@ -115,7 +191,7 @@ pub fn parse_size(s: &str) -> Result<u64> {
     number.checked_mul(1 << shift).with_context(|| format!("{s:?} is too large"))
 }
 
-/// `500ms`, `60s`, `5m`, or a number of seconds.
+/// `500ms`, `60s`, `5m`, `1h`, or a number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -125,7 +201,8 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
         "ms" => Duration::from_millis(number),
         "" | "s" => Duration::from_secs(number),
         "m" | "min" => Duration::from_secs(number * 60),
-        other => bail!("{s:?}: unknown unit {other:?} (use ms, s or m)"),
+        "h" => Duration::from_secs(number * 3600),
+        other => bail!("{s:?}: unknown unit {other:?} (use ms, s, m or h)"),
     })
 }
 
@@ -181,6 +258,15 @@ mod tests {
         std::fs::write(&path, "[drivers]\nmemory = \"lots\"\n").unwrap();
         let err = format!("{:#}", Limits::load(Some(&path), &LimitOverrides::default()).unwrap_err());
         assert!(err.contains("drivers.memory") && err.contains("lots"), "{err}");
+        std::fs::write(&path, "[installers]\ntimeout = \"a while\"\n").unwrap();
+        let err = format!("{:#}", InstallerLimits::load(Some(&path), &InstallerOverrides::default()).unwrap_err());
+        assert!(err.contains("installers.timeout") && err.contains("a while"), "{err}");
+        std::fs::write(&path, "[installers]\nmemory = \"2GiB\"\nallow-outbound = [\"a.example:443\"]\n").unwrap();
+        let flags = InstallerOverrides { allow_outbound: vec!["b.example".into()], ..Default::default() };
+        let installers = InstallerLimits::load(Some(&path), &flags).unwrap();
+        assert_eq!(installers.memory, 2 << 30);
+        assert_eq!(installers.timeout, InstallerLimits::default().timeout);
+        assert_eq!(installers.allow_outbound, ["a.example:443", "b.example"]);
         std::fs::write(&path, "[drivers]\nmemroy = \"1GiB\"\n").unwrap();
         let err = format!("{:#}", Limits::load(Some(&path), &LimitOverrides::default()).unwrap_err());
         assert!(err.contains("memroy"), "{err}");

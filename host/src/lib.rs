@@ -23,6 +23,7 @@ pub mod published;
 pub mod reference;
 pub mod registry;
 pub mod relocate;
+pub mod sandbox;
 pub mod thick;
 pub mod transfer;
 pub mod untrusted;

@@ -37,6 +37,8 @@ pub struct Inspection {
     pub version: String,
     pub images: Vec<ImageReport>,
     pub bundle_drivers: Vec<BundleDriverReport>,
+    /// What a WASI installer asks to reach (`custom["io.ferry.wasi"]`): closed until granted.
+    pub installer_outbound_hosts: Vec<String>,
 }
 
 /// A driver the bundle ships, and the image types it gets under the operator's policy.
@@ -198,7 +200,15 @@ pub fn report(
             handles: handles.clone(),
         })
         .collect();
-    Ok(Inspection { name: bundle.doc.name, version: bundle.doc.version, images, bundle_drivers })
+    let installer_outbound_hosts =
+        crate::install::wasi::declared(&bundle.doc)?.iter().map(ToString::to_string).collect();
+    Ok(Inspection {
+        name: bundle.doc.name,
+        version: bundle.doc.version,
+        images,
+        bundle_drivers,
+        installer_outbound_hosts,
+    })
 }
 
 /// Something wrong with a thick bundle: where (a blob, an image, a file of the bundle) and what.

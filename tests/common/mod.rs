@@ -2,6 +2,7 @@
 //! components, and OCI images written byte by byte into layouts.
 #![allow(dead_code)]
 
+pub mod http_server;
 pub mod official_schema;
 pub mod proxy;
 pub mod site;
@@ -351,8 +352,9 @@ pub fn entry_offset(tar: &Path, name: &str) -> u64 {
 }
 
 /// Copies the thick bundle `from` to `to` with blob `old` replaced by `bytes` under their own
-/// digest, and every document that names `old` (its manifest, then index.json naming that
-/// manifest) rewritten to match: digests all consistent, content changed.
+/// digest, and every document that names a replaced digest (its manifest, a config that lists
+/// it, then index.json naming that manifest) rewritten to match: digests all consistent, content
+/// changed.
 pub fn replace_blob(from: &Path, to: &Path, old: &str, bytes: &[u8]) {
     let blobs = "artifacts/layout/blobs/sha256/";
     let mut entries: Vec<(tar::Header, String, Vec<u8>)> = Vec::new();
@@ -364,24 +366,34 @@ pub fn replace_blob(from: &Path, to: &Path, old: &str, bytes: &[u8]) {
         std::io::Read::read_to_end(&mut entry, &mut data).unwrap();
         entries.push((entry.header().clone(), name, data));
     }
-    // Each replacement changes one digest, which the documents naming it must follow.
-    let mut renames = vec![(old.to_owned(), bytes.to_vec())];
-    while let Some((old, new_bytes)) = renames.pop() {
-        let new = Digest::of(&new_bytes).to_string();
+    let digest_of = |name: &str| name.strip_prefix(blobs).map(|hex| format!("sha256:{hex}"));
+    let rename = |name: &mut String, data: &[u8]| *name = format!("{blobs}{}", Digest::of(data).hex());
+    let mut renamed = Vec::new();
+    for (_, name, data) in entries.iter_mut().filter(|(_, name, _)| digest_of(name).as_deref() == Some(old)) {
+        *data = bytes.to_vec();
+        rename(name, data);
+        renamed.push((old.to_owned(), digest_of(name).unwrap()));
+    }
+    // A document may name several replaced digests (a manifest: its layer and the config that
+    // lists the layer); rewriting until nothing names an old one makes every digest follow.
+    loop {
+        let mut changed = false;
         for (_, name, data) in entries.iter_mut() {
-            if name.strip_prefix(blobs) == Some(old.trim_start_matches("sha256:")) {
-                *name = format!("{blobs}{}", new.trim_start_matches("sha256:"));
-                *data = new_bytes.clone();
-            } else if (name.starts_with(blobs) || name.ends_with("index.json"))
-                && std::str::from_utf8(data).is_ok_and(|s| s.contains(&old))
-            {
-                let rewritten = String::from_utf8(data.clone()).unwrap().replace(&old, &new).into_bytes();
-                if let Some(hex) = name.strip_prefix(blobs) {
-                    renames.push((format!("sha256:{hex}"), rewritten));
-                } else {
-                    *data = rewritten;
-                }
+            let Ok(content) = std::str::from_utf8(data) else { continue };
+            let is_document = name.starts_with(blobs) || name.ends_with("index.json");
+            if !is_document || !renamed.iter().any(|(old, _)| content.contains(old.as_str())) {
+                continue;
             }
+            let rewritten = renamed.iter().fold(content.to_owned(), |text, (old, new)| text.replace(old, new));
+            *data = rewritten.into_bytes();
+            if let Some(before) = digest_of(name) {
+                rename(name, data);
+                renamed.push((before, digest_of(name).unwrap()));
+            }
+            changed = true;
+        }
+        if !changed {
+            break;
         }
     }
     let mut builder = tar::Builder::new(std::fs::File::create(to).unwrap());

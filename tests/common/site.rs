@@ -1,6 +1,8 @@
-//! A site to install at: podman's Docker-compatible service on a socket of its own, a real
-//! registry holding an invocation image built from Debian's static busybox and a
-//! `/cnab/app/run` script, a bundle.json naming it, and the store ferry records in.
+//! A site to install at, with one of ferry's two executors: podman's Docker-compatible service
+//! on a socket of its own and a real registry holding an invocation image built from Debian's
+//! static busybox and a `/cnab/app/run` script; or no container engine at all and the same
+//! probe as a WebAssembly component beside bundle.json. Then a bundle.json naming the
+//! invocation image, and the store ferry records in. The runtime-contract tests run on both.
 
 use super::{TestRegistry, ferry_command, text};
 use ferry::oci::media_types::{OCI_CONFIG, OCI_LAYER_TAR, OCI_MANIFEST};
@@ -115,13 +117,15 @@ fn write_installer(layout_dir: &Path, name: &str) -> String {
 pub struct Site {
     pub dir: tempfile::TempDir,
     pub registry: TestRegistry,
-    pub podman: Podman,
+    /// `None`: the WASI executor's site, where no container engine runs.
+    pub podman: Option<Podman>,
     pub bundle: PathBuf,
     /// What FERRY_STORE says: a SQLite file in `dir` unless a test names another store.
     pub store: String,
 }
 
 impl Site {
+    /// The container executor's site.
     pub fn new() -> Site {
         let dir = tempfile::tempdir().unwrap();
         let registry = TestRegistry::start();
@@ -129,9 +133,24 @@ impl Site {
         let layout = dir.path().join("installer-layout");
         let digest = write_installer(&layout, "installer");
         registry.push(&layout, "installer", "shop/installer:1");
+        let image = json!({ "image": format!("{}/shop/installer:1", registry.host), "imageType": "oci", "contentDigest": digest });
+        Site::with(dir, registry, Some(podman), image)
+    }
+
+    /// The WASI executor's site: the probe is a component beside bundle.json.
+    pub fn wasi() -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = std::fs::read(super::guest("probe-installer.wasm")).unwrap();
+        std::fs::write(dir.path().join("probe.wasm"), &bytes).unwrap();
+        let digest = format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)));
+        let image = json!({ "image": "probe.wasm", "imageType": "wasm", "contentDigest": digest });
+        Site::with(dir, TestRegistry::start(), None, image)
+    }
+
+    fn with(dir: tempfile::TempDir, registry: TestRegistry, podman: Option<Podman>, image: Value) -> Site {
         let bundle = json!({
             "schemaVersion": "v1.2.0", "name": "shop", "version": "1.0.0",
-            "invocationImages": [{ "image": format!("{}/shop/installer:1", registry.host), "imageType": "oci", "contentDigest": digest }],
+            "invocationImages": [image],
             "definitions": {
                 "port": { "type": "integer", "minimum": 1, "maximum": 65535, "default": 8080 },
                 "text": { "type": "string", "minLength": 1 },
@@ -174,11 +193,19 @@ impl Site {
         command
             .args(args)
             .args(["--insecure-registry", &self.registry.host])
-            .env("DOCKER_HOST", &self.podman.socket)
+            .env("DOCKER_HOST", self.engine())
             .env("FERRY_STORE", &self.store)
             .env("FERRY_TEST_TOKEN", "t0ken-value")
             .stdin(Stdio::null());
         command
+    }
+
+    /// Where ferry looks for a container engine: podman's socket, or one that does not exist.
+    pub fn engine(&self) -> String {
+        match &self.podman {
+            Some(podman) => podman.socket.clone(),
+            None => format!("unix://{}/no-engine.sock", self.dir.path().display()),
+        }
     }
 
     pub fn ferry(&self, args: &[&str]) -> std::process::Output {

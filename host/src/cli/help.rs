@@ -10,6 +10,7 @@ pub const GLOBAL: &str = "Global options";
 pub const DRIVER_LIMITS: &str = "Driver limits";
 pub const REGISTRY: &str = "Registry options";
 pub const BUNDLE_DRIVERS: &str = "Bundle drivers";
+pub const INSTALLER_SANDBOX: &str = "WASI installers (invocation images of imageType wasm)";
 
 pub const VALIDATE: &str = "\
 Examples:

@@ -4,14 +4,16 @@ use super::output::{Format, Report, Style};
 use super::{Session, help};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
+use ferry::config::{InstallerLimits, InstallerOverrides};
 use ferry::install::action::{self, App, Request};
 use ferry::install::claim::Status;
 use ferry::install::credentials::CredentialSource;
 use ferry::install::engine::Engine;
 use ferry::install::executor::Run;
 use ferry::install::parameters::Given;
-use ferry::install::staging;
+use ferry::install::staging::{self, Invocation};
 use ferry::install::store::{self, Store};
+use ferry::install::wasi::{self, Grant, Network, WasiExecutor};
 use ferry::opened::Opened;
 use ferry::untrusted::escape;
 use std::collections::BTreeMap;
@@ -41,9 +43,40 @@ pub struct Inputs {
     #[arg(long, value_name = "SIZE", value_parser = ferry::config::parse_size, default_value = "1MiB")]
     output_limit: u64,
     #[command(flatten)]
+    installer: InstallerFlags,
+    #[command(flatten)]
     store: StoreFlag,
     #[command(flatten)]
     style: Style,
+}
+
+/// The sandbox a WebAssembly invocation image runs in (docs/wasi-installers.md).
+#[derive(Args)]
+pub struct InstallerFlags {
+    /// Let the installer reach HOST (on PORT only, if given) when its bundle declares it under
+    /// custom["io.ferry.wasi"].allowedOutboundHosts; repeatable
+    #[arg(long, value_name = "HOST[:PORT]", help_heading = help::INSTALLER_SANDBOX)]
+    allow_outbound: Vec<String>,
+    /// Memory the installer may use [default: 1GiB]
+    #[arg(long, value_name = "SIZE", value_parser = ferry::config::parse_size, help_heading = help::INSTALLER_SANDBOX)]
+    installer_memory: Option<u64>,
+    /// Wall-clock time the installer may run [default: 30m]
+    #[arg(long, value_name = "DURATION", value_parser = ferry::config::parse_duration, help_heading = help::INSTALLER_SANDBOX)]
+    installer_timeout: Option<std::time::Duration>,
+    /// Bytes the installer may write to stdout and stderr together [default: 16MiB]
+    #[arg(long, value_name = "SIZE", value_parser = ferry::config::parse_size, help_heading = help::INSTALLER_SANDBOX)]
+    installer_output: Option<u64>,
+}
+
+impl InstallerFlags {
+    fn overrides(&self) -> InstallerOverrides {
+        InstallerOverrides {
+            memory: self.installer_memory,
+            timeout: self.installer_timeout,
+            output: self.installer_output,
+            allow_outbound: self.allow_outbound.clone(),
+        }
+    }
 }
 
 #[derive(Args)]
@@ -199,26 +232,46 @@ fn act(ctx: &Session, installation: &str, action: &str, app: Option<PathBuf>, in
     )?;
 
     // Refused before anything runs, as every other input is.
-    staging::invocation_image(&opened)?;
+    let (_, spec) = staging::invocation_image(&opened)?;
+    let sandboxed = staging::is_component(spec);
+    let installer = if sandboxed {
+        let limits = InstallerLimits::load(super::config_path(ctx.global)?.as_deref(), &inputs.installer.overrides())?;
+        let grants = limits.allow_outbound.iter().map(|g| Grant::parse(g)).collect::<Result<Vec<_>>>()?;
+        let network = Network::decide(&wasi::declared(&opened.bundle.doc)?, &grants);
+        Some((limits, network))
+    } else {
+        None
+    };
     let drivers = ctx.drivers(&opened, &registry)?;
     let mapping = inputs
         .relocation_mapping
         .as_deref()
         .map(|p| std::fs::read(p).with_context(|| format!("reading {}", p.display())))
         .transpose()?;
-    let engine = Engine::connect()?;
+    // A container engine is looked for before the images are staged: without one, nothing moves.
+    let engine = if sandboxed { None } else { Some(Engine::connect()?) };
     let staged =
         staging::stage(&opened, &drivers, &registry, mapping.as_deref(), &std::env::temp_dir(), ctx.terminal.clone());
     ctx.terminal.finish();
     let staged = staged?;
-    engine.load(&staged.layout, &staged.image_id)?;
+    let (image, executor) = match (&staged.invocation, engine, installer) {
+        (Invocation::Container { layout, image_id }, Some(engine), _) => {
+            engine.load(layout, image_id)?;
+            (image_id.clone(), Executor::Engine(engine))
+        }
+        (Invocation::Component(component), _, Some((limits, network))) => {
+            let executor = WasiExecutor::new(ctx.runtime.sandbox(), component, limits, network)?;
+            (component.digest().to_string(), Executor::Wasi(executor))
+        }
+        _ => bail!("the staged invocation image and its executor do not match"),
+    };
     let mut files = prepared.files.clone();
     if let Some(mapping) = &staged.mapping {
         files.push(("/cnab/app/relocation-mapping.json".into(), mapping.clone()));
     }
     let run = Run {
         id: prepared.claim.id.clone(),
-        image: staged.image_id.clone(),
+        image,
         env: prepared.run_env.clone(),
         files,
         artifacts: staged.artifacts.clone(),
@@ -226,7 +279,10 @@ fn act(ctx: &Session, installation: &str, action: &str, app: Option<PathBuf>, in
         output_cap: request.output_limit,
     };
     let interrupt = ferry::cleanup::Interruptible::new();
-    let outcome = action::perform(store.as_mut(), prepared, run, |run| engine.run(run, interrupt.notify()))?;
+    let outcome = action::perform(store.as_mut(), prepared, run, |run| match &executor {
+        Executor::Engine(engine) => engine.run(run, interrupt.notify()),
+        Executor::Wasi(wasi) => wasi.run(run, &interrupt, &std::env::temp_dir()),
+    })?;
     drop(interrupt);
     let result = &outcome.result;
     match inputs.style.format {
@@ -247,6 +303,11 @@ fn act(ctx: &Session, installation: &str, action: &str, app: Option<PathBuf>, in
         Status::Canceled => ExitCode::from(130),
         _ => ExitCode::FAILURE,
     })
+}
+
+enum Executor<'s> {
+    Engine(Engine),
+    Wasi(WasiExecutor<'s>),
 }
 
 fn parameters(inputs: &Inputs) -> Result<BTreeMap<String, Given>> {

@@ -5,7 +5,7 @@
 
 use super::grant::inside;
 use super::host::{HostError, HostResult};
-use super::sandbox::HostState;
+use super::state::HostState;
 use crate::oci::{self, BlobFile, Digest, HashingWriter, Layout};
 use crate::registry::Registry;
 use oci_client::Reference;

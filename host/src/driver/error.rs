@@ -3,7 +3,7 @@
 
 use super::SetupError;
 use super::bindings::since_v0_1_0::ferry::driver::types;
-use super::sandbox::{HostState, LimitHit};
+use super::state::{HostState, LimitHit};
 use crate::config::Limits;
 use crate::untrusted::{clip, escape};
 use std::collections::HashMap;
@@ -108,7 +108,11 @@ pub(super) fn classify(
         Err(e) if e.is::<SetupError>() => Ok(e.downcast::<SetupError>().expect("checked").0),
         other => other,
     };
-    let hit = state.hit.clone().or(state.budget.exceeded.then_some(LimitHit::Memory));
+    let hit = state
+        .hit
+        .clone()
+        .or(state.stopped.map(|_| LimitHit::Timeout))
+        .or(state.budget.exceeded().then_some(LimitHit::Memory));
     let trap = outcome.as_ref().err().and_then(|e| e.downcast_ref::<Trap>().copied());
     let detail = match &outcome {
         Ok(e) => clip(guest_error(e).1, MAX_MESSAGE).into_owned(),

@@ -7,8 +7,8 @@
 
 use super::bindings::since_v0_1_0::ferry::driver::{host, types};
 use super::destination::DestinationHandle;
-use super::sandbox::{HostState, LimitHit};
 use super::source::SourceHandle;
+use super::state::{HostState, LimitHit};
 use super::tar_access;
 use crate::oci::{self, BlobFile, Digest, HashingWriter};
 use crate::registry::{RegistryError, RegistryErrorKind};

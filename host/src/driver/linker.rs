@@ -1,8 +1,8 @@
 //! The imports ferry provides to drivers, and the check that a component asks for no others.
 
 use super::bindings::{INTERFACE, since_v0_1_0::ImageDriver};
-use super::sandbox::HostState;
-use super::wasi_poll::WithDeadline;
+use super::state::HostState;
+use crate::sandbox::{Shape, Waits, WithDeadline};
 use anyhow::{Result, bail};
 use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
@@ -44,7 +44,7 @@ const PROVIDED: &[&str] = &[
 pub fn new_linker(engine: &Engine) -> Result<Linker<HostState>> {
     let mut l = Linker::new(engine);
     wasmtime_wasi::p2::bindings::io::error::add_to_linker::<HostState, HasTable>(&mut l, table)?;
-    wasi::io::poll::add_to_linker::<HostState, WithDeadline>(&mut l, super::wasi_poll::view)?;
+    wasi::io::poll::add_to_linker::<HostState, WithDeadline>(&mut l, HostState::waits)?;
     wasi::io::streams::add_to_linker::<HostState, HasTable>(&mut l, table)?;
     clocks::wall_clock::add_to_linker::<HostState, wasmtime_wasi::clocks::WasiClocks>(&mut l, HostState::clocks)?;
     clocks::monotonic_clock::add_to_linker::<HostState, wasmtime_wasi::clocks::WasiClocks>(&mut l, HostState::clocks)?;
@@ -83,12 +83,6 @@ impl wasmtime::component::HasData for HasTable {
 fn table(state: &mut HostState) -> &mut wasmtime::component::ResourceTable {
     let WasiCtxView { table, .. } = state.ctx();
     table
-}
-
-/// What a component imports and exports, by name.
-pub struct Shape {
-    pub imports: Vec<String>,
-    pub exports: Vec<String>,
 }
 
 /// Checks that a component with this shape exports this host's driver interface and imports

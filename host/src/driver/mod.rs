@@ -8,26 +8,22 @@
 
 mod bindings;
 mod builtin;
-mod cache;
-mod component;
 mod destination;
 mod dry_run;
-mod engine;
 mod error;
 mod grant;
 mod host;
 mod linker;
 mod operation_log;
-mod sandbox;
 mod shipped;
 mod source;
+mod state;
 mod store;
 mod tar_access;
-mod wasi_poll;
 
+pub use crate::sandbox::VerifiedComponent;
 pub use bindings::INTERFACE;
 pub use builtin::builtin_components;
-pub use component::{MAX_FUNCTION, VerifiedComponent};
 pub use dry_run::Tally;
 pub use error::{DriverError, ErrorKind, Operation};
 pub use grant::{DestinationGrant, repository_under};
@@ -36,19 +32,19 @@ pub use shipped::{Declared, EXTENSION, MAX_DRIVER, Policy, WASM_LAYER, assign, d
 use crate::config::Limits;
 use crate::oci::{BlobFile, Digest, Layout, Stored};
 use crate::registry::Deferred;
+use crate::sandbox::{Budget, CappedPipe, Sandbox};
 use crate::untrusted::{clip, escape, has_control};
 use bindings::since_v0_1_0::ferry::driver::host::SourceKind;
 use bindings::since_v0_1_0::{ImageDriver, ImageDriverPre, ferry::driver::types};
-use cache::ComponentCache;
 use operation_log::OperationLog;
-use sandbox::{Budget, CappedPipe, HostState};
 use source::SourceHandle;
+use state::HostState;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 use store::StoreHandle;
+use wasmtime::Store;
 use wasmtime::component::{Linker, Resource};
-use wasmtime::{Engine, Store};
 use wasmtime_wasi::WasiCtxBuilder;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -207,9 +203,8 @@ pub struct Settings {
 }
 
 pub struct Runtime {
-    engine: Engine,
+    sandbox: Sandbox,
     linker: Linker<HostState>,
-    cache: ComponentCache,
     limits: Limits,
     events: Arc<dyn Events>,
 }
@@ -225,10 +220,14 @@ pub struct Driver<'rt> {
 
 impl Runtime {
     pub fn new(settings: Settings) -> anyhow::Result<Self> {
-        let engine = engine::new_engine()?;
-        let linker = linker::new_linker(&engine)?;
-        let cache = ComponentCache::new(&engine, settings.cache_dir);
-        Ok(Runtime { engine, linker, cache, limits: settings.limits, events: settings.events })
+        let sandbox = Sandbox::new(settings.cache_dir)?;
+        let linker = linker::new_linker(sandbox.engine())?;
+        Ok(Runtime { sandbox, linker, limits: settings.limits, events: settings.events })
+    }
+
+    /// The engine and compiled-component cache, for other guests than drivers.
+    pub fn sandbox(&self) -> &Sandbox {
+        &self.sandbox
     }
 
     pub fn limits(&self) -> &Limits {
@@ -241,9 +240,9 @@ impl Runtime {
         let unnamed = |kind, e: anyhow::Error| {
             DriverError::new(&component.digest().to_string(), Operation::Load, kind, format!("{e:#}"))
         };
-        let shape = component.survey().map_err(|e| unnamed(ErrorKind::NotADriver, e))?;
+        let shape = component.survey(MAX_DRIVER).map_err(|e| unnamed(ErrorKind::NotADriver, e))?;
         linker::check_shape(&shape).map_err(|e| unnamed(ErrorKind::NotADriver, e))?;
-        let compiled = self.cache.load(&self.engine, component).map_err(|e| unnamed(ErrorKind::NotADriver, e))?;
+        let compiled = self.sandbox.compile(component).map_err(|e| unnamed(ErrorKind::NotADriver, e))?;
         let pre = self
             .linker
             .instantiate_pre(&compiled)
@@ -288,6 +287,7 @@ impl Runtime {
             limits: self.limits,
             deadline: Instant::now() + self.limits.timeout,
             hit: None,
+            stopped: None,
             handles: 0,
             grant,
             driver: driver.to_owned(),
@@ -297,10 +297,7 @@ impl Runtime {
             written: Vec::new(),
             recorded_root: None,
         };
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.budget);
-        store.set_epoch_deadline(engine::ticks(self.limits.timeout));
-        store
+        self.sandbox.store(state, self.limits.timeout)
     }
 }
 

@@ -4,7 +4,7 @@
 
 use super::bindings::since_v0_1_0::ferry::driver::{host, types};
 use super::host::{HostError, HostResult, at_digest, parse_digest};
-use super::sandbox::HostState;
+use super::state::HostState;
 use super::tar_access;
 use crate::oci::{self, BlobFile, Digest, MAX_DOCUMENT, Stored};
 use crate::registry::Registry;

@@ -4,8 +4,8 @@
 use super::Reporting;
 use super::bindings::since_v0_1_0::ferry::driver::{host, types};
 use super::host::{HostError, HostResult, at_digest, from_wit, parse_digest, to_wit};
-use super::sandbox::HostState;
 use super::source::SourceHandle;
+use super::state::HostState;
 use crate::oci::{self, BlobFile, Descriptor, Digest, Layout, MAX_DOCUMENT, REF_NAME, Stored};
 use crate::registry::{Deferred, RegistryError, RegistryErrorKind, Remote};
 use std::io;

@@ -264,9 +264,13 @@ pub fn perform(
     }
     let finished = execute(&run);
     let (mut status, mut message, mut values) = match finished {
-        Ok(Finished { exit: Exit::Code(0), outputs }) => (Status::Succeeded, None, outputs),
-        Ok(Finished { exit: Exit::Code(code), outputs }) => {
-            (Status::Failed, Some(format!("the run tool exited with status {code}")), outputs)
+        Ok(Finished { exit: Exit::Code(0), outputs, .. }) => (Status::Succeeded, None, outputs),
+        Ok(Finished { exit: Exit::Code(code), outputs, remarks }) => {
+            let mut message = format!("the run tool exited with status {code}");
+            for remark in remarks {
+                message.push_str(&format!("; {remark}"));
+            }
+            (Status::Failed, Some(message), outputs)
         }
         Ok(Finished { exit: Exit::Lost(why), .. }) => {
             (Status::Unknown, Some(format!("the container engine was lost: {why}")), BTreeMap::new())

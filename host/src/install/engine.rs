@@ -231,7 +231,7 @@ impl Engine {
             Exit::Code(_) if !run.outputs.is_empty() => self.outputs(name, run).await?,
             _ => BTreeMap::new(),
         };
-        Ok(Finished { exit, outputs })
+        Ok(Finished { exit, outputs, remarks: Vec::new() })
     }
 
     /// The files under /cnab/app/outputs, each at most `run.output_cap` bytes.

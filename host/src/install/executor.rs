@@ -1,5 +1,5 @@
-//! What one run of an invocation image is given and what comes back, whatever runs it (a
-//! container engine today; ferry's own WASI sandbox is meant to take the same `Run`).
+//! What one run of an invocation image is given and what comes back, whatever runs it: a
+//! container engine (`engine.rs`) or ferry's own WASI sandbox (`wasi/`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -8,7 +8,8 @@ use std::path::PathBuf;
 pub struct Run {
     /// Names the run (the container's name is made from it): the claim's id.
     pub id: String,
-    /// The image to run, by ID (the config digest) so that what runs is what was checked.
+    /// The image to run: by ID (the config digest) for a container engine, so that what runs is
+    /// what was checked; the component's digest for the WASI executor, which holds it.
     pub image: String,
     pub env: BTreeMap<String, String>,
     /// Absolute path in the invocation image → content.
@@ -35,4 +36,6 @@ pub struct Finished {
     pub exit: Exit,
     /// Output name → value, for the outputs the run wrote.
     pub outputs: BTreeMap<String, Vec<u8>>,
+    /// What the executor saw that explains a failure (a connection the sandbox refused).
+    pub remarks: Vec<String>,
 }

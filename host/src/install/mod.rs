@@ -10,3 +10,4 @@ pub mod outputs;
 pub mod parameters;
 pub mod staging;
 pub mod store;
+pub mod wasi;

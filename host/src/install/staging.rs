@@ -16,12 +16,13 @@
 use crate::bundle::ImageSpec;
 use crate::cleanup::TempDir;
 use crate::driver::Drivers;
-use crate::images::{check_pinned, driver_image, origin, ready};
+use crate::images::{Roots, check_pinned, driver_image, origin, parse_mapping, ready};
 use crate::mapping::RelocationMapping;
 use crate::oci::{Descriptor, Digest, Layout, REF_NAME, Stored};
 use crate::opened::{Form, Opened};
 use crate::registry::Registry;
 use crate::relocate::{self, Destinations, RelocateOptions};
+use crate::sandbox::VerifiedComponent;
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -31,10 +32,7 @@ use std::sync::Arc;
 pub const ARTIFACTS: &str = "/cnab/app/artifacts";
 
 pub struct Staged {
-    /// The layout holding the invocation image alone, ready for the engine.
-    pub layout: PathBuf,
-    /// The image's ID once loaded: its config's digest.
-    pub image_id: String,
+    pub invocation: Invocation,
     /// Images placed at /cnab/app/artifacts.
     pub artifacts: Option<PathBuf>,
     /// /cnab/app/relocation-mapping.json.
@@ -42,7 +40,21 @@ pub struct Staged {
     _dir: TempDir,
 }
 
-/// The invocation image a container engine can run: the first of `oci` or `docker` type.
+/// The invocation image ready for what runs it.
+pub enum Invocation {
+    /// For a container engine: a layout holding the image alone, and the ID the engine will
+    /// know it by once loaded, its config's digest.
+    Container { layout: PathBuf, image_id: String },
+    /// For the WASI executor: the component, its bytes checked against the stored layer digest.
+    Component(VerifiedComponent),
+}
+
+/// The image types ferry can run as an invocation image.
+const RUNNABLE: [&str; 3] = ["oci", "docker", "wasm"];
+
+/// The invocation image ferry runs: the first one of a type it can run, a container image
+/// (`oci`, `docker`) on a container engine or a WebAssembly component (`wasm`) in its own
+/// sandbox.
 pub fn invocation_image(opened: &Opened) -> Result<(String, &ImageSpec)> {
     opened
         .bundle
@@ -50,15 +62,21 @@ pub fn invocation_image(opened: &Opened) -> Result<(String, &ImageSpec)> {
         .invocation_images
         .iter()
         .enumerate()
-        .find(|(_, spec)| matches!(spec.image_type().as_str(), "oci" | "docker"))
+        .find(|(_, spec)| RUNNABLE.contains(&spec.image_type().as_str()))
         .map(|(i, spec)| (format!("invocationImages[{i}]"), spec))
         .with_context(|| {
             format!(
-                "{}: bundle {} has no invocation image a container engine can run (imageType oci or docker)",
+                "{}: bundle {} has no invocation image ferry can run (imageType oci or docker on a container \
+                 engine, wasm in ferry's sandbox)",
                 opened.path.display(),
                 opened.bundle.doc.name
             )
         })
+}
+
+/// Whether the invocation image ferry runs is a WebAssembly component.
+pub fn is_component(spec: &ImageSpec) -> bool {
+    spec.image_type() == "wasm"
 }
 
 pub fn stage(
@@ -85,7 +103,7 @@ pub fn stage(
             };
             let relocated = ImageSpec { image: relocated.to_owned(), ..spec.clone() };
             let layout = fetch(opened, drivers, registry, &key, spec, &relocated, dir.path())?;
-            finish(layout, None, Some(bytes.to_vec()), dir)
+            finish(spec, layout, None, Some(bytes.to_vec()), dir)
         }
         (None, Form::Thick(_)) => {
             let artifacts = dir.path().join("artifacts");
@@ -113,15 +131,39 @@ pub fn stage(
                 inside.insert(r.original, r.relocated.replacen(&path.display().to_string(), &at, 1));
             }
             let layout = layout.context("the invocation image was not placed with the others")?;
+            let mapping = RelocationMapping::from_pairs(inside).to_json();
+            if is_component(spec) {
+                // The component is read from the thick bundle itself, where its digest pins it;
+                // the installer does not need a copy of itself among the artifacts.
+                // A driver writes a component into a directory as a file in its target directory.
+                let placed = if layout.is_file() { crate::files::parent_of(&layout) } else { layout.as_path() };
+                if !placed.starts_with(&artifacts) || placed == artifacts {
+                    bail!("the invocation image was placed at {}, outside its own directory", layout.display());
+                }
+                std::fs::remove_dir_all(placed)?;
+                let stored = opened.thick()?;
+                let index = stored.entries()?;
+                let carried = parse_mapping(stored.relocation_mapping.as_deref())?;
+                let root = Roots::new(&index, carried.as_ref())
+                    .find(&spec.image, spec.content_digest.as_deref())
+                    .with_context(|| format!("the invocation image {} is not in the bundle's layout", spec.image))?
+                    .clone();
+                let component = component(stored.as_ref(), &root)?;
+                return Ok(Staged {
+                    invocation: Invocation::Component(component),
+                    artifacts: Some(artifacts),
+                    mapping: Some(mapping),
+                    _dir: dir,
+                });
+            }
             // The engine receives the invocation image on its own; the run tool gets the rest.
             let moved = dir.path().join("invocation");
             std::fs::rename(&layout, &moved)?;
-            let mapping = RelocationMapping::from_pairs(inside).to_json();
-            finish(moved, Some(artifacts), Some(mapping), dir)
+            finish(spec, moved, Some(artifacts), Some(mapping), dir)
         }
         (None, Form::Json | Form::Published(_)) => {
             let layout = fetch(opened, drivers, registry, &key, spec, spec, dir.path())?;
-            finish(layout, None, None, dir)
+            finish(spec, layout, None, None, dir)
         }
     }
 }
@@ -149,9 +191,49 @@ fn fetch(
     Ok(path)
 }
 
-fn finish(layout: PathBuf, artifacts: Option<PathBuf>, mapping: Option<Vec<u8>>, dir: TempDir) -> Result<Staged> {
-    let image_id = single_image(&layout)?;
-    Ok(Staged { layout, image_id, artifacts, mapping, _dir: dir })
+fn finish(
+    spec: &ImageSpec,
+    layout: PathBuf,
+    artifacts: Option<PathBuf>,
+    mapping: Option<Vec<u8>>,
+    dir: TempDir,
+) -> Result<Staged> {
+    let invocation = if is_component(spec) {
+        let stored = Layout::open(&layout)?;
+        let [root] = stored
+            .index()?
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("{} holds more than one image", layout.display()))?;
+        Invocation::Component(component(&stored, &root)?)
+    } else {
+        let image_id = single_image(&layout)?;
+        Invocation::Container { layout, image_id }
+    };
+    Ok(Staged { invocation, artifacts, mapping, _dir: dir })
+}
+
+/// The component a Wasm OCI artifact holds: its one `application/wasm` layer, read whole (at
+/// most [`MAX_INSTALLER`](crate::install::wasi::MAX_INSTALLER) bytes) and checked against the
+/// layer's digest before anything compiles it.
+fn component(stored: &dyn Stored, root: &Descriptor) -> Result<VerifiedComponent> {
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&stored.read_blob(&root.digest, crate::oci::MAX_DOCUMENT)?)
+            .with_context(|| format!("the invocation image's manifest {}", root.digest))?;
+    let layers: Vec<Descriptor> = serde_json::from_value(manifest["layers"].clone())
+        .with_context(|| format!("the invocation image's manifest {} lists no layers", root.digest))?;
+    let [layer] = layers.as_slice() else {
+        bail!("the invocation image {} has {} layers; a WebAssembly installer has one", root.digest, layers.len());
+    };
+    if layer.media_type != crate::oci::media_types::WASM_LAYER {
+        bail!(
+            "the invocation image {}'s layer is {}, not {}",
+            root.digest,
+            layer.media_type,
+            crate::oci::media_types::WASM_LAYER
+        );
+    }
+    let bytes = stored.read_blob(&layer.digest, crate::install::wasi::MAX_INSTALLER)?;
+    VerifiedComponent::pinned(bytes, &layer.digest)
 }
 
 /// Leaves the layout's index naming one image manifest, this platform's when the image is an

@@ -1,9 +1,9 @@
-//! The one wasmtime engine every driver shares, and the clock that interrupts runaway guests.
+//! The one wasmtime engine every guest shares, and the clock that interrupts runaway guests.
 
 use std::time::Duration;
 use wasmtime::{Config, Engine};
 
-/// How often the epoch advances: the granularity of every driver's time limit.
+/// How often the epoch advances: the granularity of every guest's time limit.
 pub const TICK: Duration = Duration::from_millis(10);
 
 /// Builds the engine: Cranelift, the component model, epoch interruption and nothing else.

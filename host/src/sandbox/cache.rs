@@ -52,7 +52,7 @@ impl ComponentCache {
         }
         let compiled = component.compile(engine)?;
         if let Err(e) = store(&path, &compiled) {
-            eprintln!("ferry: warning: cannot cache compiled driver in {}: {e:#}", path.display());
+            eprintln!("ferry: warning: cannot cache the compiled component in {}: {e:#}", path.display());
         }
         Ok(compiled)
     }

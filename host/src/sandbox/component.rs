@@ -1,7 +1,5 @@
-//! Driver component bytes, checked before anything compiles them.
+//! Component bytes, checked before anything compiles them.
 
-use super::linker::Shape;
-use super::shipped::MAX_DRIVER;
 use crate::oci::Digest;
 use anyhow::{Result, bail};
 use std::borrow::Cow;
@@ -17,6 +15,12 @@ pub const MAX_FUNCTION: u64 = 256 << 10;
 const COMPONENT_PREAMBLE: [u8; 8] = [0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
 const CORE_MODULE_PREAMBLE: [u8; 8] = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
 
+/// What a component imports and exports, by name.
+pub struct Shape {
+    pub imports: Vec<String>,
+    pub exports: Vec<String>,
+}
+
 /// Component bytes whose digest is known to be right.
 pub struct VerifiedComponent {
     bytes: Cow<'static, [u8]>,
@@ -24,12 +28,12 @@ pub struct VerifiedComponent {
 }
 
 impl VerifiedComponent {
-    /// Bytes that must have digest `expected` (a built-in driver, a driver pinned in a bundle).
+    /// Bytes that must have digest `expected` (a built-in driver, a component a bundle pins).
     pub fn pinned(bytes: impl Into<Cow<'static, [u8]>>, expected: &Digest) -> Result<Self> {
         let bytes = bytes.into();
         let digest = Digest::of(&bytes);
         if digest != *expected {
-            bail!("driver component digest mismatch: pinned {expected}, the bytes are {digest}");
+            bail!("component digest mismatch: pinned {expected}, the bytes are {digest}");
         }
         Ok(VerifiedComponent { bytes, digest })
     }
@@ -45,25 +49,25 @@ impl VerifiedComponent {
     }
 
     /// What the component imports and exports, read from its bytes; refused before anything
-    /// compiles it when it is not a component, is larger than [`MAX_DRIVER`] or holds a
-    /// function larger than [`MAX_FUNCTION`] (Cranelift's time and memory grow with both).
-    pub(super) fn survey(&self) -> Result<Shape> {
+    /// compiles it when it is not a component, is larger than `max` bytes or holds a function
+    /// larger than [`MAX_FUNCTION`] (Cranelift's time and memory grow with both).
+    pub fn survey(&self, max: u64) -> Result<Shape> {
         match self.bytes.get(..8) {
             Some(p) if p == COMPONENT_PREAMBLE => {}
             Some(p) if p == CORE_MODULE_PREAMBLE => bail!(
-                "this is a core WebAssembly module, not a component: build the driver for \
-                 wasm32-wasip2 (or wrap the module with `wasm-tools component new`)"
+                "this is a core WebAssembly module, not a component: build it for wasm32-wasip2 (or wrap \
+                 the module with `wasm-tools component new`)"
             ),
             Some(p) if p[..4] == COMPONENT_PREAMBLE[..4] => {
                 bail!("unsupported WebAssembly binary version {:02x?}", &p[4..])
             }
             _ => bail!("not a WebAssembly component (it does not start with the wasm magic bytes)"),
         }
-        if self.bytes.len() as u64 > MAX_DRIVER {
-            bail!("the component is {} bytes, more than the {MAX_DRIVER} ferry compiles", self.bytes.len());
+        if self.bytes.len() as u64 > max {
+            bail!("the component is {} bytes, more than the {max} ferry compiles", self.bytes.len());
         }
         let mut shape = Shape { imports: Vec::new(), exports: Vec::new() };
-        // Nesting depth: only the outer component's imports and exports are the driver's.
+        // Nesting depth: only the outer component's imports and exports are its own.
         let mut depth = 0usize;
         for payload in Parser::new(0).parse_all(&self.bytes) {
             let invalid = |e: wasmparser::BinaryReaderError| anyhow::anyhow!("not a valid WebAssembly component: {e}");
@@ -105,8 +109,8 @@ mod tests {
     /// The limit leaves real drivers far more room than they use.
     #[test]
     fn built_in_drivers_functions_are_far_below_the_limit() {
-        for component in super::super::builtin_components().unwrap() {
-            component.survey().unwrap();
+        for component in crate::driver::builtin_components().unwrap() {
+            component.survey(crate::driver::MAX_DRIVER).unwrap();
             let largest = Parser::new(0)
                 .parse_all(&component.bytes)
                 .filter_map(|p| match p.unwrap() {
