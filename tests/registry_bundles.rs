@@ -457,12 +457,13 @@ fn pushing_to_a_registry_that_wants_credentials_takes_them_from_docker_config_js
     assert!(o.status.success(), "pull with ~/.docker/config.json: {}", text(&o.stderr));
 }
 
-/// A bundle as cnab-to-oci publishes it when the registry takes neither of its OCI forms: the
+/// A bundle as cnab-to-oci publishes it when the registry takes neither of its OCI forms (the
 /// bundle manifest in Docker schema2 with bundle.json as its config and only layer, the index
-/// as a Docker manifest list, both serialized as Go writes them; the images in the bundle's
-/// repository under the references bundle.json had before (here on Docker Hub).
+/// as a Docker manifest list), and in its first form (OCI), both serialized as Go writes them;
+/// the images in the bundle's repository under the references bundle.json had before (here on
+/// Docker Hub).
 #[test]
-fn a_bundle_cnab_to_oci_published_with_its_docker_fallback_is_pulled_inspected_and_relocated() {
+fn bundles_cnab_to_oci_published_in_its_oci_form_and_docker_fallback_are_pulled_inspected_and_relocated() {
     let dir = tempfile::tempdir().unwrap();
     let registry = TestRegistry::start();
     let layout_path = dir.path().join("published");
@@ -513,6 +514,29 @@ fn a_bundle_cnab_to_oci_published_with_its_docker_fallback_is_pulled_inspected_a
         vec![("invocationImages[0]".to_owned(), app.digest.to_string()), ("db".to_owned(), db.digest.to_string())];
     assert_eq!(digests(&inspect(&registry.host, "legacy.tgz", dir.path())), want);
     assert_eq!(digests(&inspect(&registry.host, &reference, dir.path())), want);
+
+    // cnab-to-oci's first choice, which most registries take: its own config media type in an
+    // OCI manifest written by Go's encoding/json (no mediaType, "layers":null), under an OCI
+    // index without a mediaType either.
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"config":{{"mediaType":"application/vnd.cnab.config.v1+json","digest":"{config_digest}","size":{}}},"layers":null}}"#,
+        config.len()
+    );
+    let manifest_digest = layout.put_bytes(manifest.as_bytes()).unwrap();
+    let oci_manifest = "application/vnd.oci.image.manifest.v1+json";
+    let index = format!(
+        r#"{{"schemaVersion":2,"manifests":[{},{},{}],"annotations":{{"io.cnab.runtime_version":"v1.2.0","org.opencontainers.artifactType":"application/vnd.cnab.manifest.v1","org.opencontainers.image.description":"","org.opencontainers.image.title":"legacy","org.opencontainers.image.version":"0.1.0"}}}}"#,
+        entry(oci_manifest, &manifest_digest, manifest.len() as u64, r#""io.cnab.manifest.type":"config""#),
+        entry(OCI_INDEX, &app.digest, app.size, r#""io.cnab.manifest.type":"invocation""#),
+        entry(DOCKER_LIST, &db.digest, db.size, r#""io.cnab.component.name":"db","io.cnab.manifest.type":"component""#),
+    );
+    let mut root = Descriptor::new(OCI_INDEX, layout.put_bytes(index.as_bytes()).unwrap(), index.len() as u64);
+    root.annotations.insert(REF_NAME.into(), "oci".into());
+    layout.add_to_index(root).unwrap();
+    registry.push_as_stored(&layout_path, "oci", "example/legacy:oci");
+    let oci_reference = format!("{}/example/legacy:oci", registry.host);
+    pull_and_verify(&registry.host, &oci_reference, "legacy-oci.tgz", dir.path());
+    assert_eq!(digests(&inspect(&registry.host, &oci_reference, dir.path())), want);
 
     let site = TestRegistry::start();
     let o = run(
