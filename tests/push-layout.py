@@ -28,7 +28,7 @@ def push(descriptor, reference):
     data = blob(descriptor["digest"])
     if descriptor["mediaType"] in DOCUMENTS:
         doc = json.loads(data)
-        for child in [doc.get("config")] + doc.get("layers", []) + doc.get("manifests", []):
+        for child in [doc.get("config")] + (doc.get("layers") or []) + (doc.get("manifests") or []):
             if child:
                 push(child, child["digest"])
         request("PUT", "/v2/%s/manifests/%s" % (repository, reference), data, {"Content-Type": descriptor["mediaType"]})

@@ -67,6 +67,10 @@ impl Source<'_> {
                 }
                 Ok(bytes)
             }
+            (Form::Published(published), _, _) => {
+                let reference = published.driver(&d.name)?;
+                pull(self.registry, &reference, &d.digest()).with_context(|| format!("{}: {reference}", what()))
+            }
             (Form::Json, None, Some(reference)) => {
                 pull(self.registry, reference, &d.digest()).with_context(|| format!("{}: {reference}", what()))
             }

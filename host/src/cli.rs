@@ -5,7 +5,7 @@ mod installs;
 mod output;
 
 use crate::progress::Terminal;
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use ferry::bundle;
 use ferry::bundle_drivers::{self, Source};
@@ -177,10 +177,12 @@ enum Command {
         #[command(flatten)]
         style: Style,
     },
-    /// List a thick bundle's images: key, reference, type, driver, digest, size, platforms
+    /// List a thick or published bundle's images: key, reference, type, driver, digest, size,
+    /// platforms
     #[command(after_help = help::INSPECT)]
     Inspect {
-        /// A thick bundle (.tar, .tgz or .tar.zst)
+        /// A thick bundle (.tar, .tgz or .tar.zst), or REGISTRY/REPOSITORY[:TAG|@DIGEST] of a
+        /// published bundle
         bundle: PathBuf,
         /// Also run each image's driver for what it knows (a disk's format and virtual size, a
         /// tarball's entries); without it no driver runs
@@ -204,8 +206,8 @@ enum Command {
     /// mapping
     #[command(after_help = help::RELOCATE)]
     Relocate {
-        /// A thick bundle (.tar read in place; .tgz, .tar.zst), or a bundle.json whose images are
-        /// copied registry to registry
+        /// A thick bundle (.tar read in place; .tgz, .tar.zst), a bundle.json whose images are
+        /// copied registry to registry, or REGISTRY/REPOSITORY[:TAG|@DIGEST] of a published bundle
         bundle: PathBuf,
         /// REGISTRY[/PREFIX] to push the images under, or file:///DIR to write them into a directory
         ///
@@ -232,6 +234,40 @@ enum Command {
         /// Relocate the other images when one fails (exit status 1, no mapping written)
         #[arg(long)]
         keep_going: bool,
+        #[command(flatten)]
+        style: Style,
+    },
+    /// Publish a bundle into one repository of a registry, as cnab-to-oci and porter do
+    #[command(after_help = help::PUSH)]
+    Push {
+        /// A thick bundle (.tar, .tgz, .tar.zst), a bundle.json, or REGISTRY/REPOSITORY[:TAG|@DIGEST]
+        /// of a published bundle to copy
+        bundle: PathBuf,
+        /// REGISTRY/REPOSITORY[:TAG] to publish to; the tag defaults to latest
+        reference: String,
+        /// Images pushed at once, and blob uploads at once per image
+        #[arg(long, value_name = "N", default_value_t = 4)]
+        jobs: usize,
+        #[command(flatten)]
+        style: Style,
+    },
+    /// Make a thick bundle from a bundle published in a registry
+    #[command(after_help = help::PULL)]
+    Pull {
+        /// REGISTRY/REPOSITORY[:TAG|@DIGEST] of the published bundle
+        reference: String,
+        /// The thick bundle to write: .tgz/.tar.gz, .tar or .tar.zst; its directory must exist
+        #[arg(short, long, value_name = "FILE", value_parser = output::output_file)]
+        output: PathBuf,
+        /// Replace FILE if it exists (without it, an existing file is refused)
+        #[arg(long)]
+        force: bool,
+        /// Images walked, and registry blobs fetched, at once
+        #[arg(long, value_name = "N", default_value_t = 4)]
+        jobs: usize,
+        /// gzip (0-9, default 0: stored) or zstd (1-19, default 1) level
+        #[arg(long, value_name = "N")]
+        compression_level: Option<u32>,
         #[command(flatten)]
         style: Style,
     },
@@ -317,6 +353,8 @@ impl Command {
                 report.format()
             }
             Command::Export { style, .. }
+            | Command::Push { style, .. }
+            | Command::Pull { style, .. }
             | Command::Relocate { style, .. }
             | Command::Driver(DriverCommand::Add { style, .. }) => style.format,
             Command::Completion { .. } | Command::Man { .. } => Format::Text,
@@ -376,7 +414,29 @@ fn execute(cli: Cli) -> Result<ExitCode> {
         Command::Export { bundle, output, force, jobs, compression_level, style } => {
             output::check_parent(&output)?;
             let events = terminal.clone();
-            export(&ctx, &bundle, ExportOptions { output, force, jobs, level: compression_level, events }, style.format)
+            let registry = ctx.registry(None)?;
+            let opened = Opened::open(&bundle, &std::env::temp_dir())?;
+            export(
+                &ctx,
+                opened,
+                &registry,
+                ExportOptions { output, force, jobs, level: compression_level, events },
+                style.format,
+            )
+        }
+        Command::Push { bundle, reference, jobs, style } => push(&ctx, &bundle, reference, jobs, style.format),
+        Command::Pull { reference, output, force, jobs, compression_level, style } => {
+            output::check_parent(&output)?;
+            let events = terminal.clone();
+            let options = ExportOptions { output, force, jobs, level: compression_level, events };
+            let registry = ctx.registry(None)?;
+            if !ferry::published::is_reference(&reference) {
+                bail!(
+                    "pull takes REGISTRY/REPOSITORY[:TAG|@DIGEST], not {reference:?}; `ferry export` makes a thick bundle of a bundle.json"
+                );
+            }
+            let opened = Opened::published(&reference, &registry)?;
+            export(&ctx, opened, &registry, options, style.format)
         }
         Command::Relocate { bundle, to, map, output, jobs, dry_run, keep_going, style } => {
             output.as_deref().map(output::check_parent).transpose()?;
@@ -424,14 +484,19 @@ impl Session<'_> {
     }
 }
 
-fn export(ctx: &Session, bundle: &std::path::Path, options: ExportOptions, format: Format) -> Result<ExitCode> {
-    let registry = ctx.registry(None)?;
-    let opened = Opened::open(bundle, &std::env::temp_dir())?;
-    let drivers = ctx.drivers(&opened, &registry)?;
-    let report = export::export(&opened, &drivers, &registry, &options);
+/// `export` of a bundle.json, and `pull` of a published bundle: the same thick bundle.
+fn export(
+    ctx: &Session,
+    opened: Opened,
+    registry: &Arc<Registry>,
+    options: ExportOptions,
+    format: Format,
+) -> Result<ExitCode> {
+    let drivers = ctx.drivers(&opened, registry)?;
+    let report = export::export(&opened, &drivers, registry, &options);
     ctx.terminal.finish();
     let report = report?;
-    ctx.terminal.summary("exported");
+    ctx.terminal.summary(if matches!(opened.form, ferry::opened::Form::Published(_)) { "pulled" } else { "exported" });
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Format::Text => {
@@ -464,7 +529,7 @@ fn relocate(ctx: &Session, bundle: &std::path::Path, flags: Relocation, format: 
     })?;
     // Temporary files go beside the mapping, on the filesystem that will hold it.
     let scratch = output.as_deref().map(ferry::files::parent_of).unwrap_or(std::path::Path::new(".")).to_owned();
-    let opened = Opened::open(bundle, &scratch)?;
+    let opened = Opened::open_argument(bundle, &scratch, &registry)?;
     let drivers = ctx.drivers(&opened, &registry)?;
     let events = ctx.terminal.clone();
     let options = RelocateOptions { destinations, jobs, scratch, keep_going, events };
@@ -509,8 +574,43 @@ fn relocate(ctx: &Session, bundle: &std::path::Path, flags: Relocation, format: 
     Ok(ExitCode::SUCCESS)
 }
 
+fn push(ctx: &Session, bundle: &std::path::Path, target: String, jobs: usize, format: Format) -> Result<ExitCode> {
+    let registry = ctx.registry(target.split('/').next())?;
+    let scratch = std::env::temp_dir();
+    let opened = Opened::open_argument(bundle, &scratch, &registry)?;
+    let drivers = ctx.drivers(&opened, &registry)?;
+    let options = ferry::published::PushOptions { target, jobs, scratch, events: ctx.terminal.clone() };
+    let pushed = ferry::published::push(&opened, &drivers, &registry, &options);
+    ctx.terminal.finish();
+    ctx.terminal.summary("pushed");
+    let pushed = pushed?;
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&pushed)?),
+        Format::Text => {
+            for image in &pushed.images {
+                println!("{:<24} {}", escape(&image.key), image.relocated);
+            }
+            for (name, at) in &pushed.drivers {
+                println!("{:<24} {at}", format!("driver {}", escape(name)));
+            }
+            println!("pushed {}", pushed.reference);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn inspect(ctx: &Session, bundle: &std::path::Path, details: bool, report: &Report) -> Result<ExitCode> {
-    let mut inspection = thick::inspect(bundle, &Drivers::builtin(ctx.runtime)?, &ctx.global.policy())?;
+    let published = !bundle.exists() && ferry::published::is_reference(&bundle.to_string_lossy());
+    let mut inspection = if published {
+        let registry = ctx.registry(None)?;
+        let opened = Opened::open_argument(bundle, &std::env::temp_dir(), &registry)?;
+        if details {
+            opened.thick()?;
+        }
+        ferry::published::inspect(&opened, &registry, &Drivers::builtin(ctx.runtime)?, &ctx.global.policy())?
+    } else {
+        thick::inspect(bundle, &Drivers::builtin(ctx.runtime)?, &ctx.global.policy())?
+    };
     if details {
         let registry = ctx.registry(None)?;
         let opened = Opened::open(bundle, &std::env::temp_dir())?;

@@ -11,7 +11,7 @@ use crate::archive::{self, Compression};
 use crate::bundle::ImageSpec;
 use crate::bundle_drivers::Source;
 use crate::driver::{Driver, Drivers, Events, ImageState, Origin, Phase, declared};
-use crate::images::{check_pinned, driver_image, expected_size, origin, ready};
+use crate::images::{check_pinned, driver_image, expected_size, ready};
 use crate::oci::Layout;
 use crate::opened::{Form, Opened};
 use crate::registry::{Deferred, Registry};
@@ -61,7 +61,6 @@ pub fn export(
     }
     let bundle = &opened.bundle;
     let compression = Compression::from_name(&options.output, options.level)?;
-    let bundle_dir = opened.dir();
 
     let out_dir = crate::files::parent_of(&options.output);
     if !out_dir.is_dir() {
@@ -83,7 +82,7 @@ pub fn export(
     for (key, spec) in bundle.all_images() {
         let image_type = spec.image_type();
         let driver = drivers.require(&key, &spec.image, &image_type)?;
-        work.push((key.clone(), spec, driver, origin(&key, spec, bundle_dir, registry, &downloads)?));
+        work.push((key.clone(), spec, driver, opened.origin(&key, spec, registry, &downloads)?));
     }
 
     let events = options.events.as_ref();

@@ -19,6 +19,7 @@ pub mod mapping;
 pub mod oci;
 pub mod opened;
 pub mod parallel;
+pub mod published;
 pub mod reference;
 pub mod registry;
 pub mod relocate;

@@ -5,9 +5,9 @@
 //! `PREFIX/PATH`, keeping its tag and digest. Two images that would land on the same name with
 //! different content are refused before anything is pushed.
 
-use crate::bundle::ImageSpec;
+use crate::bundle::{ImageSpec, Location};
 use crate::driver::{DestinationGrant, Drivers, ImageState, Origin, Phase, Tally};
-use crate::images::{Roots, check_pinned, driver_image, origin, parse_mapping, ready};
+use crate::images::{Roots, check_pinned, driver_image, parse_mapping, ready};
 use crate::mapping::RelocationMapping;
 use crate::oci::{Layout, REF_NAME, Stored, is_document};
 use crate::opened::{Form, Opened};
@@ -100,7 +100,7 @@ fn prepare<'d>(
 ) -> Result<Prepared<'d>> {
     let bundle = &opened.bundle;
     let (layout, relocation_mapping, staging) = match &opened.form {
-        Form::Json => {
+        Form::Json | Form::Published(_) => {
             options.events.phase(Phase::Fetching, None);
             let (layout, staging) = fetch_thin(opened, drivers, registry, options.jobs, &options.scratch)?;
             (layout, None, Some(staging))
@@ -160,7 +160,7 @@ fn fetch_thin(
     jobs: usize,
     staging_parent: &Path,
 ) -> Result<(Arc<dyn Stored>, crate::cleanup::TempDir)> {
-    let (bundle, bundle_dir) = (&opened.bundle, opened.dir());
+    let bundle = &opened.bundle;
     let staging = crate::cleanup::TempDir::new_in(staging_parent, ".ferry-relocate-")?;
     let layout = Arc::new(Layout::create(&staging.path().join("layout"))?);
     let downloads = staging.path().join("downloads");
@@ -168,7 +168,7 @@ fn fetch_thin(
     let images = bundle.all_images();
     crate::parallel::try_map(&images, jobs, |(key, spec)| {
         let driver = drivers.require(key, &spec.image, &spec.image_type())?;
-        let origin = origin(key, spec, bundle_dir, registry, &downloads)?;
+        let origin = opened.origin(key, spec, registry, &downloads)?;
         ready(key, spec, &origin, registry)?;
         let root = driver.fetch(&driver_image(key, spec), &origin, &layout)?;
         check_pinned(key, spec, &root)?;
@@ -239,7 +239,11 @@ fn drive(
             if dry_run {
                 grant = grant.dry_run(tally.clone());
             }
-            let image = driver_image(&step.key, spec);
+            let mut image = driver_image(&step.key, spec);
+            if options.destinations.by_digest && spec.location() == Location::Registry {
+                // Drivers keep the tag an image's reference has: without one, they push by digest.
+                image.reference = untagged(&image.reference);
+            }
             let events = options.events.as_ref();
             if !dry_run {
                 events.image(&step.key, ImageState::Working);
@@ -307,6 +311,14 @@ fn pin(reference: &str) -> String {
     match reference.split_once('@') {
         Some((name, digest)) => format!("{}@{digest}", strip_tag(name)),
         None => reference.to_owned(),
+    }
+}
+
+/// `host/repo:tag@digest` → `host/repo@digest`; `host/repo:tag` → `host/repo`.
+fn untagged(reference: &str) -> String {
+    match reference.split_once('@') {
+        Some((name, digest)) => format!("{}@{digest}", strip_tag(name)),
+        None => strip_tag(reference).to_owned(),
     }
 }
 

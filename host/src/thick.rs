@@ -126,7 +126,7 @@ fn walk(contents: &Contents, root: &Descriptor) -> Walk {
     w
 }
 
-fn platform_name(p: &serde_json::Value) -> Option<String> {
+pub fn platform_name(p: &serde_json::Value) -> Option<String> {
     let (os, arch) = (p["os"].as_str()?, p["architecture"].as_str()?);
     Some(match p["variant"].as_str() {
         Some(v) => format!("{os}/{arch}/{v}"),
@@ -143,6 +143,25 @@ pub fn inspect(path: &Path, builtin: &Drivers, policy: &Policy) -> Result<Inspec
     let index = archive::parse_index(contents.index.as_deref())?;
     let mapping = parse_mapping(contents.relocation_mapping.as_deref())?;
     let roots = Roots::new(&index, mapping.as_ref());
+    report(bundle, builtin, policy, |_, spec| {
+        let root = roots.find(&spec.image, spec.content_digest.as_deref());
+        let walked = root.map(|r| walk(&contents, r));
+        let size = walked.as_ref().map(|w| w.blobs.values().sum()).unwrap_or(0);
+        Ok((root.map(|r| r.digest.to_string()), size, walked.map(|w| w.platforms).unwrap_or_default()))
+    })
+}
+
+/// What one image is, for [`report`]: its stored digest, the bytes of its blobs, its platforms.
+pub type Found = (Option<String>, u64, Vec<String>);
+
+/// The inspection of `bundle`: each image as `stored` finds it (by key), with the driver it
+/// gets from `builtin` and the drivers the bundle ships under `policy`.
+pub fn report(
+    bundle: Bundle,
+    builtin: &Drivers,
+    policy: &Policy,
+    mut stored: impl FnMut(&str, &crate::bundle::ImageSpec) -> Result<Found>,
+) -> Result<Inspection> {
     let declared = declared(&bundle)?;
     let assigned = assign(&declared, |t| builtin.for_type(t).is_some(), policy);
     let driver_for = |image_type: &str| -> Option<(String, String)> {
@@ -156,22 +175,21 @@ pub fn inspect(path: &Path, builtin: &Drivers, policy: &Policy) -> Result<Inspec
         .into_iter()
         .map(|(key, spec)| {
             let image_type = spec.image_type();
-            let root = roots.find(&spec.image, spec.content_digest.as_deref());
-            let walked = root.map(|r| walk(&contents, r));
+            let (digest, size, platforms) = stored(&key, spec)?;
             let (driver, driver_from) = driver_for(&image_type).unzip();
-            ImageReport {
+            Ok(ImageReport {
                 key,
                 reference: spec.image.clone(),
                 driver,
                 driver_from,
                 image_type,
-                digest: root.map(|r| r.digest.to_string()),
-                size: walked.as_ref().map(|w| w.blobs.values().sum()).unwrap_or(0),
-                platforms: walked.map(|w| w.platforms).unwrap_or_default(),
+                digest,
+                size,
+                platforms,
                 details: Vec::new(),
-            }
+            })
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let bundle_drivers = declared
         .iter()
         .zip(assigned.iter())

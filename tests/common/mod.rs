@@ -237,6 +237,12 @@ impl TestRegistry {
         TestRegistry { host, child, _dir: dir }
     }
 
+    /// Where the registry keeps what it stores (`docker/registry/v2/...`), for tests that damage
+    /// it behind its back.
+    pub fn storage(&self) -> PathBuf {
+        self._dir.path().join("data/docker/registry/v2")
+    }
+
     /// Pushes image `name` of an OCI layout, every platform, digests kept, with skopeo.
     pub fn push(&self, layout: &Path, name: &str, repository_and_tag: &str) {
         self.push_with(layout, name, repository_and_tag, None)

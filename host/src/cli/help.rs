@@ -26,7 +26,8 @@ Examples:
 pub const INSPECT: &str = "\
 Examples:
   ferry inspect app.tgz
-  ferry inspect app.tgz --details --format json";
+  ferry inspect app.tgz --details --format json
+  ferry inspect registry.example:5000/shop:1.0       # a published bundle, read from its index";
 
 pub const VERIFY: &str = "\
 Examples:
@@ -37,7 +38,25 @@ pub const RELOCATE: &str = "\
 Examples:
   ferry relocate app.tgz --to registry.site:5000/shop -o relocation-mapping.json
   ferry relocate app.tgz --to file:///srv/images -o relocation-mapping.json
-  ferry relocate bundle.json --to registry.site:5000/shop --dry-run --format json";
+  ferry relocate bundle.json --to registry.site:5000/shop --dry-run --format json
+  ferry relocate registry.example:5000/shop:1.0 --to registry.site:5000/mirror -o relocation-mapping.json";
+
+pub const PUSH: &str = "\
+Examples:
+  ferry push app.tgz registry.example:5000/shop:1.0
+  ferry push bundle.json registry.example:5000/shop --format json
+
+Every image goes into REPOSITORY by digest, then the drivers the bundle ships, bundle.json as
+canonical JSON, and last the index under TAG (default latest), as cnab-to-oci publishes bundles.
+See docs/registries.md.";
+
+pub const PULL: &str = "\
+Examples:
+  ferry pull registry.example:5000/shop:1.0 -o shop.tgz
+  ferry pull registry.example:5000/shop@sha256:... -o shop.tar --force
+
+Reads bundles ferry, porter and cnab-to-oci publish. The thick bundle is what `ferry export`
+writes: verify, inspect and relocate take it.";
 
 pub const DRIVER_LIST: &str = "\
 Examples:

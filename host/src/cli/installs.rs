@@ -209,9 +209,15 @@ fn act(ctx: &Session, installation: &str, action: &str, app: Option<PathBuf>, in
             None => bail!("give the bundle: installation {installation:?} records none to reuse"),
         },
     };
-    let absolute = std::path::absolute(&app).with_context(|| format!("{}", app.display()))?;
-    let opened = Opened::open(&absolute, &std::env::temp_dir())
+    let registry = ctx.registry(None)?;
+    // A published bundle is recorded by the reference it was pinned to, a file by its path.
+    let absolute = match app.exists() || !ferry::published::is_reference(&app.to_string_lossy()) {
+        true => std::path::absolute(&app).with_context(|| format!("{}", app.display()))?,
+        false => app.clone(),
+    };
+    let opened = Opened::open_argument(&absolute, &std::env::temp_dir(), &registry)
         .with_context(|| format!("opening the bundle {} for {action}", app.display()))?;
+    let absolute = opened.path.clone();
     let request = Request {
         installation: installation.to_owned(),
         action: action.to_owned(),
@@ -236,7 +242,6 @@ fn act(ctx: &Session, installation: &str, action: &str, app: Option<PathBuf>, in
     } else {
         None
     };
-    let registry = ctx.registry(None)?;
     let drivers = ctx.drivers(&opened, &registry)?;
     let mapping = inputs
         .relocation_mapping

@@ -89,7 +89,13 @@ pub fn stage(
 ) -> Result<Staged> {
     let dir = TempDir::new_in(scratch, ".ferry-install-")?;
     let (key, spec) = invocation_image(opened)?;
-    match (mapping, &opened.form) {
+    // A published bundle's images are where its index says: the mapping cnab-to-oci derives,
+    // mounted for the invocation image as porter does.
+    let published = match &opened.form {
+        Form::Published(published) => Some(published.mapping.to_json()),
+        Form::Json | Form::Thick(_) => None,
+    };
+    match (mapping.or(published.as_deref()), &opened.form) {
         (Some(bytes), _) => {
             let parsed = RelocationMapping::from_bytes(bytes).context("the relocation mapping")?;
             let Some(relocated) = parsed.get(&spec.image) else {
@@ -155,7 +161,7 @@ pub fn stage(
             std::fs::rename(&layout, &moved)?;
             finish(spec, moved, Some(artifacts), Some(mapping), dir)
         }
-        (None, Form::Json) => {
+        (None, Form::Json | Form::Published(_)) => {
             let layout = fetch(opened, drivers, registry, &key, spec, spec, dir.path())?;
             finish(spec, layout, None, None, dir)
         }

@@ -49,10 +49,11 @@ struct Links {
     #[serde(rename = "mediaType")]
     media_type: Option<String>,
     config: Option<Descriptor>,
+    // `null` as well as absent: cnab-to-oci writes its bundle manifests with `"layers": null`.
     #[serde(default)]
-    layers: Vec<Descriptor>,
+    layers: Option<Vec<Descriptor>>,
     #[serde(default)]
-    manifests: Vec<Descriptor>,
+    manifests: Option<Vec<Descriptor>>,
 }
 
 /// What a manifest or index refers to: its config, layers and child manifests (not its subject,
@@ -62,11 +63,17 @@ struct Links {
 pub fn children(document: &[u8]) -> anyhow::Result<Vec<Descriptor>> {
     let links = serde_json::from_slice::<Links>(document)
         .map_err(|e| anyhow::anyhow!("its config, layers or manifests are not OCI descriptors: {e}"))?;
-    Ok(links.config.into_iter().chain(links.layers).chain(links.manifests).collect())
+    Ok(links
+        .config
+        .into_iter()
+        .chain(links.layers.into_iter().flatten())
+        .chain(links.manifests.into_iter().flatten())
+        .collect())
 }
 
 /// The media type a manifest or index declares, or the one its shape implies.
 pub fn media_type_of(document: &[u8]) -> Option<String> {
     let links = serde_json::from_slice::<Links>(document).ok()?;
-    links.media_type.or_else(|| Some(if links.manifests.is_empty() { OCI_MANIFEST } else { OCI_INDEX }.to_owned()))
+    let is_index = links.manifests.is_some_and(|m| !m.is_empty());
+    links.media_type.or_else(|| Some(if is_index { OCI_INDEX } else { OCI_MANIFEST }.to_owned()))
 }

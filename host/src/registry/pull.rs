@@ -74,6 +74,48 @@ impl Registry {
         }
     }
 
+    /// The descriptor (media type, digest, size) of the manifest `target` names, told by one
+    /// HEAD request; `None` when it names none. A registry whose answer lacks a header is asked
+    /// for the manifest itself.
+    pub fn manifest_descriptor(
+        &self,
+        target: &Reference,
+        deadline: Option<Instant>,
+    ) -> Result<Option<oci::Descriptor>, RegistryError> {
+        let what = format!("manifest {target}");
+        let found = self.retry(|| {
+            let authorization = self.authenticate_for(target, RegistryOperation::Pull, deadline)?;
+            let pace = self.pace(deadline);
+            let registry = target.resolve_registry();
+            self.runtime.block_on(async {
+                let head = authorization.apply(self.http(registry)?.head(self.manifest_url(target)));
+                let answer =
+                    self.answer(head.header(ACCEPT, MANIFEST_TYPES.join(", ")), &pace, &what, registry).await?;
+                let header = |name: &str| answer.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+                let told = (header("docker-content-digest"), header("content-type"), header("content-length"));
+                if let (Some(digest), Some(media_type), Some(size)) = told
+                    && let (Ok(digest), Ok(size)) = (digest.parse::<Digest>(), size.parse::<u64>())
+                    && MANIFEST_TYPES.contains(&media_type.as_str())
+                {
+                    return Ok(oci::Descriptor::new(media_type, digest, size));
+                }
+                let bytes = self.get_manifest(target, &authorization, &pace, &what).await?;
+                let media_type = oci::media_type_of(&bytes).unwrap_or_else(|| MANIFEST_TYPES[0].to_owned());
+                Ok(oci::Descriptor::new(media_type, Digest::of(&bytes), bytes.len() as u64))
+            })
+        });
+        match found {
+            Ok(descriptor) => match target.digest() {
+                Some(pinned) if pinned != descriptor.digest.to_string() => {
+                    Err(RegistryError::failed(format!("{what}: the registry names its digest {}", descriptor.digest)))
+                }
+                _ => Ok(Some(descriptor)),
+            },
+            Err(e) if e.kind == RegistryErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.explained(target, e)),
+        }
+    }
+
     fn manifest_url(&self, reference: &Reference) -> String {
         let registry = reference.resolve_registry();
         let name = reference.digest().or(reference.tag()).unwrap_or("latest");

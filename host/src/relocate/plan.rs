@@ -51,6 +51,9 @@ pub struct Destinations {
     /// By original reference or image key: a registry with the repository to use, or a
     /// directory the image goes into as it is.
     pub map: BTreeMap<String, (Destination, String)>,
+    /// Registry images go by digest only, their tags left behind: many images pushed into one
+    /// repository (a published bundle's) would otherwise fight over their tags.
+    pub by_digest: bool,
 }
 
 impl Destinations {
@@ -71,7 +74,7 @@ impl Destinations {
                 Ok((image.clone(), target))
             })
             .collect::<Result<_>>()?;
-        Ok(Destinations { to, map })
+        Ok(Destinations { to, map, by_digest: false })
     }
 }
 
@@ -100,6 +103,7 @@ pub fn plan(bundle: &str, images: &[Image], destinations: &Destinations) -> Resu
     let mut targets = Vec::new();
     for image in images {
         let (repository, tag) = match image.location {
+            Location::Registry if destinations.by_digest => (repository_and_tag(image.reference)?.0, None),
             Location::Registry => repository_and_tag(image.reference)?,
             Location::Url | Location::Path => (repository_for_file(bundle, image.key), None),
         };
