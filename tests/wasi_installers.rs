@@ -6,7 +6,7 @@
 mod common;
 
 use common::site::ok;
-use common::{ferry_command, guest, text};
+use common::{TestRegistry, ferry_command, guest, text};
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -181,6 +181,15 @@ fn an_installer_component_runs_install_upgrade_and_uninstall_with_no_container_e
     std::fs::remove_file(site.path().join("installer.wasm")).unwrap();
     ok(&site.ferry(&[&["install", "again", archive.to_str().unwrap()][..], &inputs].concat()));
     assert_eq!(site.output("again", "answer"), "welcome install again");
+
+    // Published to a registry, it installs by reference, pinned by digest, with no engine.
+    let registry = TestRegistry::start();
+    let reference = format!("{}/apps/greeter:0.1.0", registry.host);
+    ok(&site.ferry(&["--insecure-registry", &registry.host, "push", archive.to_str().unwrap(), &reference]));
+    let by_reference =
+        [&["--insecure-registry", registry.host.as_str(), "install", "published", &reference][..], &inputs];
+    ok(&site.ferry(&by_reference.concat()));
+    assert_eq!(site.output("published", "answer"), "welcome install published");
     let leftovers: Vec<_> = std::fs::read_dir(site.path().join("tmp")).unwrap().collect();
     assert!(leftovers.is_empty(), "the sandbox's files are removed: {leftovers:?}");
 }
