@@ -274,8 +274,8 @@ impl Runtime {
 
     /// A store for one operation: nothing ambient, the operator's limits, a deadline.
     fn new_store(&self, driver: &str, grant: Option<DestinationGrant>) -> Store<HostState> {
-        let stdout = CappedPipe::new(self.limits.output);
-        let stderr = CappedPipe::new(self.limits.output);
+        let stdout = CappedPipe::capped(self.limits.output);
+        let stderr = CappedPipe::capped(self.limits.output);
         let wasi =
             WasiCtxBuilder::new().stdout(stdout).stderr(stderr.clone()).allow_blocking_current_thread(true).build();
         let mut table = wasmtime::component::ResourceTable::new();

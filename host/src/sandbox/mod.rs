@@ -16,7 +16,7 @@ pub use component::{MAX_FUNCTION, Shape, VerifiedComponent};
 pub use deadline::{Stop, Wait, Waits, WithDeadline};
 pub use engine::TICK;
 pub use memory::Budget;
-pub use pipe::CappedPipe;
+pub use pipe::{CappedPipe, LimitReached, Pipe, Sink};
 
 use anyhow::Result;
 use cache::ComponentCache;

@@ -1,31 +1,52 @@
-//! A guest's stdout or stderr, kept in memory up to a cap.
+//! A guest's stdout or stderr: every write handed to a [`Sink`] that decides what becomes of
+//! it (kept in memory up to a cap for a driver, streamed to the operator within a budget for an
+//! installer). A sink that refuses ends the guest.
 
 use std::sync::{Arc, Mutex};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
-use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
 
-/// A stdout or stderr that keeps the first `cap` bytes and quietly drops the rest, so a chatty
-/// driver neither fills ferry's memory nor fails on a full pipe.
-#[derive(Clone)]
-pub struct CappedPipe {
-    buffer: Arc<Mutex<Vec<u8>>>,
+/// Where a guest's output goes.
+pub trait Sink: Send + Sync + 'static {
+    fn take(&self, bytes: &[u8]) -> Result<(), LimitReached>;
+}
+
+/// A sink's refusal: the write traps, ending the guest.
+#[derive(Debug)]
+pub struct LimitReached;
+
+/// A guest's stdout or stderr, writing to its sink.
+pub struct Pipe<S>(Arc<S>);
+
+impl<S> Clone for Pipe<S> {
+    fn clone(&self) -> Self {
+        Pipe(self.0.clone())
+    }
+}
+
+impl<S: Sink> Pipe<S> {
+    pub fn new(sink: S) -> Self {
+        Pipe(Arc::new(sink))
+    }
+}
+
+/// Keeps the first `cap` bytes and quietly drops the rest, so a chatty driver neither fills
+/// ferry's memory nor fails on a full pipe.
+pub struct Capped {
+    buffer: Mutex<Vec<u8>>,
     cap: usize,
 }
 
-impl CappedPipe {
-    pub fn new(cap: u64) -> Self {
-        CappedPipe { buffer: Arc::default(), cap: usize::try_from(cap).unwrap_or(usize::MAX) }
-    }
+pub type CappedPipe = Pipe<Capped>;
 
-    fn push(&self, bytes: &[u8]) {
-        let mut buffer = self.buffer.lock().unwrap();
-        let room = self.cap.saturating_sub(buffer.len());
-        buffer.extend_from_slice(&bytes[..bytes.len().min(room)]);
+impl Pipe<Capped> {
+    pub fn capped(cap: u64) -> Self {
+        Pipe::new(Capped { buffer: Mutex::default(), cap: usize::try_from(cap).unwrap_or(usize::MAX) })
     }
 
     /// The last lines kept, at most `max` bytes, for an error message.
     pub fn tail(&self, max: usize) -> String {
-        let buffer = self.buffer.lock().unwrap();
+        let buffer = self.0.buffer.lock().unwrap();
         let text = String::from_utf8_lossy(&buffer);
         let text = text.trim_end();
         let start = text.len().saturating_sub(max);
@@ -34,13 +55,22 @@ impl CappedPipe {
     }
 }
 
-impl IsTerminal for CappedPipe {
+impl Sink for Capped {
+    fn take(&self, bytes: &[u8]) -> Result<(), LimitReached> {
+        let mut buffer = self.buffer.lock().unwrap();
+        let room = self.cap.saturating_sub(buffer.len());
+        buffer.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        Ok(())
+    }
+}
+
+impl<S: Sink> IsTerminal for Pipe<S> {
     fn is_terminal(&self) -> bool {
         false
     }
 }
 
-impl StdoutStream for CappedPipe {
+impl<S: Sink> StdoutStream for Pipe<S> {
     fn p2_stream(&self) -> Box<dyn OutputStream> {
         Box::new(self.clone())
     }
@@ -50,14 +80,15 @@ impl StdoutStream for CappedPipe {
 }
 
 #[wasmtime_wasi::async_trait]
-impl Pollable for CappedPipe {
+impl<S: Sink> Pollable for Pipe<S> {
     async fn ready(&mut self) {}
 }
 
-impl OutputStream for CappedPipe {
+impl<S: Sink> OutputStream for Pipe<S> {
     fn write(&mut self, bytes: bytes::Bytes) -> StreamResult<()> {
-        self.push(&bytes);
-        Ok(())
+        self.0
+            .take(&bytes)
+            .map_err(|LimitReached| StreamError::Trap(wasmtime::Error::msg("the guest's output limit was reached")))
     }
     fn flush(&mut self) -> StreamResult<()> {
         Ok(())
@@ -67,14 +98,15 @@ impl OutputStream for CappedPipe {
     }
 }
 
-impl tokio::io::AsyncWrite for CappedPipe {
+impl<S: Sink> tokio::io::AsyncWrite for Pipe<S> {
     fn poll_write(
         self: std::pin::Pin<&mut Self>,
         _cx: &mut std::task::Context<'_>,
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        self.push(buf);
-        std::task::Poll::Ready(Ok(buf.len()))
+        let taken =
+            self.0.take(buf).map(|()| buf.len()).map_err(|LimitReached| std::io::ErrorKind::QuotaExceeded.into());
+        std::task::Poll::Ready(taken)
     }
     fn poll_flush(
         self: std::pin::Pin<&mut Self>,

@@ -131,8 +131,8 @@ impl<'s> WasiExecutor<'s> {
         let mut wasi = WasiCtxBuilder::new();
         let budget = stdio::Budget::new(self.limits.output);
         let stdout = if run.stdout_to_stderr { stdio::Which::Stderr } else { stdio::Which::Stdout };
-        wasi.stdout(stdio::Live::new(stdout, &budget))
-            .stderr(stdio::Live::new(stdio::Which::Stderr, &budget))
+        wasi.stdout(stdio::live(stdout, &budget))
+            .stderr(stdio::live(stdio::Which::Stderr, &budget))
             .envs(&run.env.iter().collect::<Vec<_>>())
             .arg("/cnab/app/run")
             .allow_blocking_current_thread(true);

@@ -2,11 +2,10 @@
 //! byte budget for both: past it the run ends, naming `--installer-output`, rather than filling
 //! the operator's terminal or log without end.
 
+use crate::sandbox::{LimitReached, Pipe, Sink};
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
-use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
 
 /// The budget both streams share, and whether it ran out.
 pub struct Budget {
@@ -21,28 +20,28 @@ impl Budget {
     }
 }
 
+/// Where a stream of the installer goes on ferry's side.
 #[derive(Clone, Copy)]
 pub enum Which {
     Stdout,
     Stderr,
 }
 
-#[derive(Clone)]
 pub struct Live {
     which: Which,
     budget: Arc<Budget>,
 }
 
-impl Live {
-    pub fn new(which: Which, budget: &Arc<Budget>) -> Self {
-        Live { which, budget: budget.clone() }
-    }
+pub fn live(which: Which, budget: &Arc<Budget>) -> Pipe<Live> {
+    Pipe::new(Live { which, budget: budget.clone() })
+}
 
-    fn write_bytes(&self, bytes: &[u8]) -> Result<(), ()> {
+impl Sink for Live {
+    fn take(&self, bytes: &[u8]) -> Result<(), LimitReached> {
         let n = bytes.len() as u64;
         if self.budget.spent.fetch_add(n, Ordering::Relaxed) + n > self.budget.limit {
             self.budget.exceeded.store(true, Ordering::Relaxed);
-            return Err(());
+            return Err(LimitReached);
         }
         // The operator's own terminal or pipe going away is not the installer's failure.
         let _ = match self.which {
@@ -50,61 +49,5 @@ impl Live {
             Which::Stderr => std::io::stderr().write_all(bytes),
         };
         Ok(())
-    }
-}
-
-impl IsTerminal for Live {
-    fn is_terminal(&self) -> bool {
-        false
-    }
-}
-
-impl StdoutStream for Live {
-    fn p2_stream(&self) -> Box<dyn OutputStream> {
-        Box::new(self.clone())
-    }
-    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
-        Box::new(self.clone())
-    }
-}
-
-#[wasmtime_wasi::async_trait]
-impl Pollable for Live {
-    async fn ready(&mut self) {}
-}
-
-impl OutputStream for Live {
-    fn write(&mut self, bytes: bytes::Bytes) -> StreamResult<()> {
-        self.write_bytes(&bytes)
-            .map_err(|()| StreamError::Trap(wasmtime::Error::msg("the installer's output limit was reached")))
-    }
-    fn flush(&mut self) -> StreamResult<()> {
-        Ok(())
-    }
-    fn check_write(&mut self) -> StreamResult<usize> {
-        Ok(64 << 10)
-    }
-}
-
-impl tokio::io::AsyncWrite for Live {
-    fn poll_write(
-        self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        let written = self.write_bytes(buf).map(|()| buf.len()).map_err(|()| std::io::ErrorKind::QuotaExceeded.into());
-        std::task::Poll::Ready(written)
-    }
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::task::Poll::Ready(Ok(()))
     }
 }
