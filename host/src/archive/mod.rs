@@ -537,8 +537,13 @@ impl InPlace {
         let contents = read_inner(path, false)?;
         let index = parse_index(contents.index.as_deref())?;
         let wanted = reachable(&index, &contents)?;
-        let dir = TempDir::new_in(scratch, ".ferry-bundle-")?;
-        let mut tmp = tempfile::Builder::new().prefix(".ferry-bundle-").suffix(".blobs").tempfile_in(dir.path())?;
+        let room = || format!("making room in {} for the blobs the compressed bundle holds", scratch.display());
+        let dir = TempDir::new_in(scratch, ".ferry-bundle-").with_context(room)?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".ferry-bundle-")
+            .suffix(".blobs")
+            .tempfile_in(dir.path())
+            .with_context(room)?;
         let mut blobs = HashMap::new();
         {
             let mut out = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
@@ -681,12 +686,27 @@ mod tests {
 
     /// A thick bundle, gzipped, whose index names a 5-byte layer whose entry holds `layer_bytes`.
     fn bundle_with_layer(dir: &Path, layer_bytes: &[u8]) -> std::path::PathBuf {
+        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let bytes = bundle_tar(tar::Builder::new(gz), layer_bytes).finish().unwrap();
+        let path = dir.join("bundle.tgz");
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    /// The same bundle as ferry writes .tgz by default: gzip of stored blocks.
+    fn stored_bundle_with_layer(dir: &Path, layer_bytes: &[u8]) -> std::path::PathBuf {
+        let bytes = bundle_tar(tar::Builder::new(StoredGzip::new(Vec::new()).unwrap()), layer_bytes).finish().unwrap();
+        let path = dir.join("stored.tgz");
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    fn bundle_tar<W: Write>(mut tar: tar::Builder<W>, layer_bytes: &[u8]) -> W {
         let layer = b"layer";
         let digest = Digest::of(layer);
         let index = serde_json::json!({ "schemaVersion": 2, "manifests": [
             { "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest.to_string(), "size": layer.len() },
         ]});
-        let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
         let files: [(String, &[u8]); 4] = [
             (BUNDLE_JSON.into(), b"{}"),
             (format!("{LAYOUT}/oci-layout"), b"{}"),
@@ -696,9 +716,7 @@ mod tests {
         for (name, bytes) in files {
             tar.append(&header(&name, bytes.len() as u64, false).unwrap(), bytes).unwrap();
         }
-        let path = dir.join("bundle.tgz");
-        std::fs::write(&path, tar.into_inner().unwrap().finish().unwrap()).unwrap();
-        path
+        tar.into_inner().unwrap()
     }
 
     // Found while bounding the fuzz target's scratch space (fuzz/ archive): a reachable blob's
@@ -718,5 +736,26 @@ mod tests {
         let err = InPlace::open(&bomb, &scratch).err().expect("an 8 MiB entry for a 5-byte blob");
         assert!(format!("{err:#}").contains("is 8388608 bytes in the bundle, its descriptor says 5"), "{err:#}");
         assert!(std::fs::read_dir(&scratch).unwrap().next().is_none(), "scratch space was left behind");
+    }
+
+    #[test]
+    fn a_gzip_of_stored_blocks_is_read_in_place_its_blobs_checked_when_read() {
+        let dir = tempfile::tempdir().unwrap();
+        // Nothing can be made here: a copy into scratch would fail.
+        let scratch = dir.path().join("missing");
+        let good = stored_bundle_with_layer(dir.path(), b"layer");
+        let opened = InPlace::open(&good, &scratch).unwrap();
+        assert_eq!(opened.bundle_json, b"{}");
+        assert_eq!(opened.read_blob(&Digest::of(b"layer"), 5).unwrap(), b"layer");
+
+        // As in a .tar read in place, the bytes are checked against the digest when read.
+        let forged = stored_bundle_with_layer(dir.path(), b"LAYER");
+        let opened = InPlace::open(&forged, &scratch).unwrap();
+        let err = opened.read_blob(&Digest::of(b"layer"), 5).unwrap_err();
+        assert!(err.to_string().contains("holds content with digest"), "{err}");
+
+        // A compressed one needs the scratch space.
+        let compressed = bundle_with_layer(dir.path(), b"layer");
+        assert!(InPlace::open(&compressed, &scratch).is_err());
     }
 }

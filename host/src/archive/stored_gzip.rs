@@ -396,7 +396,12 @@ mod tests {
         // The one block claims 1000 bytes, consistently; only 100 and the trailer follow.
         bytes[FIRST_BLOCK..FIRST_BLOCK + HEADER].copy_from_slice(&header(1000, true));
         let err = index(&bytes).err().expect("a block past the end");
-        assert!(err.to_string().contains("the stored block at byte 10 claims 1000 bytes, but the file ends 108 bytes after its header"), "{err}");
+        assert!(
+            err.to_string().contains(
+                "the stored block at byte 10 claims 1000 bytes, but the file ends 108 bytes after its header"
+            ),
+            "{err}"
+        );
         // Cut short within a header or the trailer.
         let whole = stored_gzip(&[1u8; 100]);
         for cut in [FIRST_BLOCK + 2, whole.len() - 3] {
