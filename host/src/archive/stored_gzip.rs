@@ -105,10 +105,13 @@ impl<W: Write> Write for StoredGzip<W> {
     }
 }
 
-/// Block headers read, at most, before a gzip is left to the decompressor: a hostile file of
-/// 1-byte blocks must not grow the index past a few MiB (the writer's full blocks index 64 GiB
-/// at that many).
-const MAX_BLOCKS: usize = 1 << 20;
+/// Bytes of file per block header read, at least on average (64 headers are free): a file of
+/// tiny blocks is left to the decompressor rather than read five bytes at a time.
+const MIN_AVERAGE_BLOCK: u64 = 1024;
+
+/// Runs of blocks in an index, at most (16 MiB of them): a file whose blocks vary in length
+/// beyond this is left to the decompressor. A writer of full blocks makes two runs per member.
+const MAX_RUNS: usize = 1 << 19;
 
 /// The longest file name or comment a gzip header may carry here.
 const MAX_HEADER_TEXT: u64 = 64 << 10;
@@ -118,17 +121,33 @@ const MAX_HEADER_TEXT: u64 = 64 << 10;
 /// its size is.
 pub struct StoredBlocks {
     file: File,
-    /// Where each non-empty block starts, in the stream and in the file, in order.
-    blocks: Vec<(u64, u64)>,
+    /// The non-empty blocks, in runs, in order.
+    runs: Vec<Run>,
     len: u64,
+}
+
+/// Blocks of one length that follow each other in the file, header, data, header, data.
+#[derive(Debug)]
+struct Run {
+    /// Where the first block's data starts, in the stream and in the file.
+    stream: u64,
+    file: u64,
+    /// The length of each block, and how many there are.
+    block: u64,
+    count: u64,
 }
 
 impl StoredBlocks {
     /// Indexes `file`, reading each block's 5-byte header and seeking over its data; `None` if
-    /// it is not such a gzip (a compressed block, bytes after the last member, more than
-    /// [`MAX_BLOCKS`] blocks), to be decompressed instead. A stored block whose length and
-    /// complement disagree, or that claims more bytes than the file holds, is refused.
+    /// it is not such a gzip (a compressed block, bytes after the last member, blocks too small
+    /// or too varied: see [`MIN_AVERAGE_BLOCK`] and [`MAX_RUNS`]), to be decompressed instead. A
+    /// stored block whose length and complement disagree, or that claims more bytes than the
+    /// file holds, is refused.
     pub fn index(file: File) -> Result<Option<Self>> {
+        Self::index_within(file, MAX_RUNS)
+    }
+
+    fn index_within(file: File, max_runs: usize) -> Result<Option<Self>> {
         let size = file.metadata()?.len();
         let read = |buf: &mut [u8], at: u64, what: &str| -> Result<()> {
             match file.read_exact_at(buf, at) {
@@ -138,7 +157,7 @@ impl StoredBlocks {
                 other => Ok(other?),
             }
         };
-        let (mut blocks, mut len, mut headers, mut at) = (Vec::new(), 0u64, 0usize, 0u64);
+        let (mut runs, mut len, mut headers, mut at) = (Vec::<Run>::new(), 0u64, 0u64, 0u64);
         while at < size {
             let Some(start) = member_data(&file, at, size)? else { return Ok(None) };
             at = start;
@@ -152,7 +171,7 @@ impl StoredBlocks {
                     return Ok(None);
                 }
                 headers += 1;
-                if headers > MAX_BLOCKS {
+                if headers > size / MIN_AVERAGE_BLOCK + 64 {
                     return Ok(None);
                 }
                 let block = u16::from_le_bytes([h[1], h[2]]);
@@ -163,19 +182,25 @@ impl StoredBlocks {
                          length's complement as {complement}, which disagree"
                     );
                 }
-                let data = at + HEADER as u64;
-                if data + u64::from(block) > size {
+                let (data, block) = (at + HEADER as u64, u64::from(block));
+                if data + block > size {
                     bail!(
                         "not a readable gzip: the stored block at byte {at} claims {block} bytes, but the file \
                          ends {} bytes after its header",
                         size - data
                     );
                 }
-                if block > 0 {
-                    blocks.push((len, data));
-                    len += u64::from(block);
+                let full = runs.len() == max_runs;
+                match runs.last_mut() {
+                    _ if block == 0 => {}
+                    Some(run) if run.block == block && run.file + run.count * (block + HEADER as u64) == data => {
+                        run.count += 1
+                    }
+                    _ if full => return Ok(None),
+                    _ => runs.push(Run { stream: len, file: data, block, count: 1 }),
                 }
-                at = data + u64::from(block);
+                len += block;
+                at = data + block;
                 if h[0] & 1 == 1 {
                     break;
                 }
@@ -192,7 +217,7 @@ impl StoredBlocks {
             }
             at += 8;
         }
-        Ok(Some(StoredBlocks { file, blocks, len }))
+        Ok(Some(StoredBlocks { file, runs, len }))
     }
 }
 
@@ -248,16 +273,21 @@ impl ReadAt for StoredBlocks {
         if position >= self.len {
             return Ok(0);
         }
-        let mut i = self.blocks.partition_point(|&(start, _)| start <= position) - 1;
+        let first = self.runs.partition_point(|run| run.stream <= position) - 1;
         let mut filled = 0;
-        while filled < buf.len() && i < self.blocks.len() {
-            let (start, in_file) = self.blocks[i];
-            let end = self.blocks.get(i + 1).map_or(self.len, |&(next, _)| next);
-            let at = position + filled as u64;
-            let n = (buf.len() - filled).min((end - at) as usize);
-            self.file.read_exact_at(&mut buf[filled..filled + n], in_file + (at - start))?;
-            filled += n;
-            i += 1;
+        for run in &self.runs[first..] {
+            let end = run.stream + run.block * run.count;
+            while filled < buf.len() && position + (filled as u64) < end {
+                let at = position + filled as u64 - run.stream;
+                let (i, within) = (at / run.block, at % run.block);
+                let n = (buf.len() - filled).min((run.block - within) as usize);
+                let in_file = run.file + i * (run.block + HEADER as u64) + within;
+                self.file.read_exact_at(&mut buf[filled..filled + n], in_file)?;
+                filled += n;
+            }
+            if filled == buf.len() {
+                break;
+            }
         }
         Ok(filled)
     }
@@ -344,6 +374,8 @@ mod tests {
         file.extend(stored_gzip(b));
         let blocks = index(&file).unwrap().expect("stored blocks");
         assert_eq!(blocks.len, data.len() as u64);
+        // Full blocks, then the last one, in each member: however large the file.
+        assert_eq!(blocks.runs.len(), 4, "{:?}", blocks.runs);
         for (position, len) in [(0, 10), (BLOCK - 3, 7), (BLOCK + 5, 2 * BLOCK), (0, data.len()), (data.len() - 1, 9)] {
             let want = &data[position..(position + len).min(data.len())];
             assert!(read(&blocks, position as u64, len) == want, "{len} bytes at {position}");
@@ -421,13 +453,33 @@ mod tests {
 
     #[test]
     fn a_file_of_tiny_blocks_is_not_indexed() {
-        // Empty blocks, then the last: readers accept it; an index of it would grow without end.
+        // Empty blocks, then the last: readers accept it; indexing it would read 5 bytes at a time.
         let mut bytes = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
-        for _ in 0..=MAX_BLOCKS {
+        for _ in 0..10_000 {
             bytes.extend_from_slice(&header(0, false));
         }
         bytes.extend_from_slice(&header(0, true));
         bytes.extend_from_slice(&[0; 8]);
         assert!(index(&bytes).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_file_of_blocks_too_varied_to_index_is_left_to_the_decompressor() {
+        let data = vec![5u8; 4 * BLOCK];
+        let mut bytes = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
+        // Blocks of 60,000 and 65,535 bytes in turn: every block starts a run.
+        let lengths = [60_000, BLOCK, 60_000, BLOCK, data.len() - 120_000 - 2 * BLOCK];
+        let mut from = 0;
+        for (i, n) in lengths.into_iter().enumerate() {
+            bytes.extend_from_slice(&header(n, i == lengths.len() - 1));
+            bytes.extend_from_slice(&data[from..from + n]);
+            from += n;
+        }
+        bytes.extend_from_slice(&crc32fast::hash(&data).to_le_bytes());
+        bytes.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        let within = |max_runs| StoredBlocks::index_within(file_of(&bytes), max_runs).unwrap();
+        assert!(within(4).is_none());
+        let blocks = within(5).expect("five runs");
+        assert!(read(&blocks, 0, data.len()) == data);
     }
 }
