@@ -518,23 +518,6 @@ fn a_directory_relocation_writes_layouts_skopeo_and_umoci_read_and_a_rerun_chang
     }
 }
 
-/// Every file under `root`, by its path below it, with its bytes.
-fn files_under(root: &Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
-    let mut files = std::collections::BTreeMap::new();
-    let mut dirs = vec![root.to_owned()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else {
-                files.insert(path.strip_prefix(root).unwrap().to_owned(), std::fs::read(&path).unwrap());
-            }
-        }
-    }
-    files
-}
-
 // Relocating a .tgz used to decompress its blobs into scratch space first (the working
 // directory here, as no -o is given): 464 MiB written for a 464 MiB bundle. ferry's .tgz is a
 // gzip of stored blocks by default, now read in place like a .tar.
