@@ -1,10 +1,12 @@
 //! A thick bundle from anywhere: the streaming reader, the bundle.json reader, the in-place
-//! reader (uncompressed: byte ranges of the file; compressed: reachable blobs copied to scratch)
+//! reader (uncompressed or gzip of stored blocks: byte ranges of the file; compressed: reachable
+//! blobs copied to scratch)
 //! and the graph walk over what it holds, plus `thick::verify`.
 //!
 //! Input: one mode byte, then the payload. Mode 0 uses the payload as the file as it is (so the
 //! fuzzer can also build its own gzip or zstd streams); modes 1 and 2 gzip or zstd it first, so
-//! that mutations of the tar inside reach the compressed readers.
+//! that mutations of the tar inside reach the compressed readers; mode 3 gzips it at level 0
+//! (stored blocks), which the in-place reader reads without decompressing.
 //!
 //! Beyond "no panic", it checks that the readers agree (one bundle.json, whoever reads it),
 //! that the graph walk's answer is well formed and closed (`common::check_graph`), that no file in scratch grows beyond
@@ -55,27 +57,34 @@ fn dirs() -> &'static Dirs {
     })
 }
 
+/// Every file under `scratch` (the in-place reader makes a directory there for its copy).
 fn scratch_files(scratch: &Path) -> Vec<(String, u64)> {
-    std::fs::read_dir(scratch)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            (e.file_name().to_string_lossy().into_owned(), e.metadata().map(|m| m.len()).unwrap_or(0))
-        })
-        .collect()
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(scratch).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            files.extend(scratch_files(&e.path()));
+        } else {
+            files.push((e.path().display().to_string(), e.metadata().map(|m| m.len()).unwrap_or(0)));
+        }
+    }
+    files
 }
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, payload)) = data.split_first() else { return };
     let dirs = dirs();
-    let bytes = match mode % 3 {
+    let gzip = |level| {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), level);
+        gz.write_all(payload).unwrap();
+        gz.finish().unwrap()
+    };
+    let bytes = match mode % 4 {
         0 => payload.to_vec(),
-        1 => {
-            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-            gz.write_all(payload).unwrap();
-            gz.finish().unwrap()
-        }
-        _ => zstd::encode_all(payload, 1).unwrap(),
+        1 => gzip(flate2::Compression::fast()),
+        2 => zstd::encode_all(payload, 1).unwrap(),
+        // Stored blocks, as ferry writes .tgz: read in place through an index of the blocks.
+        _ => gzip(flate2::Compression::none()),
     };
     std::fs::write(&dirs.input, &bytes).unwrap();
     let path = dirs.input.as_path();

@@ -1,11 +1,11 @@
 //! A bundle as a command is given it, opened once: bundle.json read and validated by the one
 //! parser, a thick bundle's layout indexed (in place, or a compressed bundle's reachable blobs
-//! copied out), or a published bundle's index read and pinned by digest. The shipped-driver loader and the command both work from this, so no command
+//! copied out; a gzip of stored blocks is read in place), or a published bundle's index read and
+//! pinned by digest. The shipped-driver loader and the command both work from this, so no command
 //! reads a bundle twice or through two readers.
 
 use crate::archive::InPlace;
 use crate::bundle::{Bundle, ImageSpec};
-use crate::cleanup::TempDir;
 use crate::driver::Origin;
 use crate::published::Published;
 use crate::registry::Registry;
@@ -17,8 +17,6 @@ pub struct Opened {
     pub path: PathBuf,
     pub bundle: Bundle,
     pub form: Form,
-    /// Where a compressed bundle's blobs were copied; removed with this, or on SIGINT/SIGTERM.
-    _scratch: Option<TempDir>,
 }
 
 pub enum Form {
@@ -32,15 +30,15 @@ pub enum Form {
 
 impl Opened {
     /// Opens the bundle.json (or clear-signed bundle) or thick bundle at `path`; a compressed
-    /// thick bundle's blobs go into a new directory in `scratch`.
+    /// thick bundle's blobs go into a new directory in `scratch`, removed with this or on
+    /// SIGINT/SIGTERM.
     pub fn open(path: &Path, scratch: &Path) -> Result<Self> {
         if Bundle::is_json_file(path)? {
-            return Ok(Opened { path: path.to_owned(), bundle: Bundle::read(path)?, form: Form::Json, _scratch: None });
+            return Ok(Opened { path: path.to_owned(), bundle: Bundle::read(path)?, form: Form::Json });
         }
-        let dir = TempDir::new_in(scratch, ".ferry-bundle-")?;
-        let stored = InPlace::open(path, dir.path())?;
+        let stored = InPlace::open(path, scratch)?;
         let bundle = Bundle::from_bytes(stored.bundle_json.clone(), &format!("{}: bundle.json", path.display()))?;
-        Ok(Opened { path: path.to_owned(), bundle, form: Form::Thick(Arc::new(stored)), _scratch: Some(dir) })
+        Ok(Opened { path: path.to_owned(), bundle, form: Form::Thick(Arc::new(stored)) })
     }
 
     /// The file `argument` names, or, when there is no such file and it reads as
@@ -58,7 +56,7 @@ impl Opened {
     pub fn published(reference: &str, registry: &Registry) -> Result<Self> {
         let (bundle, published) = crate::published::open(registry, reference)?;
         let path = PathBuf::from(&published.reference);
-        Ok(Opened { path, bundle, form: Form::Published(Arc::new(published)), _scratch: None })
+        Ok(Opened { path, bundle, form: Form::Published(Arc::new(published)) })
     }
 
     /// Where image `key` (`spec`) is read from: for a published bundle, its repository; else

@@ -460,3 +460,20 @@ pub fn tar_of(entries: &[Entry]) -> Vec<u8> {
     }
     builder.into_inner().unwrap()
 }
+
+/// Every file under `root`, by its path below it, with its bytes.
+pub fn files_under(root: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = std::collections::BTreeMap::new();
+    let mut dirs = vec![root.to_owned()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                files.insert(path.strip_prefix(root).unwrap().to_owned(), std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    files
+}

@@ -5,14 +5,15 @@
 //! fixed modes, so the same inputs give the same bytes. Registry blobs the drivers only named
 //! are fetched while the archive is written, into their places (see [`Deferred`]).
 //!
-//! Read: entries are streamed, or an uncompressed bundle is indexed once and its blobs read in
-//! place; absolute names, `..`, links, devices, duplicates and oversized JSON documents are
+//! Read: entries are streamed, or an uncompressed bundle (or a gzip of stored blocks) is indexed
+//! once and its blobs read in place; absolute names, `..`, links, devices, duplicates and oversized JSON documents are
 //! refused, and nothing is ever extracted.
 
 mod prefetch;
 mod stored_gzip;
 
-use crate::oci::{BlobFile, Descriptor, Digest, HashingWriter, Layout, MAX_DOCUMENT, Stored};
+use crate::cleanup::TempDir;
+use crate::oci::{BlobFile, Descriptor, Digest, HashingWriter, Layout, MAX_DOCUMENT, ReadAt, Stored};
 use crate::registry::Deferred;
 use anyhow::{Context, Result, bail};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -20,7 +21,7 @@ use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
-use stored_gzip::StoredGzip;
+use stored_gzip::{StoredBlocks, StoredGzip};
 
 pub const BUNDLE_JSON: &str = "bundle.json";
 pub const RELOCATION_MAPPING: &str = "relocation-mapping.json";
@@ -300,7 +301,6 @@ pub fn is_compressed_magic(magic: &[u8]) -> bool {
 }
 
 fn is_compressed(file: &File) -> Result<bool> {
-    use std::os::unix::fs::FileExt;
     let mut magic = [0u8; 4];
     let n = file.read_at(&mut magic, 0)?;
     Ok(is_compressed_magic(&magic[..n]))
@@ -488,31 +488,40 @@ fn read_inner(path: &Path, hash: bool) -> Result<Contents> {
 }
 
 /// A thick bundle read in place: its small files in memory, every blob a byte range of a file.
-/// An uncompressed bundle is its own file. A compressed stream cannot be read at random, so it
-/// is read twice: once for its index and manifests, then again to copy only the blobs the index
-/// reaches, each hashed on the way, into a temporary file; an unreferenced blob (a
-/// decompression bomb, say) is decompressed but never written.
+/// An uncompressed bundle is its own file; so, in effect, is a gzip made only of stored blocks
+/// (what `ferry export` writes to `.tgz` by default), read through an index of its blocks. A
+/// compressed stream cannot be read at random, so it is read twice: once for its index and
+/// manifests, then again to copy only the blobs the index reaches, each hashed on the way, into
+/// a temporary file; an unreferenced blob (a decompression bomb, say) is decompressed but never
+/// written.
 pub struct InPlace {
-    file: Arc<File>,
+    file: Arc<dyn ReadAt>,
     location: String,
     pub bundle_json: Vec<u8>,
     pub relocation_mapping: Option<Vec<u8>>,
     index: Vec<Descriptor>,
     blobs: HashMap<Digest, (u64, u64)>,
-    _decompressed: Option<tempfile::NamedTempFile>,
+    /// The decompressed blobs' file, in a directory removed with this or on SIGINT/SIGTERM.
+    _decompressed: Option<(tempfile::NamedTempFile, TempDir)>,
 }
 
 impl InPlace {
-    /// Indexes the bundle at `path`; the blobs of a compressed one are copied into a temporary
-    /// file in `scratch`, removed when this is dropped.
+    /// Indexes the bundle at `path`; the blobs of a compressed one (not a gzip of stored blocks)
+    /// are copied into a new directory in `scratch`, removed when this is dropped. Nothing is
+    /// written to `scratch` otherwise.
     pub fn open(path: &Path, scratch: &Path) -> Result<Self> {
         let at = |e: anyhow::Error| e.context(format!("{}", path.display()));
         let file = File::open(path).with_context(|| format!("opening {}", path.display())).map_err(at)?;
-        if is_compressed(&file).map_err(at)? {
-            return Self::open_compressed(path, scratch).map_err(at);
-        }
+        let file: Arc<dyn ReadAt> = if !is_compressed(&file).map_err(at)? {
+            Arc::new(file)
+        } else {
+            match StoredBlocks::index(file).map_err(at)? {
+                Some(blocks) => Arc::new(blocks),
+                None => return Self::open_compressed(path, scratch).map_err(at),
+            }
+        };
         let mut bundle = InPlace {
-            file: Arc::new(file),
+            file,
             location: path.display().to_string(),
             bundle_json: Vec::new(),
             relocation_mapping: None,
@@ -528,7 +537,13 @@ impl InPlace {
         let contents = read_inner(path, false)?;
         let index = parse_index(contents.index.as_deref())?;
         let wanted = reachable(&index, &contents)?;
-        let mut tmp = tempfile::Builder::new().prefix(".ferry-bundle-").suffix(".blobs").tempfile_in(scratch)?;
+        let room = || format!("making room in {} for the blobs the compressed bundle holds", scratch.display());
+        let dir = TempDir::new_in(scratch, ".ferry-bundle-").with_context(room)?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".ferry-bundle-")
+            .suffix(".blobs")
+            .tempfile_in(dir.path())
+            .with_context(room)?;
         let mut blobs = HashMap::new();
         {
             let mut out = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
@@ -560,12 +575,12 @@ impl InPlace {
             relocation_mapping: contents.relocation_mapping,
             index,
             blobs,
-            _decompressed: Some(tmp),
+            _decompressed: Some((tmp, dir)),
         })
     }
 
     fn read_entries(&mut self) -> Result<()> {
-        let mut archive = tar::Archive::new(&*self.file);
+        let mut archive = tar::Archive::new(Cursor { bytes: &*self.file, position: 0 });
         let mut seen = BTreeSet::new();
         let mut index = None;
         let mut root = RootNames::default();
@@ -589,6 +604,33 @@ impl InPlace {
         }
         self.index = parse_index(index.as_deref())?;
         Ok(())
+    }
+}
+
+/// Reads and seeks over bytes read at any position, for the tar reader's walk over entries.
+struct Cursor<'a> {
+    bytes: &'a dyn ReadAt,
+    position: u64,
+}
+
+impl Read for Cursor<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.bytes.read_at(buf, self.position)?;
+        self.position += n as u64;
+        Ok(n)
+    }
+}
+
+impl io::Seek for Cursor<'_> {
+    fn seek(&mut self, to: io::SeekFrom) -> io::Result<u64> {
+        self.position = match to {
+            io::SeekFrom::Start(n) => Some(n),
+            io::SeekFrom::Current(n) => self.position.checked_add_signed(n),
+            // The tar reader only seeks forward over entries.
+            io::SeekFrom::End(_) => None,
+        }
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no such position"))?;
+        Ok(self.position)
     }
 }
 
@@ -644,12 +686,27 @@ mod tests {
 
     /// A thick bundle, gzipped, whose index names a 5-byte layer whose entry holds `layer_bytes`.
     fn bundle_with_layer(dir: &Path, layer_bytes: &[u8]) -> std::path::PathBuf {
+        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let bytes = bundle_tar(tar::Builder::new(gz), layer_bytes).finish().unwrap();
+        let path = dir.join("bundle.tgz");
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    /// The same bundle as ferry writes .tgz by default: gzip of stored blocks.
+    fn stored_bundle_with_layer(dir: &Path, layer_bytes: &[u8]) -> std::path::PathBuf {
+        let bytes = bundle_tar(tar::Builder::new(StoredGzip::new(Vec::new()).unwrap()), layer_bytes).finish().unwrap();
+        let path = dir.join("stored.tgz");
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    fn bundle_tar<W: Write>(mut tar: tar::Builder<W>, layer_bytes: &[u8]) -> W {
         let layer = b"layer";
         let digest = Digest::of(layer);
         let index = serde_json::json!({ "schemaVersion": 2, "manifests": [
             { "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest.to_string(), "size": layer.len() },
         ]});
-        let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
         let files: [(String, &[u8]); 4] = [
             (BUNDLE_JSON.into(), b"{}"),
             (format!("{LAYOUT}/oci-layout"), b"{}"),
@@ -659,9 +716,7 @@ mod tests {
         for (name, bytes) in files {
             tar.append(&header(&name, bytes.len() as u64, false).unwrap(), bytes).unwrap();
         }
-        let path = dir.join("bundle.tgz");
-        std::fs::write(&path, tar.into_inner().unwrap().finish().unwrap()).unwrap();
-        path
+        tar.into_inner().unwrap()
     }
 
     // Found while bounding the fuzz target's scratch space (fuzz/ archive): a reachable blob's
@@ -681,5 +736,26 @@ mod tests {
         let err = InPlace::open(&bomb, &scratch).err().expect("an 8 MiB entry for a 5-byte blob");
         assert!(format!("{err:#}").contains("is 8388608 bytes in the bundle, its descriptor says 5"), "{err:#}");
         assert!(std::fs::read_dir(&scratch).unwrap().next().is_none(), "scratch space was left behind");
+    }
+
+    #[test]
+    fn a_gzip_of_stored_blocks_is_read_in_place_its_blobs_checked_when_read() {
+        let dir = tempfile::tempdir().unwrap();
+        // Nothing can be made here: a copy into scratch would fail.
+        let scratch = dir.path().join("missing");
+        let good = stored_bundle_with_layer(dir.path(), b"layer");
+        let opened = InPlace::open(&good, &scratch).unwrap();
+        assert_eq!(opened.bundle_json, b"{}");
+        assert_eq!(opened.read_blob(&Digest::of(b"layer"), 5).unwrap(), b"layer");
+
+        // As in a .tar read in place, the bytes are checked against the digest when read.
+        let forged = stored_bundle_with_layer(dir.path(), b"LAYER");
+        let opened = InPlace::open(&forged, &scratch).unwrap();
+        let err = opened.read_blob(&Digest::of(b"layer"), 5).unwrap_err();
+        assert!(err.to_string().contains("holds content with digest"), "{err}");
+
+        // A compressed one needs the scratch space.
+        let compressed = bundle_with_layer(dir.path(), b"layer");
+        assert!(InPlace::open(&compressed, &scratch).is_err());
     }
 }

@@ -10,4 +10,4 @@ mod stored;
 pub use descriptor::{Descriptor, MAX_DOCUMENT, REF_NAME, children, is_document, media_type_of};
 pub use digest::{Digest, DigestError, HashingWriter};
 pub use layout::{BlobWriter, Layout, PendingDir, PendingFile, is_reserved_name, open_regular};
-pub use stored::{BlobFile, BlobReader, Stored};
+pub use stored::{BlobFile, BlobReader, ReadAt, Stored};

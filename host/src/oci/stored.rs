@@ -103,17 +103,30 @@ pub trait Stored: Send + Sync {
     }
 }
 
-/// A blob as a byte range of a file, read with positioned reads, so that any number of readers
-/// share one open file.
+/// Bytes read at any position without a shared cursor: a file, or the stream inside a file
+/// seen through an index of where its pieces are.
+pub trait ReadAt: Send + Sync {
+    /// Reads from `position` as `pread` does: fewer bytes than asked only where the bytes end.
+    fn read_at(&self, buf: &mut [u8], position: u64) -> io::Result<usize>;
+}
+
+impl ReadAt for File {
+    fn read_at(&self, buf: &mut [u8], position: u64) -> io::Result<usize> {
+        FileExt::read_at(self, buf, position)
+    }
+}
+
+/// A blob as a byte range of a file (or of a stream inside one), read with positioned reads, so
+/// that any number of readers share one open file.
 #[derive(Clone)]
 pub struct BlobFile {
-    file: Arc<File>,
+    file: Arc<dyn ReadAt>,
     offset: u64,
     pub size: u64,
 }
 
 impl BlobFile {
-    pub fn new(file: Arc<File>, offset: u64, size: u64) -> Self {
+    pub fn new(file: Arc<dyn ReadAt>, offset: u64, size: u64) -> Self {
         BlobFile { file, offset, size }
     }
 
