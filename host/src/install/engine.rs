@@ -25,8 +25,9 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 /// `STATE_POLL_MAX`: a run tool that exits at once is seen at once, a long run costs little.
 const STATE_POLL_FIRST: Duration = Duration::from_millis(50);
 const STATE_POLL_MAX: Duration = Duration::from_secs(2);
-/// How long the run's last output may take to arrive once it has ended.
-const LOG_GRACE: Duration = Duration::from_secs(2);
+/// How long the run's last output may take to arrive once it has ended: a loaded machine
+/// delivers it seconds late (seen at 2 s), and only a follow the engine leaves open waits it out.
+const LOG_GRACE: Duration = Duration::from_secs(5);
 
 pub struct Engine {
     docker: Docker,
