@@ -392,6 +392,10 @@ fn on_a_terminal_progress_shows_the_phase_bytes_percent_and_eta() {
     for shown in ["fetching images", "writing archive", "%", "ETA", "ferry: exported 2 images in "] {
         assert!(drawn.contains(shown), "{shown:?} is not on the terminal:\n{drawn}");
     }
+    // The summary gives the archive's size, not it and the blobs fetched into it as it was written.
+    let size = std::fs::metadata(dir.path().join("again.tar")).unwrap().len();
+    let wrote = format!("wrote {}", indicatif::HumanBytes(size));
+    assert!(drawn.contains(&wrote), "{wrote:?} is not the summary:\n{drawn}");
 
     let command = format!(
         "{} --insecure-registry {} relocate {} --to {}/site -o {}",

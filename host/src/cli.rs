@@ -496,7 +496,8 @@ fn export(
     let report = export::export(&opened, &drivers, registry, &options);
     ctx.terminal.finish();
     let report = report?;
-    ctx.terminal.summary(if matches!(opened.form, ferry::opened::Form::Published(_)) { "pulled" } else { "exported" });
+    let verb = if matches!(opened.form, ferry::opened::Form::Published(_)) { "pulled" } else { "exported" };
+    ctx.terminal.summary_archive(verb, report.bytes);
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Format::Text => {

@@ -78,11 +78,19 @@ impl Terminal {
 
     /// One line on stderr (also when it is not a terminal; not with `-q`) saying what moved:
     /// `relocated 5 images in 3s: sent 96.0 MiB, 4.0 MiB present, 0 B mounted`.
+    /// The summary of a command that copied images: what it sent and what it did not have to.
     pub fn summary(&self, verb: &str) {
-        if self.quiet {
-            return;
+        if !self.quiet {
+            eprintln!("ferry: {}", self.summary_line(verb, None));
         }
-        eprintln!("ferry: {}", self.summary_line(verb));
+    }
+
+    /// The summary of a command that wrote an archive of `archive_bytes`: what it fetched and
+    /// the archive's size.
+    pub fn summary_archive(&self, verb: &str, archive_bytes: u64) {
+        if !self.quiet {
+            eprintln!("ferry: {}", self.summary_line(verb, Some(archive_bytes)));
+        }
     }
 
     /// Prints `line` on stderr, above the progress lines if they are shown.
@@ -94,7 +102,7 @@ impl Terminal {
         }
     }
 
-    fn summary_line(&self, verb: &str) -> String {
+    fn summary_line(&self, verb: &str, archive_bytes: Option<u64>) -> String {
         let counts = self.images.lock().unwrap();
         let failed = if counts.failed > 0 { format!(" ({} failed)", counts.failed) } else { String::new() };
         let images = counts.done + counts.failed;
@@ -102,8 +110,12 @@ impl Terminal {
         let elapsed = HumanDuration(self.started.elapsed());
         let bytes = |counter: &AtomicU64| HumanBytes(counter.load(Ordering::Relaxed));
         let mut line = format!("{verb} {images} image{plural}{failed} in {elapsed}: ");
-        if verb == "exported" {
-            line += &format!("fetched {}, wrote {}", bytes(&self.fetched), bytes(&self.archived));
+        if let Some(archive_bytes) = archive_bytes {
+            // While the archive is written, the blobs fetched into it and the archive's growth
+            // both move the bar; what is not the archive was fetched.
+            let archived = self.archived.load(Ordering::Relaxed);
+            let fetched = self.fetched.load(Ordering::Relaxed) + archived.saturating_sub(archive_bytes);
+            line += &format!("fetched {}, wrote {}", HumanBytes(fetched), HumanBytes(archive_bytes));
         } else {
             if self.fetched.load(Ordering::Relaxed) > 0 {
                 line += &format!("fetched {}, ", bytes(&self.fetched));
