@@ -20,6 +20,13 @@ pub fn is_plain(name: &str) -> bool {
     !matches!(name, "" | "." | "..") && !name.contains(['/', '\0'])
 }
 
+/// The repository's last segment of `registry/repo:tag[@digest]`: `repo`.
+pub fn repository_name(reference: &str) -> Option<&str> {
+    let name = reference.split('@').next()?.rsplit('/').next()?;
+    let name = name.split(':').next()?;
+    is_plain(name).then_some(name)
+}
+
 /// The tag of `registry/repo:tag[@digest]`, as written; `None` for URLs and references without one.
 pub fn reference_tag(reference: &str) -> Option<&str> {
     // `https://host:8443/x` would otherwise read as a tag of `host`.
@@ -66,6 +73,19 @@ fn is_tag_char(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repository_names() {
+        for (reference, expected) in [
+            ("localhost:5000/files/site:v1", Some("site")),
+            ("registry.example.com/site@sha256:abcd", Some("site")),
+            ("localhost:5000/team/installer:1@sha256:abcd", Some("installer")),
+            ("site", Some("site")),
+            ("localhost:5000/team/..:1", None),
+        ] {
+            assert_eq!(repository_name(reference), expected, "{reference}");
+        }
+    }
 
     #[test]
     fn file_names() {

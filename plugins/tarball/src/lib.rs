@@ -12,7 +12,7 @@ mod safety;
 
 use compression::Compression;
 use ferry_driver_sdk::artifact::{self, DOCKER_MANIFEST, OCI_MANIFEST, SingleLayer, TITLE};
-use ferry_driver_sdk::names::{file_name, is_plain, relocation_tag};
+use ferry_driver_sdk::names::{file_name, is_plain, relocation_tag, repository_name};
 use ferry_driver_sdk::{
     Descriptor, Destination, DestinationKind, Document, Driver, DriverInfo, Error, Image, Result, Source, SourceKind,
     Store, Summary, TarEntry, export_driver, info,
@@ -66,7 +66,7 @@ impl Driver for TarballDriver {
                 let compression = Compression::of(&origin.read(Some(&layer.digest), 0, compression::MAGIC_LEN)?);
                 let stored = store.copy_blob(origin, Some(&layer.digest), &layer.media_type)?;
                 let file_name = title.or_else(|| {
-                    names::repository_name(&image.reference).map(|name| format!("{name}{}", compression.extension()))
+                    repository_name(&image.reference).map(|name| format!("{name}{}", compression.extension()))
                 });
                 let file_name = file_name.unwrap_or_else(|| format!("tarball{}", compression.extension()));
                 (stored, counts, file_name, Some(root.digest))

@@ -1,13 +1,6 @@
-//! Names: the tarball's file name in a registry, and the directory a tarball is extracted into.
+//! Names: the directory a tarball is extracted into.
 
-use ferry_driver_sdk::names::{is_plain, safe_name};
-
-/// The repository's last segment of `registry/repo:tag[@digest]`: `repo`.
-pub fn repository_name(reference: &str) -> Option<&str> {
-    let name = reference.split('@').next()?.rsplit('/').next()?;
-    let name = name.split(':').next()?;
-    is_plain(name).then_some(name)
-}
+use ferry_driver_sdk::names::safe_name;
 
 /// The directory a tarball is extracted into: its file name without the tar extension.
 pub fn dir_name(file_name: &str) -> String {
@@ -22,17 +15,6 @@ pub fn dir_name(file_name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn repository_names() {
-        for (reference, expected) in [
-            ("localhost:5000/files/site:v1", Some("site")),
-            ("registry.example.com/site@sha256:abcd", Some("site")),
-            ("site", Some("site")),
-        ] {
-            assert_eq!(repository_name(reference), expected, "{reference}");
-        }
-    }
 
     #[test]
     fn dir_names() {

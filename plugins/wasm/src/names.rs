@@ -1,6 +1,6 @@
 //! The component's file name: what a directory relocation writes, and the title a registry shows.
 
-use ferry_driver_sdk::names::{file_name, is_plain};
+use ferry_driver_sdk::names::{file_name, repository_name};
 
 /// The name when nothing else gives one.
 const FALLBACK: &str = "component.wasm";
@@ -17,13 +17,6 @@ pub fn of_registry_layer(title: Option<&str>, reference: &str) -> String {
         return title.to_owned();
     }
     repository_name(reference).map_or_else(|| FALLBACK.to_owned(), |name| format!("{name}.wasm"))
-}
-
-/// The repository's last segment of `registry/repo:tag[@digest]`: `repo`.
-fn repository_name(reference: &str) -> Option<&str> {
-    let name = reference.split('@').next()?.rsplit('/').next()?;
-    let name = name.split(':').next()?;
-    is_plain(name).then_some(name)
 }
 
 #[cfg(test)]
