@@ -229,6 +229,16 @@ fn a_declared_host_is_closed_until_the_operator_grants_it_and_a_grant_alone_open
     let message = site.last_result("undeclared")["message"].as_str().unwrap().to_owned();
     assert!(message.contains(&format!("refused a connection to http://127.0.0.1:{}", other.port)), "{message}");
     assert!(endpoint.requests().is_empty() && other.requests().is_empty(), "nothing reached either server");
+
+    // A declaration ferry cannot read is a warning of `validate`, and `--strict` fails on it.
+    ok(&site.ferry(&["validate", "--strict", &bundle]));
+    let mut broken: Value = serde_json::from_slice(&std::fs::read(&bundle).unwrap()).unwrap();
+    broken["custom"]["io.ferry.wasi"]["allowedOutboundHosts"] = json!(["ftp://127.0.0.1:21"]);
+    std::fs::write(&bundle, broken.to_string()).unwrap();
+    let out = site.ferry(&["validate", "--strict", &bundle]);
+    assert_eq!(out.status.code(), Some(1));
+    let said = "warning: $.custom[\"io.ferry.wasi\"].allowedOutboundHosts[0]: \"ftp://127.0.0.1:21\": the scheme is";
+    assert!(text(&out.stderr).contains(said), "{}", text(&out.stderr));
 }
 
 #[test]

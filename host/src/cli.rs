@@ -400,7 +400,13 @@ fn execute(cli: Cli) -> Result<ExitCode> {
     let runtime = runtime(&cli.global, terminal.clone())?;
     if let Command::Validate { bundle, report, strict } = &cli.command {
         let builtin = Drivers::builtin(&runtime)?;
-        let unhandled = |b: &bundle::Bundle| bundle_drivers::unhandled_images(b, &builtin, &cli.global.policy());
+        let unhandled = |b: &bundle::Bundle| {
+            let mut warnings = bundle_drivers::unhandled_images(b, &builtin, &cli.global.policy());
+            if let Some((path, message)) = ferry::install::wasi::problem(&b.doc) {
+                warnings.push(bundle::Problem { path, rule: bundle::Rule::Extension, message });
+            }
+            warnings
+        };
         return validate(bundle, report, *strict, unhandled);
     }
     let ctx = Session { global: &cli.global, runtime: &runtime, terminal: &terminal };

@@ -58,6 +58,9 @@ pub enum Rule {
     /// A warning: an image whose `imageType` no available driver handles (the built-in ones,
     /// and those the bundle ships and the operator allows); exporting it would fail.
     NoDriver,
+    /// A warning: what the bundle declares under a ferry extension's `custom` key (such as
+    /// `io.ferry.wasi`) cannot be read; the commands that use it refuse the bundle.
+    Extension,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -12,7 +12,7 @@ mod http;
 mod outbound;
 mod stdio;
 
-pub use outbound::{EXTENSION, Endpoint, Grant, Network, declared};
+pub use outbound::{EXTENSION, Endpoint, Grant, Network, declared, problem};
 
 use super::executor::{Exit, Finished, Run};
 use super::outputs::OUTPUTS_DIR;

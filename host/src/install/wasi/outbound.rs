@@ -61,6 +61,14 @@ pub fn declared(doc: &BundleDoc) -> Result<Vec<Endpoint>> {
         .collect()
 }
 
+/// What is wrong with `doc`'s declaration, as a JSON path and a message, if anything.
+pub fn problem(doc: &BundleDoc) -> Option<(String, String)> {
+    let full = format!("{:#}", declared(doc).err()?);
+    // Every error starts with the JSON path, then a space or ": ".
+    let end = full.find(' ').unwrap_or(full.len());
+    Some((full[..end].trim_end_matches(':').to_owned(), full[end..].trim_start().to_owned()))
+}
+
 fn parse_endpoint(text: &str) -> Result<Endpoint> {
     let shown = crate::untrusted::escape(text);
     let Some((scheme, rest)) = text.split_once("://") else {
@@ -215,9 +223,12 @@ mod tests {
             (serde_json::json!({"allowedOutboundHosts": []}), false, "does not list \"io.ferry.wasi\""),
         ];
         for (custom, required, says) in refused {
-            let err = format!("{:#}", declared(&doc(custom, required)).unwrap_err());
+            let doc = doc(custom, required);
+            let err = format!("{:#}", declared(&doc).unwrap_err());
             assert!(err.contains(says), "{err}");
-            assert!(err.starts_with("$.custom[\"io.ferry.wasi\"]"), "{err}");
+            let (path, message) = problem(&doc).unwrap();
+            assert!(path.starts_with("$.custom[\"io.ferry.wasi\"]") && !path.contains(' '), "{path}");
+            assert_eq!(format!("{path}{}{message}", &err[path.len()..err.len() - message.len()]), err);
         }
     }
 
