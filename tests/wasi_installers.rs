@@ -86,8 +86,13 @@ impl Site {
 
     /// `ferry ARGS` with no container engine anywhere: DOCKER_HOST names a socket that does not exist.
     fn ferry(&self, args: &[&str]) -> Output {
+        self.ferry_with(args, &[])
+    }
+
+    fn ferry_with(&self, args: &[&str], env: &[(&str, &Path)]) -> Output {
         ferry_command(self.path())
             .args(args)
+            .envs(env.iter().copied())
             .env("DOCKER_HOST", format!("unix://{}/no-engine.sock", self.path().display()))
             .env("FERRY_STORE", &self.store)
             .env("TMPDIR", self.path().join("tmp"))
@@ -310,4 +315,56 @@ fn hostile_installers_are_stopped_with_a_named_error_and_the_next_action_works()
     assert_eq!(open.requests().len(), 1, "the granted endpoint saw the connection");
     let leftovers: Vec<_> = std::fs::read_dir(site.path().join("tmp")).unwrap().collect();
     assert!(leftovers.is_empty(), "nothing is left behind, not even the 1 GiB output: {leftovers:?}");
+}
+
+#[test]
+fn https_from_an_installer_trusts_what_ferry_trusts() {
+    let site = Site::new();
+    common::make_certificates(site.path());
+    // A loopback HTTPS endpoint whose certificate only the test's CA vouches for.
+    let server = r#"
+import http.server, ssl, sys
+class Hook(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        reply = b"welcome " + self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(200); self.send_header("Content-Length", str(len(reply))); self.end_headers()
+        self.wfile.write(reply)
+    def log_message(self, *args): pass
+server = http.server.HTTPServer(("127.0.0.1", 0), Hook)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(sys.argv[1] + "/server.crt", sys.argv[1] + "/server.key")
+server.socket = context.wrap_socket(server.socket, server_side=True)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"#;
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", server, site.path().to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut port = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut port).unwrap();
+    let port: u16 = port.trim().parse().unwrap();
+    let bundle = site.greeter(port);
+    let mut doc: Value = serde_json::from_slice(&std::fs::read(&bundle).unwrap()).unwrap();
+    doc["custom"]["io.ferry.wasi"]["allowedOutboundHosts"] = json!([format!("https://127.0.0.1:{port}")]);
+    std::fs::write(&bundle, doc.to_string()).unwrap();
+    let endpoint = format!("endpoint=https://127.0.0.1:{port}/hook");
+    let grant = format!("127.0.0.1:{port}");
+    let install = |name: &str| {
+        let args =
+            ["install", name, &bundle, "--param", &endpoint, "--cred", "token=value:t", "--allow-outbound", &grant];
+        args.map(str::to_owned)
+    };
+
+    let untrusted = site.ferry(&install("untrusted").each_ref().map(String::as_str));
+    assert_eq!(untrusted.status.code(), Some(1), "{}", text(&untrusted.stderr));
+    assert!(text(&untrusted.stderr).contains("TlsCertificateError"), "{}", text(&untrusted.stderr));
+
+    let ca = site.path().join("ca.crt");
+    let trusted = site.ferry_with(&install("trusted").each_ref().map(String::as_str), &[("SSL_CERT_FILE", &ca)]);
+    let _ = child.kill();
+    let _ = child.wait();
+    ok(&trusted);
+    assert_eq!(site.output("trusted", "answer"), "welcome install trusted");
 }

@@ -1,20 +1,34 @@
 //! wasi:http for an installer: each outgoing request goes out only when its scheme, host and
 //! port are an endpoint the bundle declares and the operator grants; anything else is answered
-//! `HTTP-request-denied` and remembered for the operator.
+//! `HTTP-request-denied` and remembered for the operator. What goes out is sent by ferry's own
+//! HTTP client, so HTTPS trusts what ferry trusts (the system's CAs, `SSL_CERT_FILE`,
+//! `SSL_CERT_DIR`): an air-gapped site's own CA, not a list compiled into ferry.
 
 use super::Refusals;
 use super::outbound::Endpoint;
+use futures_util::StreamExt;
+use http_body_util::BodyExt;
 use std::future::Future;
+use std::time::Duration;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
+
+/// How long a connection may take when the guest sets no timeout of its own.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct Grant {
     open: Vec<Endpoint>,
     refusals: Refusals,
+    client: reqwest::Client,
 }
 
 impl Grant {
-    pub fn new(open: &[Endpoint], refusals: &Refusals) -> Self {
-        Grant { open: open.iter().filter(|e| e.scheme != "tcp").cloned().collect(), refusals: refusals.clone() }
+    pub fn new(open: &[Endpoint], refusals: &Refusals) -> anyhow::Result<Self> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        let open = open.iter().filter(|e| e.scheme != "tcp").cloned().collect();
+        Ok(Grant { open, refusals: refusals.clone(), client })
     }
 
     /// The request's `scheme://host:port`, if the grant lets it out.
@@ -40,10 +54,42 @@ impl WasiHttpHooks for Grant {
             self.refusals.lock().unwrap().insert(endpoint);
             return Box::new(async { Err(Error::HttpRequestDenied) });
         }
+        let client = self.client.clone();
         Box::new(async move {
-            use http_body_util::BodyExt;
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-            Ok((response.map(BodyExt::boxed_unsync), Box::new(io) as Sent))
+            let (parts, body) = request.into_parts();
+            let mut outgoing = client
+                .request(parts.method, parts.uri.to_string())
+                .headers(parts.headers)
+                .body(reqwest::Body::wrap_stream(http_body_util::BodyDataStream::new(body)));
+            if let Some(timeout) = options.and_then(|o| o.first_byte_timeout) {
+                outgoing = outgoing.timeout(timeout);
+            }
+            let response = outgoing.send().await.map_err(failure)?;
+            let mut answer = http::Response::builder().status(response.status()).version(response.version());
+            if let Some(headers) = answer.headers_mut() {
+                headers.extend(response.headers().clone());
+            }
+            let frames = response.bytes_stream().map(|chunk| chunk.map(http_body::Frame::data).map_err(failure));
+            let body = http_body_util::StreamBody::new(frames).boxed_unsync();
+            let answer = answer.body(body).map_err(|e| Error::InternalError(Some(e.to_string())))?;
+            Ok((answer, Box::new(async { Ok(()) }) as Sent))
         })
+    }
+}
+
+/// What the guest is told when the request could not be sent or answered, by the cause ferry's
+/// registry access finds in the same errors.
+fn failure(e: reqwest::Error) -> Error {
+    use crate::registry::network::Cause;
+    if e.is_timeout() {
+        return Error::ConnectionTimeout;
+    }
+    match Cause::of(&e) {
+        Cause::Refused => Error::ConnectionRefused,
+        Cause::UnknownHost(_) => Error::DnsError { rcode: None, info_code: None },
+        Cause::UntrustedCertificate | Cause::BadCertificate(_) => Error::TlsCertificateError,
+        Cause::NotTls => Error::TlsProtocolError,
+        Cause::ConnectTimeout => Error::ConnectionTimeout,
+        Cause::Other(why) => Error::InternalError(Some(why)),
     }
 }

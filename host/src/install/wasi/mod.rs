@@ -155,7 +155,7 @@ impl<'s> WasiExecutor<'s> {
             outputs_bound: run.output_cap.saturating_mul(run.outputs.len().max(1) as u64),
             outputs_exceeded: false,
             http: wasmtime_wasi_http::WasiHttpCtx::new(),
-            http_grant: http::Grant::new(&self.network.open, &refusals),
+            http_grant: http::Grant::new(&self.network.open, &refusals)?,
         };
         let mut store = self.sandbox.store(state, self.limits.timeout);
         watch(&mut store);
