@@ -432,17 +432,6 @@ fn qemu_img(args: &[&str], files: &[&Path]) -> String {
     text(&o.stdout)
 }
 
-/// `skopeo inspect --raw` of a reference in a plain-HTTP registry.
-fn skopeo_raw(reference: &str) -> Vec<u8> {
-    let o = Command::new("skopeo")
-        .args(["inspect", "--raw", "--tls-verify=false"])
-        .arg(format!("docker://{reference}"))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "skopeo inspect {reference}: {}", text(&o.stderr));
-    o.stdout
-}
-
 /// A bundle.json of `name` with an OCI invocation image and `images`.
 fn write_bundle(path: &Path, name: &str, invocation: &str, invocation_root: &Descriptor, images: Value) {
     let doc = json!({

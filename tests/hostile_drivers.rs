@@ -9,7 +9,7 @@ use ferry::driver::{
     DestinationGrant, Driver, DriverError, ErrorKind, Events, Level, Origin, Runtime, Settings, VerifiedComponent,
 };
 use ferry::oci::{Descriptor, Layout};
-use ferry::registry::{Deferred, Registry, RegistryOptions};
+use ferry::registry::{Deferred, Registry};
 use ferry::sandbox::MAX_FUNCTION;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -178,13 +178,7 @@ fn manifests_copied_as_blobs_from_a_registry_are_fetched_when_the_root_is_record
     let (root, blobs) = write_multiarch_image(&origin, "app", 5);
     let registry = TestRegistry::start();
     registry.push(&dir.path().join("origin"), "app", "team/app:1");
-    let none = dir.path().join("none.json");
-    std::fs::write(&none, "{}").unwrap();
-    let options = RegistryOptions {
-        insecure: vec![registry.host.clone()],
-        credentials: ferry::registry::CredentialOptions { authfile: Some(none), ..Default::default() },
-        ..Default::default()
-    };
+    let options = registry.options(dir.path());
     let reference = format!("{}/team/app:1", registry.host);
     let origin =
         Origin::Registry { registry: Arc::new(Registry::new(&options).unwrap()), reference: reference.clone() };

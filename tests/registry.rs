@@ -159,14 +159,7 @@ fn ranged_reads_and_streamed_copies_return_the_blobs_bytes() {
     let layout = Layout::create(&layout_path).unwrap();
     let (_, blobs) = write_multiarch_image(&layout, "app", 9);
     registry.push(&layout_path, "app", "team/app:1");
-    let none = dir.path().join("none.json");
-    std::fs::write(&none, "{}").unwrap();
-    let client = ferry::registry::Registry::new(&ferry::registry::RegistryOptions {
-        insecure: vec![registry.host.clone()],
-        credentials: ferry::registry::CredentialOptions { authfile: Some(none), ..Default::default() },
-        ..Default::default()
-    })
-    .unwrap();
+    let client = ferry::registry::Registry::new(&registry.options(dir.path())).unwrap();
     let reference: oci_client::Reference = format!("{}/team/app:1", registry.host).parse().unwrap();
     let base = &blobs[0];
     let bytes = layout.read_blob(base, 1 << 20).unwrap();

@@ -48,16 +48,6 @@ fn run(args: &[&str], dir: &Path) -> std::process::Output {
     ferry_command(dir).current_dir(dir).args(args).output().unwrap()
 }
 
-fn skopeo_raw(reference: &str) -> Vec<u8> {
-    let o = Command::new("skopeo")
-        .args(["inspect", "--raw", "--tls-verify=false"])
-        .arg(format!("docker://{reference}"))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "skopeo inspect {reference}: {}", text(&o.stderr));
-    o.stdout
-}
-
 fn json_of(bytes: &[u8]) -> Value {
     serde_json::from_slice(bytes).unwrap_or_else(|e| panic!("{e}: {}", text(bytes)))
 }

@@ -361,14 +361,7 @@ fn push_wasm_artifact(
 /// The manifest `reference` names in `registry` (plain http) and the bytes of its one layer,
 /// which must be a Wasm OCI artifact's, as `wkg oci pull` or `oras pull` would read them.
 fn pull_wasm_artifact(registry: &TestRegistry, reference: &str, dir: &Path) -> (Vec<u8>, Vec<u8>) {
-    let none = dir.join("no-credentials.json");
-    std::fs::write(&none, "{}").unwrap();
-    let client = ferry::registry::Registry::new(&ferry::registry::RegistryOptions {
-        insecure: vec![registry.host.clone()],
-        credentials: ferry::registry::CredentialOptions { authfile: Some(none), ..Default::default() },
-        ..Default::default()
-    })
-    .unwrap();
+    let client = ferry::registry::Registry::new(&registry.options(dir)).unwrap();
     let reference: oci_client::Reference = reference.parse().unwrap();
     let (bytes, _, _) = client.manifest(&reference, None).unwrap();
     let manifest: Value = serde_json::from_slice(&bytes).unwrap();

@@ -162,18 +162,8 @@ enum Command {
     Export {
         /// The bundle.json (or clear-signed bundle.cnab)
         bundle: PathBuf,
-        /// The thick bundle to write: .tgz/.tar.gz, .tar or .tar.zst; its directory must exist
-        #[arg(short, long, value_name = "FILE", value_parser = output::output_file)]
-        output: PathBuf,
-        /// Replace FILE if it exists (without it, an existing file is refused)
-        #[arg(long)]
-        force: bool,
-        /// Images walked, and registry blobs fetched, at once
-        #[arg(long, value_name = "N", default_value_t = 4)]
-        jobs: usize,
-        /// gzip (0-9, default 0: stored) or zstd (1-19, default 1) level
-        #[arg(long, value_name = "N")]
-        compression_level: Option<u32>,
+        #[command(flatten)]
+        archive: ArchiveFlags,
         #[command(flatten)]
         style: Style,
     },
@@ -256,18 +246,8 @@ enum Command {
     Pull {
         /// REGISTRY/REPOSITORY[:TAG|@DIGEST] of the published bundle
         reference: String,
-        /// The thick bundle to write: .tgz/.tar.gz, .tar or .tar.zst; its directory must exist
-        #[arg(short, long, value_name = "FILE", value_parser = output::output_file)]
-        output: PathBuf,
-        /// Replace FILE if it exists (without it, an existing file is refused)
-        #[arg(long)]
-        force: bool,
-        /// Images walked, and registry blobs fetched, at once
-        #[arg(long, value_name = "N", default_value_t = 4)]
-        jobs: usize,
-        /// gzip (0-9, default 0: stored) or zstd (1-19, default 1) level
-        #[arg(long, value_name = "N")]
-        compression_level: Option<u32>,
+        #[command(flatten)]
+        archive: ArchiveFlags,
         #[command(flatten)]
         style: Style,
     },
@@ -367,6 +347,31 @@ impl Command {
     }
 }
 
+/// Where and how `export` and `pull` write the thick bundle.
+#[derive(clap::Args)]
+struct ArchiveFlags {
+    /// The thick bundle to write: .tgz/.tar.gz, .tar or .tar.zst; its directory must exist
+    #[arg(short, long, value_name = "FILE", value_parser = output::output_file)]
+    output: PathBuf,
+    /// Replace FILE if it exists (without it, an existing file is refused)
+    #[arg(long)]
+    force: bool,
+    /// Images walked, and registry blobs fetched, at once
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    jobs: usize,
+    /// gzip (0-9, default 0: stored) or zstd (1-19, default 1) level
+    #[arg(long, value_name = "N")]
+    compression_level: Option<u32>,
+}
+
+impl ArchiveFlags {
+    fn options(self, events: Arc<Terminal>) -> Result<ExportOptions> {
+        output::check_parent(&self.output)?;
+        let ArchiveFlags { output, force, jobs, compression_level: level } = self;
+        Ok(ExportOptions { output, force, jobs, level, events })
+    }
+}
+
 /// The command tree clap parses, for completion scripts and man pages.
 fn command() -> clap::Command {
     Cli::command()
@@ -417,24 +422,15 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             let registry = ctx.registry(None)?;
             verify(&bundle, &report, |opened| ctx.drivers(opened, &registry))
         }
-        Command::Export { bundle, output, force, jobs, compression_level, style } => {
-            output::check_parent(&output)?;
-            let events = terminal.clone();
+        Command::Export { bundle, archive, style } => {
+            let options = archive.options(terminal.clone())?;
             let registry = ctx.registry(None)?;
             let opened = Opened::open(&bundle, &std::env::temp_dir())?;
-            export(
-                &ctx,
-                opened,
-                &registry,
-                ExportOptions { output, force, jobs, level: compression_level, events },
-                style.format,
-            )
+            export(&ctx, opened, &registry, options, style.format)
         }
         Command::Push { bundle, reference, jobs, style } => push(&ctx, &bundle, reference, jobs, style.format),
-        Command::Pull { reference, output, force, jobs, compression_level, style } => {
-            output::check_parent(&output)?;
-            let events = terminal.clone();
-            let options = ExportOptions { output, force, jobs, level: compression_level, events };
+        Command::Pull { reference, archive, style } => {
+            let options = archive.options(terminal.clone())?;
             let registry = ctx.registry(None)?;
             if !ferry::published::is_reference(&reference) {
                 bail!(

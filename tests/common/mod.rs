@@ -239,6 +239,18 @@ impl TestRegistry {
 
     /// Where the registry keeps what it stores (`docker/registry/v2/...`), for tests that damage
     /// it behind its back.
+    /// Options for ferry's registry client that reach this registry over plain http with no
+    /// credentials of the user's (an empty auth file written in `dir`).
+    pub fn options(&self, dir: &Path) -> ferry::registry::RegistryOptions {
+        let none = dir.join("no-credentials.json");
+        std::fs::write(&none, "{}").unwrap();
+        ferry::registry::RegistryOptions {
+            insecure: vec![self.host.clone()],
+            credentials: ferry::registry::CredentialOptions { authfile: Some(none), ..Default::default() },
+            ..Default::default()
+        }
+    }
+
     pub fn storage(&self) -> PathBuf {
         self._dir.path().join("data/docker/registry/v2")
     }
@@ -476,4 +488,15 @@ pub fn files_under(root: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> 
         }
     }
     files
+}
+
+/// `skopeo inspect --raw` of a reference in a plain-HTTP registry.
+pub fn skopeo_raw(reference: &str) -> Vec<u8> {
+    let o = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{reference}"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "skopeo inspect {reference}: {}", text(&o.stderr));
+    o.stdout
 }

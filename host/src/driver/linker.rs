@@ -2,16 +2,10 @@
 
 use super::bindings::{INTERFACE, since_v0_1_0::ImageDriver};
 use super::state::HostState;
-use crate::sandbox::{Shape, Waits, WithDeadline};
+use crate::sandbox::Shape;
 use anyhow::{Result, bail};
 use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
-use wasmtime_wasi::cli::WasiCliView;
-use wasmtime_wasi::clocks::WasiClocksView;
-use wasmtime_wasi::filesystem::WasiFilesystemView;
-use wasmtime_wasi::p2::bindings::sync as wasi;
-use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random};
-use wasmtime_wasi::{WasiCtxView, WasiView};
 
 /// Interfaces a driver may import, without their version. Rust's std makes every
 /// `wasm32-wasip2` guest import the WASI ones; they are linked with nothing granted (no
@@ -43,46 +37,9 @@ const PROVIDED: &[&str] = &[
 
 pub fn new_linker(engine: &Engine) -> Result<Linker<HostState>> {
     let mut l = Linker::new(engine);
-    wasmtime_wasi::p2::bindings::io::error::add_to_linker::<HostState, HasTable>(&mut l, table)?;
-    wasi::io::poll::add_to_linker::<HostState, WithDeadline>(&mut l, HostState::waits)?;
-    wasi::io::streams::add_to_linker::<HostState, HasTable>(&mut l, table)?;
-    clocks::wall_clock::add_to_linker::<HostState, wasmtime_wasi::clocks::WasiClocks>(&mut l, HostState::clocks)?;
-    clocks::monotonic_clock::add_to_linker::<HostState, wasmtime_wasi::clocks::WasiClocks>(&mut l, HostState::clocks)?;
-    wasi::filesystem::types::add_to_linker::<HostState, wasmtime_wasi::filesystem::WasiFilesystem>(
-        &mut l,
-        HostState::filesystem,
-    )?;
-    filesystem::preopens::add_to_linker::<HostState, wasmtime_wasi::filesystem::WasiFilesystem>(
-        &mut l,
-        HostState::filesystem,
-    )?;
-    random::random::add_to_linker::<HostState, wasmtime_wasi::random::WasiRandom>(&mut l, |s| s.wasi.random())?;
-    random::insecure::add_to_linker::<HostState, wasmtime_wasi::random::WasiRandom>(&mut l, |s| s.wasi.random())?;
-    random::insecure_seed::add_to_linker::<HostState, wasmtime_wasi::random::WasiRandom>(&mut l, |s| s.wasi.random())?;
-    type Cli = wasmtime_wasi::cli::WasiCli;
-    cli::exit::add_to_linker::<HostState, Cli>(&mut l, HostState::cli)?;
-    cli::environment::add_to_linker::<HostState, Cli>(&mut l, HostState::cli)?;
-    cli::stdin::add_to_linker::<HostState, Cli>(&mut l, HostState::cli)?;
-    cli::stdout::add_to_linker::<HostState, Cli>(&mut l, HostState::cli)?;
-    cli::stderr::add_to_linker::<HostState, Cli>(&mut l, HostState::cli)?;
-    cli::terminal_input::add_to_linker::<HostState, Cli>(&mut l, HostState::cli)?;
-    cli::terminal_output::add_to_linker::<HostState, Cli>(&mut l, HostState::cli)?;
-    cli::terminal_stdin::add_to_linker::<HostState, Cli>(&mut l, HostState::cli)?;
-    cli::terminal_stdout::add_to_linker::<HostState, Cli>(&mut l, HostState::cli)?;
-    cli::terminal_stderr::add_to_linker::<HostState, Cli>(&mut l, HostState::cli)?;
+    crate::sandbox::add_wasi(&mut l)?;
     ImageDriver::add_to_linker::<HostState, HasSelf<HostState>>(&mut l, |s| s)?;
     Ok(l)
-}
-
-struct HasTable;
-
-impl wasmtime::component::HasData for HasTable {
-    type Data<'a> = &'a mut wasmtime::component::ResourceTable;
-}
-
-fn table(state: &mut HostState) -> &mut wasmtime::component::ResourceTable {
-    let WasiCtxView { table, .. } = state.ctx();
-    table
 }
 
 /// Checks that a component with this shape exports this host's driver interface and imports

@@ -226,6 +226,11 @@ pub fn prepare(request: &Request, app: &App, history: &[Action]) -> Result<Prepa
     Ok(Prepared { claim, run_env: env, files, outputs: wanted, defaults, stateless })
 }
 
+/// A failure's message with what the executor saw that may explain it.
+fn explained(message: String, remarks: &[String]) -> String {
+    std::iter::once(message).chain(remarks.iter().cloned()).collect::<Vec<_>>().join("; ")
+}
+
 /// A parameter's or credential's file: an absolute path that does not replace what the runtime
 /// places or the image must provide.
 fn check_destination(what: &str, path: &str) -> Result<()> {
@@ -266,11 +271,10 @@ pub fn perform(
     let (mut status, mut message, mut values) = match finished {
         Ok(Finished { exit: Exit::Code(0), outputs, .. }) => (Status::Succeeded, None, outputs),
         Ok(Finished { exit: Exit::Code(code), outputs, remarks }) => {
-            let mut message = format!("the run tool exited with status {code}");
-            for remark in remarks {
-                message.push_str(&format!("; {remark}"));
-            }
-            (Status::Failed, Some(message), outputs)
+            (Status::Failed, Some(explained(format!("the run tool exited with status {code}"), &remarks)), outputs)
+        }
+        Ok(Finished { exit: Exit::Stopped(why), remarks, .. }) => {
+            (Status::Failed, Some(explained(why, &remarks)), BTreeMap::new())
         }
         Ok(Finished { exit: Exit::Lost(why), .. }) => {
             (Status::Unknown, Some(format!("the container engine was lost: {why}")), BTreeMap::new())

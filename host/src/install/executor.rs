@@ -30,6 +30,8 @@ pub enum Exit {
     Code(i64),
     /// The engine went away before giving an exit status.
     Lost(String),
+    /// The executor stopped it (a limit, a trap), for this reason.
+    Stopped(String),
     /// The operator interrupted it.
     Canceled,
 }

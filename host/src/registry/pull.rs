@@ -43,35 +43,14 @@ impl Registry {
         Ok((bytes, media_type, digest))
     }
 
-    /// The digest of the manifest `target` (a tag or digest) names, `None` when it names none.
+    /// The digest of the manifest `target` (a tag or digest) names, `None` when it names none;
+    /// asked with push rights, since it is asked before a push.
     pub fn manifest_digest(
         &self,
         target: &Reference,
         deadline: Option<Instant>,
     ) -> Result<Option<Digest>, RegistryError> {
-        let what = format!("manifest {target}");
-        let found = self.retry(|| {
-            let authorization = self.authenticate_for(target, RegistryOperation::Push, deadline)?;
-            let pace = self.pace(deadline);
-            let registry = target.resolve_registry();
-            self.runtime.block_on(async {
-                let head = authorization.apply(self.http(registry)?.head(self.manifest_url(target)));
-                let answer =
-                    self.answer(head.header(ACCEPT, MANIFEST_TYPES.join(", ")), &pace, &what, registry).await?;
-                match answer.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()) {
-                    Some(digest) => Ok(digest.to_owned()),
-                    None => Ok(Digest::of(&self.get_manifest(target, &authorization, &pace, &what).await?).to_string()),
-                }
-            })
-        });
-        match found {
-            Ok(digest) => digest
-                .parse()
-                .map(Some)
-                .map_err(|_| RegistryError::failed(format!("{what}: the registry names its digest {digest:?}"))),
-            Err(e) if e.kind == RegistryErrorKind::NotFound => Ok(None),
-            Err(e) => Err(self.explained(target, e)),
-        }
+        Ok(self.head_manifest(target, RegistryOperation::Push, deadline)?.map(|d| d.digest))
     }
 
     /// The descriptor (media type, digest, size) of the manifest `target` names, told by one
@@ -82,9 +61,18 @@ impl Registry {
         target: &Reference,
         deadline: Option<Instant>,
     ) -> Result<Option<oci::Descriptor>, RegistryError> {
+        self.head_manifest(target, RegistryOperation::Pull, deadline)
+    }
+
+    fn head_manifest(
+        &self,
+        target: &Reference,
+        operation: RegistryOperation,
+        deadline: Option<Instant>,
+    ) -> Result<Option<oci::Descriptor>, RegistryError> {
         let what = format!("manifest {target}");
         let found = self.retry(|| {
-            let authorization = self.authenticate_for(target, RegistryOperation::Pull, deadline)?;
+            let authorization = self.authenticate_for(target, operation, deadline)?;
             let pace = self.pace(deadline);
             let registry = target.resolve_registry();
             self.runtime.block_on(async {

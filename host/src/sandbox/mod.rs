@@ -11,12 +11,14 @@ mod deadline;
 mod engine;
 mod memory;
 mod pipe;
+mod wasi;
 
 pub use component::{MAX_FUNCTION, Shape, VerifiedComponent};
 pub use deadline::{Stop, Wait, Waits, WithDeadline};
 pub use engine::TICK;
 pub use memory::Budget;
 pub use pipe::{CappedPipe, LimitReached, Pipe, Sink};
+pub use wasi::add_wasi;
 
 use anyhow::Result;
 use cache::ComponentCache;

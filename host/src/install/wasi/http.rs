@@ -18,17 +18,27 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Grant {
     open: Vec<Endpoint>,
     refusals: Refusals,
-    client: reqwest::Client,
+    /// Made for the first request that is let out: loading the trusted certificates costs more
+    /// than a run that makes no request.
+    client: std::sync::OnceLock<reqwest::Client>,
 }
 
 impl Grant {
-    pub fn new(open: &[Endpoint], refusals: &Refusals) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
+    pub fn new(open: &[Endpoint], refusals: &Refusals) -> Self {
+        let open = open.iter().filter(|e| e.scheme != "tcp").cloned().collect();
+        Grant { open, refusals: refusals.clone(), client: std::sync::OnceLock::new() }
+    }
+
+    fn client(&self) -> Result<reqwest::Client, Error> {
+        if let Some(client) = self.client.get() {
+            return Ok(client.clone());
+        }
+        let made = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
-            .build()?;
-        let open = open.iter().filter(|e| e.scheme != "tcp").cloned().collect();
-        Ok(Grant { open, refusals: refusals.clone(), client })
+            .build()
+            .map_err(|e| Error::InternalError(Some(format!("{e:#}"))))?;
+        Ok(self.client.get_or_init(|| made).clone())
     }
 
     /// The request's `scheme://host:port`, if the grant lets it out.
@@ -54,7 +64,10 @@ impl WasiHttpHooks for Grant {
             self.refusals.lock().unwrap().insert(endpoint);
             return Box::new(async { Err(Error::HttpRequestDenied) });
         }
-        let client = self.client.clone();
+        let client = match self.client() {
+            Ok(client) => client,
+            Err(e) => return Box::new(async { Err(e) }),
+        };
         Box::new(async move {
             let (parts, body) = request.into_parts();
             let mut outgoing = client

@@ -18,7 +18,7 @@ use super::executor::{Exit, Finished, Run};
 use super::outputs::OUTPUTS_DIR;
 use crate::cleanup::{Interruptible, TempDir};
 use crate::config::InstallerLimits;
-use crate::sandbox::{Budget, Budgeted, Sandbox, Stop, VerifiedComponent, Wait, Waits, WithDeadline};
+use crate::sandbox::{Budget, Budgeted, Sandbox, Stop, VerifiedComponent, Wait, Waits};
 use anyhow::{Context, Result, anyhow, bail};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -155,7 +155,7 @@ impl<'s> WasiExecutor<'s> {
             outputs_bound: run.output_cap.saturating_mul(run.outputs.len().max(1) as u64),
             outputs_exceeded: false,
             http: wasmtime_wasi_http::WasiHttpCtx::new(),
-            http_grant: http::Grant::new(&self.network.open, &refusals)?,
+            http_grant: http::Grant::new(&self.network.open, &refusals),
         };
         let mut store = self.sandbox.store(state, self.limits.timeout);
         watch(&mut store);
@@ -169,7 +169,7 @@ impl<'s> WasiExecutor<'s> {
             Err(e) => match e.downcast_ref::<I32Exit>() {
                 Some(I32Exit(code)) => Exit::Code(i64::from(*code)),
                 None if state.stopped == Some(Stop::Canceled) => Exit::Canceled,
-                None => return Err(anyhow!(self.failure(state, &e, &budget, run))).map_err(|e| note(e, &refused)),
+                None => Exit::Stopped(self.failure(state, &e, &budget, run)),
             },
         };
         let outputs = match exit {
@@ -249,10 +249,6 @@ impl<'s> WasiExecutor<'s> {
 
 /// Where the run was refused a connection or a request, for the operator.
 type Refusals = Arc<Mutex<BTreeSet<String>>>;
-
-fn note(e: anyhow::Error, refused: &[String]) -> anyhow::Error {
-    if refused.is_empty() { e } else { anyhow!("{e:#}; {}", refused.join("; ")) }
-}
 
 fn size(bytes: u64) -> String {
     match bytes {
@@ -352,51 +348,18 @@ fn collect(dir: &Path, wanted: &BTreeMap<String, String>, cap: u64) -> Result<BT
 /// The imports a command may use, WASI's own, with ferry's deadline on every wait. Sockets and
 /// wasi:http are linked but closed but for what the run's grant opens.
 fn linker(engine: &wasmtime::Engine) -> Result<Linker<RunState>> {
-    use wasmtime_wasi::cli::WasiCliView;
-    use wasmtime_wasi::clocks::WasiClocksView;
-    use wasmtime_wasi::filesystem::WasiFilesystemView;
-    use wasmtime_wasi::p2::bindings::sync as blocking;
-    use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random, sockets};
-    use wasmtime_wasi::sockets::WasiSocketsView;
-    type Cli = wasmtime_wasi::cli::WasiCli;
-    type Clocks = wasmtime_wasi::clocks::WasiClocks;
-    type Files = wasmtime_wasi::filesystem::WasiFilesystem;
-    type Random = wasmtime_wasi::random::WasiRandom;
-    type Sockets = wasmtime_wasi::sockets::WasiSockets;
+    use wasmtime_wasi::p2::bindings::sockets;
+    use wasmtime_wasi::p2::bindings::sync::sockets as blocking;
+    use wasmtime_wasi::sockets::{WasiSockets, WasiSocketsView};
     let mut l = Linker::new(engine);
-    wasmtime_wasi::p2::bindings::io::error::add_to_linker::<RunState, HasTable>(&mut l, |s| &mut s.table)?;
-    blocking::io::poll::add_to_linker::<RunState, WithDeadline>(&mut l, RunState::waits)?;
-    blocking::io::streams::add_to_linker::<RunState, HasTable>(&mut l, |s| &mut s.table)?;
-    clocks::wall_clock::add_to_linker::<RunState, Clocks>(&mut l, RunState::clocks)?;
-    clocks::monotonic_clock::add_to_linker::<RunState, Clocks>(&mut l, RunState::clocks)?;
-    blocking::filesystem::types::add_to_linker::<RunState, Files>(&mut l, RunState::filesystem)?;
-    filesystem::preopens::add_to_linker::<RunState, Files>(&mut l, RunState::filesystem)?;
-    random::random::add_to_linker::<RunState, Random>(&mut l, |s| s.wasi.random())?;
-    random::insecure::add_to_linker::<RunState, Random>(&mut l, |s| s.wasi.random())?;
-    random::insecure_seed::add_to_linker::<RunState, Random>(&mut l, |s| s.wasi.random())?;
-    cli::exit::add_to_linker::<RunState, Cli>(&mut l, RunState::cli)?;
-    cli::environment::add_to_linker::<RunState, Cli>(&mut l, RunState::cli)?;
-    cli::stdin::add_to_linker::<RunState, Cli>(&mut l, RunState::cli)?;
-    cli::stdout::add_to_linker::<RunState, Cli>(&mut l, RunState::cli)?;
-    cli::stderr::add_to_linker::<RunState, Cli>(&mut l, RunState::cli)?;
-    cli::terminal_input::add_to_linker::<RunState, Cli>(&mut l, RunState::cli)?;
-    cli::terminal_output::add_to_linker::<RunState, Cli>(&mut l, RunState::cli)?;
-    cli::terminal_stdin::add_to_linker::<RunState, Cli>(&mut l, RunState::cli)?;
-    cli::terminal_stdout::add_to_linker::<RunState, Cli>(&mut l, RunState::cli)?;
-    cli::terminal_stderr::add_to_linker::<RunState, Cli>(&mut l, RunState::cli)?;
-    sockets::tcp_create_socket::add_to_linker::<RunState, Sockets>(&mut l, RunState::sockets)?;
-    sockets::instance_network::add_to_linker::<RunState, Sockets>(&mut l, RunState::sockets)?;
-    sockets::network::add_to_linker::<RunState, Sockets>(&mut l, &Default::default(), RunState::sockets)?;
-    sockets::ip_name_lookup::add_to_linker::<RunState, Sockets>(&mut l, RunState::sockets)?;
-    blocking::sockets::tcp::add_to_linker::<RunState, Sockets>(&mut l, RunState::sockets)?;
-    blocking::sockets::udp::add_to_linker::<RunState, Sockets>(&mut l, RunState::sockets)?;
-    blocking::sockets::udp_create_socket::add_to_linker::<RunState, Sockets>(&mut l, RunState::sockets)?;
+    crate::sandbox::add_wasi(&mut l)?;
+    sockets::tcp_create_socket::add_to_linker::<RunState, WasiSockets>(&mut l, RunState::sockets)?;
+    sockets::instance_network::add_to_linker::<RunState, WasiSockets>(&mut l, RunState::sockets)?;
+    sockets::network::add_to_linker::<RunState, WasiSockets>(&mut l, &Default::default(), RunState::sockets)?;
+    sockets::ip_name_lookup::add_to_linker::<RunState, WasiSockets>(&mut l, RunState::sockets)?;
+    blocking::tcp::add_to_linker::<RunState, WasiSockets>(&mut l, RunState::sockets)?;
+    blocking::udp::add_to_linker::<RunState, WasiSockets>(&mut l, RunState::sockets)?;
+    blocking::udp_create_socket::add_to_linker::<RunState, WasiSockets>(&mut l, RunState::sockets)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut l)?;
     Ok(l)
-}
-
-struct HasTable;
-
-impl wasmtime::component::HasData for HasTable {
-    type Data<'a> = &'a mut ResourceTable;
 }
